@@ -1,0 +1,58 @@
+"""Helpers shared by the benchmark scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_STUDY = ROOT / "studies" / "housing.yaml"
+SMOKE_DATASET = {"source": "diabetes"}  # ships with scikit-learn: 442 rows, works offline
+
+
+def study_config(study: str | os.PathLike, *, smoke: bool = False, dataset: dict[str, Any] | None = None,
+                 search: dict[str, Any] | None = None, training: dict[str, Any] | None = None):
+    """The study file as our CLI reads it, with sections replaced or updated for a benchmark.
+
+    ``smoke`` swaps in the diabetes data set; ``search`` and ``training`` entries update those sections
+    (a ``None`` value removes a key, e.g. ``timeout``).
+    """
+    from tuning.config import load_study, load_study_dict
+
+    config = load_study(study)
+    if not (smoke or dataset or search or training):
+        return config
+    data = config.model_dump(exclude_unset=True)
+    if dataset or smoke:
+        data["dataset"] = dict(SMOKE_DATASET if smoke else dataset)
+    for section, changes in (("search", search), ("training", training)):
+        for key, value in (changes or {}).items():
+            part = data.setdefault(section, {})
+            if value is None:
+                part.pop(key, None)
+            else:
+                part[key] = value
+    return load_study_dict(data, source=f"{Path(study).name} (benchmark overrides)")
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc; elsewhere the peak RSS)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def sqlite_uri(path: Path) -> str:
+    return f"sqlite:///{Path(path).resolve()}"

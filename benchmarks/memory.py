@@ -1,0 +1,84 @@
+"""Memory across trials: resident set size after trial 10 vs after trial 100 of a small study.
+
+The study is our default housing study made small (a 2,000-row subsample, 10 epochs per trial) and run
+through ``run_study`` with everything on (Optuna storage, MLflow tracking, pruning). An observer reads
+the process RSS when each trial starts, i.e. after the previous trial ended and the runner cleared
+Keras/TensorFlow state, so "after trial k" is the RSS at the start of trial k + 1.
+
+Target: growth from trial 10 to trial 100 under 50 MB. Writes the RSS of every trial to ``--csv``.
+
+    SCIKIT_LEARN_DATA=... python benchmarks/memory.py
+    python benchmarks/memory.py --smoke      # diabetes data, 3 trials of 1 epoch: after trial 1 vs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import DEFAULT_STUDY, rss_mb, sqlite_uri, study_config
+
+TARGET_MB = 50.0
+
+
+class RssProbe:
+    """RSS (MB) after each finished trial, read when the next one starts."""
+
+    def __init__(self) -> None:
+        self.after: dict[int, float] = {}  # trials finished -> RSS MB
+
+    def on_trial_start(self, number: int, params: dict) -> None:
+        self.after[number] = rss_mb()
+
+    def on_trial_end(self, record) -> None:
+        pass
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--study", type=Path, default=DEFAULT_STUDY)
+    p.add_argument("--first", type=int, default=10, help="compare the RSS after this many trials ...")
+    p.add_argument("--last", type=int, default=100, help="... with the RSS after this many")
+    p.add_argument("--rows", type=int, default=2000, help="subsample of the data set")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--smoke", action="store_true", help="diabetes data, 3 trials of 1 epoch")
+    p.add_argument("--csv", type=Path, help="write trials,rss_mb to this file")
+    args = p.parse_args(argv)
+    first, last, epochs = (1, 3, 1) if args.smoke else (args.first, args.last, args.epochs)
+    if not 0 < first < last:
+        p.error("need 0 < --first < --last")
+
+    from tuning.config import load_study
+
+    dataset = None if args.smoke else {**load_study(args.study).dataset.model_dump(exclude_unset=True),
+                                       "max_rows": args.rows}
+    # One trial more than `last`: its start is when the RSS after trial `last` is read.
+    config = study_config(args.study, smoke=args.smoke, dataset=dataset,
+                          search={"n_trials": last + 1, "timeout": None}, training={"epochs": epochs})
+    from tuning.study import run_study
+
+    probe = RssProbe()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="memory-") as tmp:
+        result = run_study(config, tracking_uri=sqlite_uri(Path(tmp) / "mlflow.db"), output_dir=Path(tmp) / "export",
+                           quiet=True, observers=[probe])
+    if args.csv:
+        args.csv.write_text("trials,rss_mb\n" + "".join(f"{k},{v:.1f}\n" for k, v in sorted(probe.after.items())))
+    a, b = probe.after.get(first), probe.after.get(last)
+    print(f"{len(result.records)} trials ({result.n_complete} complete, {result.n_pruned} pruned) "
+          f"in {time.perf_counter() - started:.0f} s")
+    if a is None or b is None:
+        print(f"the study stopped before trial {last}")
+        return 1
+    growth = b - a
+    print(f"RSS after trial {first}: {a:.1f} MB, after trial {last}: {b:.1f} MB")
+    print(f"growth {growth:+.1f} MB over {last - first} trials, {growth / (last - first) * 1000:+.0f} kB per trial "
+          f"(target < {TARGET_MB:.0f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

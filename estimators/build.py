@@ -1,0 +1,98 @@
+"""The model factory: the classic Hands-On ML multi-layer perceptron, built for one task."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import keras
+
+Task = Literal["regression", "binary", "multiclass"]
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam", "adamw")
+TASKS = ("regression", "binary", "multiclass")
+
+
+def make_optimizer(
+    name: str, learning_rate: float, momentum: float = 0.0, weight_decay: float | None = None
+) -> keras.optimizers.Optimizer:
+    """Return a fresh Keras optimizer by name (``sgd`` honours ``momentum``)."""
+    name = name.lower()
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=learning_rate, weight_decay=weight_decay)
+    if name == "nadam":
+        return keras.optimizers.Nadam(learning_rate=learning_rate, weight_decay=weight_decay)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay or 0.004)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+
+
+def output_layer_and_loss(task: Task, n_classes: int | None) -> tuple[int, str | None, str]:
+    """Units, activation and loss of the output layer for a task."""
+    if task == "regression":
+        return 1, None, "mse"
+    if task == "binary":
+        return 1, "sigmoid", "binary_crossentropy"
+    if task == "multiclass":
+        if not n_classes or n_classes < 2:
+            raise ValueError(f"multiclass needs n_classes >= 2, got {n_classes!r}")
+        return n_classes, "softmax", "sparse_categorical_crossentropy"
+    raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+
+def build_model(
+    n_hidden: int = 1,
+    n_neurons: int = 30,
+    learning_rate: float = 3e-3,
+    *,
+    n_features: int,
+    task: Task = "regression",
+    n_classes: int | None = None,
+    activation: str = "relu",
+    optimizer: str = "sgd",
+    momentum: float = 0.0,
+    dropout: float = 0.0,
+    weight_decay: float | None = None,
+    seed: int | None = None,
+    steps_per_execution: int = 1,
+) -> keras.Model:
+    """Build and compile ``n_hidden`` Dense layers of ``n_neurons`` on ``n_features`` inputs.
+
+    The output layer and loss follow ``task``: one linear unit and MSE for regression, one sigmoid
+    unit and binary cross-entropy for binary, ``n_classes`` softmax units and sparse categorical
+    cross-entropy for multi-class. ``n_hidden=0`` gives a linear / logistic model. With ``seed``
+    every initializer and dropout layer is seeded, so the weights do not depend on global state.
+    """
+    if n_hidden < 0:
+        raise ValueError(f"n_hidden must be >= 0, got {n_hidden}")
+    if n_neurons < 1:
+        raise ValueError(f"n_neurons must be >= 1, got {n_neurons}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    units, out_activation, loss = output_layer_and_loss(task, n_classes)
+
+    def init(offset: int):
+        return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
+
+    layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,))]
+    for i in range(n_hidden):
+        layers.append(
+            keras.layers.Dense(n_neurons, activation=activation, kernel_initializer=init(i), name=f"hidden_{i + 1}")
+        )
+        if dropout > 0:
+            layers.append(keras.layers.Dropout(dropout, seed=None if seed is None else seed + 1000 + i))
+    layers.append(keras.layers.Dense(units, activation=out_activation, kernel_initializer=init(n_hidden), name="output"))
+    model = keras.Sequential(layers, name="mlp")
+    metrics = ["accuracy"] if task != "regression" else []
+    model.compile(
+        loss=loss,
+        optimizer=make_optimizer(optimizer, learning_rate, momentum, weight_decay),
+        metrics=metrics,
+        steps_per_execution=steps_per_execution,
+    )
+    return model

@@ -1,0 +1,464 @@
+"""scikit-learn estimators around the MLP factory, built on scikeras.
+
+Every hyperparameter is an explicit ``__init__`` argument, so ``get_params``/``set_params``, ``clone``
+and any scikit-learn search see them directly (``{"n_hidden": [0, 1, 2]}``, no ``model__`` prefix).
+On top of scikeras 0.13.0 these classes fix what it gets wrong for scikit-learn >= 1.6: estimator
+tags (``is_regressor``/``is_classifier``), parameters taken from ``vars(self)``, validation data that
+skipped the target encoding, and seeds that leaked into the next fit.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from scikeras.wrappers import KerasClassifier, KerasRegressor
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import DataConversionWarning, NotFittedError
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._tags import ClassifierTags, RegressorTags
+
+from estimators.build import OPTIMIZERS, build_model
+from estimators.callbacks import StopOnNaN, early_stopping
+from estimators.seeding import seeded
+from estimators.targets import StandardizedTargetEncoder
+
+PREDICT_CHUNK = 8192
+
+
+class _KerasMLPMixin:
+    """Parameters, validation, training loop and prediction shared by both estimators."""
+
+    # scikeras reads these as attributes; here they are constants of the class, not parameters.
+    model = None
+    build_fn = None
+    warm_start = False
+    loss = None
+    metrics = None
+    callbacks = None
+    validation_split = 0.0
+    validation_batch_size = None
+    shuffle = True
+    run_eagerly = False
+
+    _task: str = "regression"
+
+    # ---- scikit-learn plumbing: parameters are exactly the __init__ signature -------------------
+    @classmethod
+    def _get_param_names(cls):
+        return BaseEstimator._get_param_names.__func__(cls)
+
+    def set_params(self, **params):
+        return BaseEstimator.set_params(self, **params)
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        return BaseEstimator.__repr__(self, N_CHAR_MAX)
+
+    def __sklearn_tags__(self):
+        # scikeras puts RegressorMixin/ClassifierMixin after BaseWrapper, whose tags never call
+        # super(), so scikit-learn >= 1.6 saw no estimator type at all. Set it here.
+        tags = super().__sklearn_tags__()
+        regressor = self._task == "regression"
+        tags.estimator_type = "regressor" if regressor else "classifier"
+        tags.regressor_tags = RegressorTags(poor_score=True) if regressor else None
+        tags.classifier_tags = None if regressor else ClassifierTags(poor_score=True)
+        tags.target_tags.required = True
+        tags.target_tags.single_output = True
+        tags.target_tags.multi_output = False
+        tags.input_tags.sparse = False
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6 reads this instead of __sklearn_tags__
+        return {"poor_score": True, "requires_y": True}
+
+    def _validate_data(self, X=None, y=None, reset: bool = False, y_numeric: bool = False):
+        if X is not None and not reset and hasattr(self, "n_features_in_"):
+            shape = _shape(X)
+            n_features = shape[1] if len(shape) == 2 else None
+            if n_features is not None and n_features != self.n_features_in_:
+                raise ValueError(
+                    f"X has {n_features} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+        return super()._validate_data(X=X, y=y, reset=reset, y_numeric=y_numeric)
+
+    # ---- validation -------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        def integer(name, low):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+        integer("n_hidden", 0)
+        integer("n_neurons", 1)
+        integer("epochs", 1)
+        integer("batch_size", 1)
+        integer("patience", 0)
+        integer("steps_per_execution", 1)
+        lr = self.learning_rate
+        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"learning_rate must be a finite number > 0, got {lr!r}")
+        if str(self.optimizer).lower() not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= float(self.momentum) < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        vf = self.validation_fraction
+        if vf is not None and not 0.0 <= float(vf) < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1) or None, got {vf!r}")
+
+    @staticmethod
+    def _refuse_sparse(X, what: str = "X") -> None:
+        if sp.issparse(X):
+            raise TypeError(
+                f"{what} is a sparse matrix; these Keras MLP estimators need dense input. "
+                "Convert it with X.toarray() (or use a dense multi-hot encoding)."
+            )
+
+    def _seed(self) -> int | None:
+        if self.random_state is None:
+            return None
+        if isinstance(self.random_state, numbers.Integral):
+            return int(self.random_state)
+        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+
+    # ---- fit ----------------------------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None, *, validation_data=None, callbacks=None):
+        """Fit the MLP, with early stopping against a validation set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+        validation_data : tuple (X_valid, y_valid), default=None
+            Explicit validation set. When None and ``validation_fraction`` > 0, that fraction of
+            ``X`` is held out (stratified for classifiers) instead.
+        callbacks : list of keras.callbacks.Callback, default=None
+            Extra callbacks for this fit only (e.g. pruning). Pass fresh objects for every fit.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        self._refuse_sparse(X)
+        y = self._column_to_1d(y)
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a tuple (X_valid, y_valid)")
+            self._refuse_sparse(validation_data[0], "validation_data X")
+        seed = self._seed()
+        self._fit_extras = (validation_data, list(callbacks or []), seed)
+        try:
+            with seeded(seed):
+                super().fit(X, y, sample_weight=sample_weight)
+        except BaseException:
+            self._clear_fitted_state()
+            raise
+        finally:
+            del self._fit_extras
+        return self
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train one more epoch on ``(X, y)`` (no hold-out, no early stopping); builds on first call."""
+        self._check_params()
+        self._refuse_sparse(X)
+        y = self._column_to_1d(y)
+        seed = self._seed()
+        self._fit_extras = (None, [], seed)
+        saved_fraction, self.validation_fraction = self.validation_fraction, None
+        try:
+            with seeded(seed):
+                if self._task == "regression":
+                    super().partial_fit(X, y, sample_weight=sample_weight)
+                else:
+                    super().partial_fit(X, y, classes=classes, sample_weight=sample_weight)
+        finally:
+            self.validation_fraction = saved_fraction
+            del self._fit_extras
+        return self
+
+    @staticmethod
+    def _column_to_1d(y):
+        """A column vector y is raveled with scikit-learn's DataConversionWarning."""
+        shape = _shape(y)
+        if len(shape) == 2 and shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected. Please change the shape "
+                "of y to (n_samples,), for example using ravel().",
+                DataConversionWarning,
+                stacklevel=3,
+            )
+            return np.ravel(y)
+        return y
+
+    def _clear_fitted_state(self) -> None:
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+
+    def _keras_build_fn(self):
+        return build_model(
+            n_hidden=int(self.n_hidden),
+            n_neurons=int(self.n_neurons),
+            learning_rate=float(self.learning_rate),
+            n_features=int(self.n_features_in_),
+            task=self._model_task(),
+            n_classes=getattr(self, "n_classes_", None),
+            activation=self.activation,
+            optimizer=str(self.optimizer).lower(),
+            momentum=float(self.momentum),
+            dropout=float(self.dropout),
+            weight_decay=self.weight_decay,
+            seed=self._fit_extras[2],
+            steps_per_execution=int(self.steps_per_execution),
+        )
+
+    def _model_task(self) -> str:
+        return self._task
+
+    def _holdout(self, X, y, sample_weight, seed):
+        """Split ``validation_fraction`` of the (encoded) training data off for early stopping."""
+        n = len(X)
+        n_valid = int(np.floor(n * float(self.validation_fraction or 0.0)))
+        if n_valid < 1 or n - n_valid < 1:
+            return X, y, sample_weight, None
+        stratify = y if self._task != "regression" else None
+        if stratify is not None:
+            counts = np.unique(stratify, return_counts=True)[1]
+            if counts.min() < 2 or n_valid < len(counts):
+                stratify = None
+        idx_train, idx_valid = train_test_split(
+            np.arange(n), test_size=n_valid, random_state=seed, stratify=stratify
+        )
+        sw_train = None if sample_weight is None else sample_weight[idx_train]
+        return X[idx_train], y[idx_train], sw_train, (X[idx_valid], y[idx_valid])
+
+    def _encode_validation(self, validation_data):
+        X_valid, y_valid = validation_data
+        X_valid, y_valid = self._validate_data(X_valid, y_valid, reset=False)
+        return self.feature_encoder_.transform(X_valid), self.target_encoder_.transform(y_valid)
+
+    def _fit_keras_model(self, X, y, sample_weight, warm_start, epochs, initial_epoch, **kwargs):
+        validation_data, extra_callbacks, seed = self._fit_extras
+        if validation_data is not None:
+            valid = self._encode_validation(validation_data)
+        else:
+            X, y, sample_weight, valid = self._holdout(X, y, sample_weight, seed)
+        nan_stop = StopOnNaN()
+        monitor = "val_loss" if valid is not None else "loss"
+        stopper = None
+        if self.early_stopping:
+            stopper = early_stopping(monitor, int(self.patience), float(self.min_delta), bool(self.restore_best_weights))
+        callbacks = [cb for cb in (nan_stop, stopper, *extra_callbacks) if cb is not None]
+        history = self.model_.fit(
+            _dataset((X, y, sample_weight), int(self.batch_size), shuffle=True, seed=seed),
+            validation_data=None if valid is None else _dataset(valid, max(int(self.batch_size), PREDICT_CHUNK)),
+            epochs=int(initial_epoch) + int(epochs),
+            initial_epoch=int(initial_epoch),
+            shuffle=False,  # the dataset shuffles itself
+            verbose=self.verbose,
+            callbacks=callbacks,
+        )
+        new = {key: [float(v) for v in values] for key, values in history.history.items()}
+        if initial_epoch and hasattr(self, "history_"):  # partial_fit: continue the curves
+            new = {key: self.history_.get(key, []) + values for key, values in new.items()}
+        self.history_ = new
+        self.n_epochs_ = len(self.history_.get("loss", []))
+        self.diverged_ = bool(nan_stop.diverged)
+        curve = np.asarray(self.history_.get(monitor, [np.nan]), dtype=float)
+        self.best_epoch_ = int(np.nanargmin(curve)) + 1 if np.isfinite(curve).any() else 0
+        self.best_score_ = float(np.nanmin(curve)) if np.isfinite(curve).any() else float("nan")
+        if stopper is not None and not initial_epoch and stopper.best is not None and np.isfinite(stopper.best):
+            # With min_delta > 0 the early-stopping best (whose weights are restored) is not the argmin.
+            self.best_epoch_, self.best_score_ = int(stopper.best_epoch) + 1, float(stopper.best)
+        self.has_validation_ = valid is not None
+
+    # ---- predict ------------------------------------------------------------------------------------
+    def _predict_raw(self, X, **kwargs):
+        if not self.initialized_:
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
+                "arguments before using this estimator."
+            )
+        self._refuse_sparse(X)
+        X, _ = self._validate_data(X=X, y=None)
+        X = np.asarray(self.feature_encoder_.transform(X), dtype="float32")
+        # predict_on_batch reuses one traced function; Model.predict rebuilds a data pipeline per call.
+        chunks = [
+            np.asarray(self.model_.predict_on_batch(X[i : i + PREDICT_CHUNK]))
+            for i in range(0, max(len(X), 1), PREDICT_CHUNK)
+        ]
+        return np.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
+
+
+def _dataset(arrays, batch_size: int, shuffle: bool = False, seed: int | None = None):
+    """A ``tf.data`` pipeline over in-memory arrays ``(X, y[, sample_weight])``, built once per fit.
+
+    Keras's own array adapter gathers a freshly shuffled index for every batch, which for small models
+    costs more than the training step itself; shuffling examples in a tf.data pipeline (seeded, so fits
+    stay reproducible) is about twice as fast per epoch. Without ``shuffle`` the batches are cached
+    (validation data). Floats are cast to Keras's floatx, as ``Model.fit`` does.
+    """
+    import keras
+    import tensorflow as tf
+
+    floatx = keras.backend.floatx()
+    X, *rest = (np.asarray(a) for a in arrays if a is not None)
+    tensors = (X.astype(floatx), *(a.astype(floatx) if a.dtype.kind == "f" else a for a in rest))
+    ds = tf.data.Dataset.from_tensor_slices(tensors)
+    if not shuffle:
+        return ds.batch(batch_size).cache()
+    ds = ds.shuffle(len(X), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _shape(a) -> tuple:
+    """Shape of an array-like without numpy's array-function dispatch (sklearn's _NotAnArray)."""
+    return tuple(a.shape) if hasattr(a, "shape") else np.asarray(a).shape
+
+
+def _init_params(est, **params) -> None:
+    for name, value in params.items():
+        setattr(est, name, value)
+
+
+class KerasMLPRegressor(_KerasMLPMixin, KerasRegressor):
+    """Multi-layer perceptron regressor (Keras), a scikit-learn estimator.
+
+    Parameters
+    ----------
+    n_hidden : int, default=1
+        Number of hidden Dense layers (0 gives a linear model).
+    n_neurons : int, default=30
+        Units per hidden layer.
+    learning_rate : float, default=3e-3
+        Optimizer learning rate.
+    activation : str, default="relu"
+        Hidden-layer activation.
+    optimizer : {"sgd", "adam", "rmsprop", "nadam", "adamw"}, default="sgd"
+    momentum : float, default=0.0
+        SGD momentum.
+    dropout : float, default=0.0
+        Dropout rate after each hidden layer.
+    weight_decay : float or None, default=None
+    epochs : int, default=100
+        Maximum number of epochs.
+    batch_size : int, default=32
+    early_stopping : bool, default=True
+        Stop when the validation loss has not improved for ``patience`` epochs.
+    patience : int, default=10
+    min_delta : float, default=0.0
+    restore_best_weights : bool, default=True
+    validation_fraction : float or None, default=0.1
+        Fraction of the training data held out for early stopping when no ``validation_data`` is
+        passed to ``fit``. ``None`` or 0 trains on everything.
+    steps_per_execution : int, default=64
+        Training steps run per TensorFlow call; the main speed knob for small models on CPU.
+    random_state : int, RandomState or None, default=None
+        Seed for weights, shuffling and the validation hold-out.
+    verbose : int, default=0
+    standardize_target : bool, default=False
+        Train on standardised targets (mean 0, std 1 on the training data); predictions and
+        scores stay in the original units, the Keras losses in ``history_`` are in standardised units.
+
+    Attributes
+    ----------
+    model_ : keras.Model
+    history_ : dict of str to list of float
+        Per-epoch ``loss`` (and ``val_loss`` when a validation set was used).
+    n_epochs_ : int
+        Epochs actually run (early stopping and divergence stop earlier).
+    best_epoch_ : int
+        1-based epoch of the best monitored loss.
+    diverged_ : bool
+        True when the loss became NaN/inf and training stopped.
+    n_features_in_ : int
+    """
+
+    _task = "regression"
+
+    def __init__(
+        self,
+        n_hidden=1,
+        n_neurons=30,
+        learning_rate=3e-3,
+        activation="relu",
+        optimizer="sgd",
+        momentum=0.0,
+        dropout=0.0,
+        weight_decay=None,
+        epochs=100,
+        batch_size=32,
+        early_stopping=True,
+        patience=10,
+        min_delta=0.0,
+        restore_best_weights=True,
+        validation_fraction=0.1,
+        steps_per_execution=64,
+        random_state=None,
+        verbose=0,
+        standardize_target=False,
+    ):
+        _init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
+
+    @property
+    def target_encoder(self):
+        """Standardises y for training when ``standardize_target``; predictions come back in y's units."""
+        return StandardizedTargetEncoder() if self.standardize_target else super().target_encoder
+
+    def predict(self, X, **kwargs):
+        """Predicted values, shape (n_samples,)."""
+        return super().predict(X, **kwargs)
+
+
+class KerasMLPClassifier(_KerasMLPMixin, KerasClassifier):
+    """Multi-layer perceptron classifier (Keras), binary or multi-class, a scikit-learn estimator.
+
+    Labels may be integers or strings. Binary problems use one sigmoid unit and binary
+    cross-entropy; more classes use softmax and sparse categorical cross-entropy. Parameters and
+    attributes are those of :class:`KerasMLPRegressor`, plus ``classes_`` and ``n_classes_``.
+    """
+
+    _task = "classification"
+    class_weight = None
+
+    def __init__(
+        self,
+        n_hidden=1,
+        n_neurons=30,
+        learning_rate=3e-3,
+        activation="relu",
+        optimizer="sgd",
+        momentum=0.0,
+        dropout=0.0,
+        weight_decay=None,
+        epochs=100,
+        batch_size=32,
+        early_stopping=True,
+        patience=10,
+        min_delta=0.0,
+        restore_best_weights=True,
+        validation_fraction=0.1,
+        steps_per_execution=64,
+        random_state=None,
+        verbose=0,
+    ):
+        _init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
+
+    def _model_task(self) -> str:
+        return "multiclass" if (getattr(self, "n_classes_", 2) or 2) > 2 else "binary"
+
+    def predict_proba(self, X, **kwargs):
+        """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
+        proba = np.asarray(super().predict_proba(X, **kwargs), dtype="float64")
+        proba = proba.reshape(-1, max(int(self.n_classes_), 2)) if self.n_classes_ > 1 else proba.reshape(-1, 1)
+        return proba / proba.sum(axis=1, keepdims=True)

@@ -1,0 +1,66 @@
+"""Small study configurations for tests: bundled data, few epochs, everything under a temp dir."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuning.config import StudyConfig, load_study_dict
+
+BASE: dict[str, Any] = {
+    "name": "tiny",
+    "dataset": {"source": "diabetes", "test_size": 0.2, "valid_size": 0.25, "seed": 0},
+    "space": {
+        "n_hidden": {"type": "int", "low": 0, "high": 2},
+        "n_neurons": {"type": "int", "low": 2, "high": 16},
+        "learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+    },
+    "preprocessing": {"target_scaling": "standard"},
+    "model": {"optimizer": "adam"},
+    "search": {"backend": "optuna", "n_trials": 3, "seed": 0, "pruner": "none"},
+    "training": {"epochs": 4, "batch_size": 64, "early_stopping": {"patience": 2}},
+}
+
+
+def merge(base: dict, changes: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "space":
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def tracking_uri(tmp_path: Path) -> str:
+    """A SQLite MLflow store in ``tmp_path``, copied from the session's already-migrated template."""
+    db = Path(tmp_path) / "mlflow.db"
+    template = os.environ.get("TUNING_TEST_MLFLOW_TEMPLATE")
+    if template and not db.exists():
+        shutil.copyfile(template, db)
+    return f"sqlite:///{db}"
+
+
+def study_dict(tmp_path: Path, **changes: Any) -> dict:
+    """A tiny study with its MLflow store and output directory inside ``tmp_path``."""
+    data = merge(BASE, changes)
+    data = merge(data, {
+        "mlflow": {"tracking_uri": tracking_uri(tmp_path)},
+        "export": {"dir": str(tmp_path / "out")},
+    })
+    return data
+
+
+def study_config(tmp_path: Path, **changes: Any) -> StudyConfig:
+    return load_study_dict(study_dict(tmp_path, **changes))
+
+
+def write_study(tmp_path: Path, name: str = "study.yaml", **changes: Any) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(study_dict(tmp_path, **changes), sort_keys=False))
+    return path

@@ -1,0 +1,195 @@
+"""Parallel and distributed studies: the budget under racing workers, dead workers' trials, joblib fits of
+the random backend, and three workers on a real PostgreSQL server with a real ``mlflow server``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from resume_helpers import (
+    check_one_run_per_trial,
+    cli,
+    load_trials,
+    mlflow_db,
+    mlflow_runs,
+    start,
+    write_study,
+)
+
+from tuning.backends.optuna import SURPLUS, WORKER, Budget, OptunaBackend, counts_toward_budget, driver_url
+
+POSTGRES_URL = os.environ.get("TUNING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PROBE = type("Probe", (), {"direction": "minimize", "metric": "mse"})()
+pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask/tell here
+
+
+def _backend(tmp_path: Path, n_trials: int) -> OptunaBackend:
+    from tuning.config import load_study
+
+    config = load_study(write_study(tmp_path, "race", n_trials=n_trials)).with_overrides(output_dir=tmp_path)
+    backend = OptunaBackend(config, PROBE, tmp_path)
+    backend.open()
+    return backend
+
+
+def _suggest(trial) -> None:
+    trial.suggest_int("n_neurons", 8, 32)
+    trial.suggest_float("learning_rate", 1.0e-3, 3.0e-3, log=True)
+
+
+def test_racing_workers_never_overrun_the_budget(tmp_path):
+    """Three workers start a trial at once for the last two slots: the third trial is surplus; a slot
+    freed by a dead worker is filled by the retry of its parameters."""
+    from optuna.trial import TrialState
+
+    backend = _backend(tmp_path, n_trials=2)
+    study = backend.study
+    first, second, third = study.ask(), study.ask(), study.ask()
+    assert [backend.is_surplus(t) for t in (first, second, third)] == [False, False, True]
+    third.set_user_attr(SURPLUS, True)
+    study.tell(third, state=TrialState.FAIL)
+    for trial in (first, second):
+        _suggest(trial)
+    study.tell(first, 1.0)
+    assert Budget.of(backend.trials()) == Budget(done=1, running=1, waiting=0)
+
+    backend._fail_and_retry(backend.rdb.get_trial(second._trial_id))  # its worker died
+    retry = study.ask()
+    assert retry.params == second.params and not backend.is_surplus(retry)
+    retry.set_user_attr(WORKER, backend.worker.as_dict())
+    study.tell(retry, 2.0)
+    trials = backend.trials()
+    assert sum(map(counts_toward_budget, trials)) == 2
+    assert backend.take_interrupted() == {second.number: second.params}  # this process failed it
+    assert backend.take_interrupted() == {}
+    assert backend.export_due()  # this process ran the last counted trial
+    backend.mark_exported()
+    assert not backend.export_due()  # once
+
+
+def test_trial_of_a_dead_local_process_is_failed_and_queued_at_once(tmp_path):
+    """No waiting for the heartbeat grace period when the worker's pid is known to be gone."""
+    backend = _backend(tmp_path, n_trials=3)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trial = backend.study.ask()
+    _suggest(trial)
+    trial.set_user_attr(WORKER, backend.worker.as_dict() | {"pid": dead.pid, "started": None})
+    alive = backend.study.ask()
+    alive.set_user_attr(WORKER, backend.worker.as_dict())
+    backend.recover()
+    states = {t.number: t.state.name for t in backend.trials()}
+    assert states == {trial.number: "FAIL", alive.number: "RUNNING", alive.number + 1: "WAITING"}
+    assert backend.trials()[-1].params == trial.params
+    assert backend.running_numbers() == {alive.number}
+
+
+# ---- three workers, PostgreSQL + mlflow server -------------------------------------------------------
+def _postgres_or_skip() -> str:
+    try:
+        import psycopg2
+
+        psycopg2.connect(POSTGRES_URL, connect_timeout=3).close()
+    except Exception as exc:
+        print(f"no PostgreSQL server answers at {POSTGRES_URL}: {exc}".strip())
+        pytest.skip(f"no PostgreSQL server answers at {POSTGRES_URL} (set TUNING_TEST_POSTGRES_URL): "
+                    f"{str(exc).strip()}")
+    return POSTGRES_URL
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(directory: Path, timeout: float = 300) -> Iterator[str]:
+    """A real ``mlflow server`` on a free loopback port (SQLite backend store), stopped at the end.
+
+    It yields its URL at once; ``wait_healthy(url)`` waits for it (clients retry refused connections)."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+           "--backend-store-uri", f"sqlite:///{mlflow_db(directory, 'server.db')}",
+           "--artifacts-destination", str(directory / "artifacts")]
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with open(directory / "server.log", "ab") as log:
+        server = subprocess.Popen(cmd, cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # its own process group: stopped as a whole
+    url = f"http://127.0.0.1:{port}"
+    server.url, server.log, server.deadline = url, directory / "server.log", time.monotonic() + timeout
+    try:
+        yield server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def wait_healthy(server: subprocess.Popen) -> str:
+    """The server's URL once it answers ``/health``."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"{server.url}/health", timeout=2):
+                return server.url
+        except OSError:
+            assert server.poll() is None, server.log.read_text()[-3000:]
+            assert time.monotonic() < server.deadline, "mlflow server did not start"
+            time.sleep(0.5)
+
+
+def test_three_workers_on_postgres_and_an_mlflow_server(tmp_path):
+    """Three independent workers (as on three machines): exactly n_trials counted trials with unique
+    numbers and parameters, one parent run, one run per trial, the best model exported once."""
+    import optuna
+
+    storage = _postgres_or_skip()
+    name = f"dist-{uuid.uuid4().hex[:10]}"
+    n_trials = 6
+    study = write_study(tmp_path, name, n_trials=n_trials, epochs=10)
+    try:
+        with mlflow_server(tmp_path) as server:
+            procs = []  # started with the server: it comes up while they import TensorFlow
+            for i in range(3):
+                cmd = cli(study, "--storage", storage, "--tracking-uri", server.url, "--output-dir", str(tmp_path / f"w{i}"))
+                procs.append(start(cmd, tmp_path, tmp_path / f"w{i}.log"))
+            tracking = wait_healthy(server)
+            codes = [p.wait(timeout=600) for p in procs]
+            logs = "\n".join((tmp_path / f"w{i}.log").read_text(errors="replace")[-2000:] for i in range(3))
+            assert codes == [0, 0, 0], logs
+            parents, runs = mlflow_runs(tracking, name)
+
+        storage = driver_url(storage)  # this process reads it directly (the CLI was given the plain URL)
+        trials = load_trials(storage, name)
+        counted = [t for t in trials if counts_toward_budget(t)]
+        assert len(counted) == n_trials
+        assert len({t.number for t in trials}) == len(trials)
+        assert len({json.dumps(t.params, sort_keys=True) for t in counted}) == n_trials  # no duplicated trial
+        assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+        assert len(parents) == 1
+        parent_id = parents[0].info.run_id
+        assert optuna.load_study(study_name=name, storage=storage).user_attrs["mlflow_parent_run_id"] == parent_id
+        check_one_run_per_trial(trials, runs, parent_id)
+        assert parents[0].data.tags.get("best.trial") is not None
+        exported = [i for i in range(3) if (tmp_path / f"w{i}" / "pipeline.joblib").exists()]
+        assert len(exported) == 1, exported
+        workers = {t.user_attrs[WORKER]["pid"] for t in counted}
+        print(f"{len(trials)} trials ({len(trials) - len(counted)} not counted) by {len(workers)} worker(s); "
+              f"exported by worker {exported[0]}")
+    finally:
+        with contextlib.suppress(Exception):
+            optuna.delete_study(study_name=name, storage=driver_url(storage))

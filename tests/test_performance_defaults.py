@@ -1,0 +1,58 @@
+"""Settings behind the benchmark numbers: quantile scaling, pruning-step reports, the default housing study."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuning.backends.optuna import pruning_steps
+from tuning.config import StudyConfigError, load_study, load_study_dict
+from tuning.trial import make_scaler
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _study(scaling):
+    return {"name": "s", "dataset": {"source": "diabetes"}, "preprocessing": {"scaling": scaling},
+            "space": {"n_hidden": {"type": "int", "low": 1, "high": 2}}}
+
+
+def test_quantile_is_accepted():
+    assert load_study_dict(_study("quantile")).preprocessing.scaling == "quantile"
+
+
+def test_unknown_scaling_is_refused():
+    with pytest.raises(StudyConfigError, match="preprocessing.scaling"):
+        load_study_dict(_study("quantiles"))
+
+
+def test_quantile_scaler_bounds_outliers_and_keeps_float32():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 3)).astype("float32")
+    X[0, 0] = 500.0  # one row hundreds of standard deviations out, as in California housing
+    scaler = make_scaler("quantile").fit(X)
+    Z = scaler.transform(np.vstack([X, [[1e4, 0.0, 0.0]]]).astype("float32"))
+    assert Z.dtype == np.float32
+    assert np.abs(Z).max() < 6  # a normal law's quantiles: no extrapolation far outside the training range
+    assert abs(float(np.median(Z[:, 1]))) < 0.1
+
+
+def test_default_housing_study():
+    cfg = load_study(ROOT / "studies" / "housing.yaml")
+    assert cfg.preprocessing.scaling == "quantile"
+    assert cfg.model.optimizer == "adam"
+    assert cfg.search.sampler == "tpe" and cfg.search.pruner == "hyperband" and cfg.search.cv == "validation"
+    assert (cfg.dataset.test_size, cfg.dataset.valid_size, cfg.dataset.seed) == (0.25, 0.25, 42)
+
+
+@pytest.mark.parametrize(("pruner", "epochs", "expected"), [
+    ("hyperband", 100, {5, 15, 45}),
+    ("successive_halving", 100, {5, 15, 45}),
+    ("hyperband", 10, {1, 3, 9}),
+    ("none", 100, set()),
+    ("median", 100, None),
+])
+def test_pruning_steps_are_the_rungs(pruner, epochs, expected):
+    data = {**_study("standard"), "search": {"pruner": pruner}, "training": {"epochs": epochs}}
+    steps = pruning_steps(load_study_dict(data))
+    assert (None if steps is None else set(steps)) == expected

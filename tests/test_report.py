@@ -1,0 +1,307 @@
+"""Pictures of a study: files on disk and in MLflow, the data they draw, the report CLI, a browser render."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tests.helpers import BASE, merge, tracking_uri
+from tuning import plots
+from tuning.config import load_study, load_study_dict
+from tuning.records import COMPLETE, FAILED, PRUNED, TrialRecord
+from tuning.report import (
+    CHART_NAMES,
+    DATA_FILE,
+    REPORT_FILE,
+    ReportError,
+    find_parent_run,
+    load_study_run,
+    parse_param,
+    report_safely,
+)
+from tuning.study import run_study
+from tuning.tracking import MlflowTracker
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+INTERACTIVE = ("optimization_history", "param_importances", "parallel_coordinates", "slices")
+STUDY = merge(BASE, {
+    "name": "tiny-report",
+    "space": {
+        **BASE["space"],
+        # "nope" is no Keras activation: trials that draw it fail, so the pictures see a failed trial too
+        "activation": {"type": "categorical", "choices": ["relu", "tanh", "nope"]},
+    },
+    "preprocessing": {"target_scaling": "none"},
+    "search": {"n_trials": 5, "pruner": "hyperband"},
+})
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One tiny study run end to end (trials, export, report), everything inside a temp dir."""
+    tmp = tmp_path_factory.mktemp("report_study")
+    data = {**STUDY, "mlflow": {"tracking_uri": tracking_uri(tmp)}, "export": {"dir": str(tmp / "out")}}
+    path = tmp / "study.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp)  # MLflow's artifact store lands in the temp dir
+        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow, tested in test_study
+        result = run_study(path, quiet=True)
+    config = load_study(path)
+    return SimpleNamespace(path=path, tmp=tmp, result=result, config=config, report_dir=tmp / "out" / "report",
+                           client=MlflowClient(config.mlflow.tracking_uri))
+
+
+def child_runs(client: MlflowClient, parent_run_id: str) -> list:
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    return sorted(runs, key=lambda r: int(r.data.tags["trial.number"]))
+
+
+def finished_in_mlflow(client: MlflowClient, parent_run_id: str) -> list[int]:
+    """Numbers of trials whose MLflow run says complete with a finite objective."""
+    return [int(r.data.tags["trial.number"]) for r in child_runs(client, parent_run_id)
+            if r.data.tags["trial.state"] == COMPLETE and math.isfinite(r.data.metrics["objective_mse"])]
+
+
+def assert_png(path: Path) -> None:
+    import matplotlib.image
+
+    assert path.read_bytes()[:8] == PNG_MAGIC, path
+    height, width = matplotlib.image.imread(path).shape[:2]
+    assert width > 100 and height > 100, path
+
+
+class Page(HTMLParser):
+    """Tags and attributes of an HTML page (raises nothing: we check what it collected)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def all(self, tag: str) -> list[dict[str, str | None]]:
+        return [attrs for name, attrs in self.tags if name == tag]
+
+
+# ------------------------------------------------------------------------------------ the study's report
+
+
+def test_every_picture_is_a_valid_png_with_its_interactive_html(study):
+    assert study.result.report_path == study.report_dir / REPORT_FILE
+    for name in CHART_NAMES:
+        assert_png(study.report_dir / f"{name}.png")
+    for name in INTERACTIVE:
+        page = (study.report_dir / f"{name}.html").read_text()
+        assert any(tag == "div" for tag, _ in Page(page).tags) and "Plotly.newPlot" in page
+
+
+def test_history_draws_one_point_per_finished_trial(study):
+    finished = finished_in_mlflow(study.client, study.result.parent_run_id)
+    assert finished == sorted(r.number for r in study.result.records if r.finished)
+    data = json.loads((study.report_dir / DATA_FILE).read_text())["optimization_history"]["data"]
+    assert data["trials"] == finished
+    assert data["pruned"] == sorted(r.number for r in study.result.records if r.state == PRUNED)
+    assert data["failed"] == sorted(r.number for r in study.result.records if r.state == FAILED)
+    values = [r.value for r in sorted(study.result.records, key=lambda r: r.number) if r.finished]
+    assert data["values"] == pytest.approx(values)
+    assert data["best_so_far"][-1] == pytest.approx(min(values))
+    # the figure itself holds those points
+    chart = plots.optimization_history(study.result.records, "minimize", "mse")
+    (complete,) = [c for c in chart.figure.axes[0].collections if c.get_gid() == "complete"]
+    assert [x for x, _ in complete.get_offsets()] == finished
+
+
+def test_report_reads_back_what_the_study_recorded(study):
+    """The records rebuilt from MLflow alone match the ones the backend returned."""
+    stored = load_study_run(study.client, study.config)
+    assert stored.run_id == study.result.parent_run_id
+    mine = sorted(study.result.records, key=lambda r: r.number)
+    assert [(r.number, r.state, r.params) for r in stored.records] == [(r.number, r.state, r.params) for r in mine]
+    for got, want in zip(stored.records, mine, strict=True):  # Optuna's records hold no curves: count epochs
+        assert got.epochs_run == want.epochs_run
+        if want.finished:
+            assert got.value == pytest.approx(want.value)
+            assert len(got.history["loss"]) == len(got.history["val_loss"]) == want.epochs_run
+
+
+def test_report_uses_the_space_the_run_logged_even_if_the_file_changed(study):
+    edited = {**STUDY, "space": {"n_hidden": {"type": "int", "low": 1, "high": 4}}}
+    stored = load_study_run(study.client, load_study_dict(edited))
+    assert stored.space == study.config.space  # as logged (names the file still has come first)
+    assert stored.notes and "differs" in stored.notes[0]
+    assert [r.params for r in stored.records] == [r.params for r in sorted(study.result.records, key=lambda r: r.number)]
+    assert not load_study_run(study.client, study.config).notes
+
+
+def test_report_html_is_self_contained_and_embeds_every_picture(study):
+    text = (study.report_dir / REPORT_FILE).read_text()
+    page = Page(text)
+    images = {img["data-file"]: img["src"] for img in page.all("img")}
+    assert set(images) == {f"{name}.png" for name in CHART_NAMES}
+    for name, src in images.items():
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        assert base64.b64decode(src[len(prefix):]) == (study.report_dir / name).read_bytes()
+    assert not page.all("script") and not page.all("link")  # nothing to fetch
+    assert {a["href"] for a in page.all("a")} == {f"{name}.html" for name in INTERACTIVE}
+    rows = [attrs for attrs in page.all("tr") if attrs.get("class")]
+    assert len(rows) == len(study.result.records)  # one row per trial in the trials table
+
+
+def test_report_is_logged_to_the_parent_run(study):
+    logged = {Path(a.path).name for a in study.client.list_artifacts(study.result.parent_run_id, "report")}
+    assert {REPORT_FILE, DATA_FILE} | {f"{n}.png" for n in CHART_NAMES} | {f"{n}.html" for n in INTERACTIVE} <= logged
+
+
+def test_complete_trials_carry_their_learning_curve(study, tmp_path):
+    runs = child_runs(study.client, study.result.parent_run_id)
+    assert any(r.data.tags["trial.state"] == COMPLETE for r in runs)
+    for run in runs:
+        names = {a.path for a in study.client.list_artifacts(run.info.run_id)}
+        assert ("learning_curve.png" in names) == (run.data.tags["trial.state"] == COMPLETE), run.data.tags
+    complete = next(r for r in runs if r.data.tags["trial.state"] == COMPLETE)
+    assert_png(Path(study.client.download_artifacts(complete.info.run_id, "learning_curve.png", str(tmp_path))))
+
+
+def test_cli_regenerates_the_report_from_storage(study):
+    shutil.rmtree(study.report_dir)
+    done = subprocess.run([sys.executable, "-m", "tuning.report", str(study.path)], cwd=study.tmp,
+                          capture_output=True, text=True, timeout=120, env=env())
+    assert done.returncode == 0, done.stderr
+    assert str(Path("out") / "report" / REPORT_FILE) in done.stdout
+    for name in CHART_NAMES:
+        assert_png(study.report_dir / f"{name}.png")
+    assert (study.report_dir / REPORT_FILE).is_file()
+
+
+def test_cli_exits_2_on_a_missing_study_file(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tuning.report", str(tmp_path / "missing.yaml")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env())
+    assert done.returncode == 2
+    assert "study file not found" in done.stderr
+
+
+def test_no_run_found_is_a_clear_error_and_never_fails_a_study(study, caplog):
+    config = study.config.with_overrides(experiment="no-such-experiment")
+    with pytest.raises(ReportError, match="no run of study 'tiny-report'"):
+        find_parent_run(study.client, config)
+    trial_run = child_runs(study.client, study.result.parent_run_id)[0].info.run_id
+    with pytest.raises(ReportError, match="not the parent run of a study"):
+        find_parent_run(study.client, study.config, trial_run)
+    with caplog.at_level(logging.WARNING, logger="tuning.report"):
+        assert report_safely(config, None, None) is None
+    assert "report could not be written" in caplog.text
+
+
+def test_report_renders_in_a_headless_browser(study):
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        print("no chromium, chromium-browser or google-chrome on PATH: browser check skipped")
+        pytest.skip("no headless browser installed")
+    report = study.report_dir / REPORT_FILE
+    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    dom = Page(done.stdout)
+    assert len([img for img in dom.all("img") if img["src"].startswith("data:image/png;base64,")]) == len(CHART_NAMES)
+    assert "Uncaught" not in done.stderr
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+# ----------------------------------------------------------------------------- plots from records alone
+
+SPACE = load_study_dict({
+    "name": "space-only",
+    "dataset": {"source": "diabetes"},
+    "space": {
+        "n_hidden": {"type": "int", "low": 0, "high": 3},
+        "learning_rate": {"type": "float", "low": 3e-4, "high": 3e-2, "log": True},
+        "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1},
+        "activation": {"type": "categorical", "choices": ["relu", "tanh", None]},
+    },
+}).space
+
+
+def synthetic_records(n: int) -> list[TrialRecord]:
+    """Trials as a random search would record them: a pruned one, a failed one and a missing number."""
+    records = []
+    for i in range(n):
+        if i == 4:
+            continue  # e.g. a trial still running elsewhere
+        params = {"n_hidden": i % 4, "learning_rate": 3e-4 * 1.5**i, "dropout": round(0.1 * (i % 6), 12),
+                  "activation": ["relu", "tanh", None][i % 3]}
+        loss = [10.0 / (e + 1) + params["n_hidden"] for e in range(5 + i % 3)]
+        state = PRUNED if i == 2 else FAILED if i == 5 else COMPLETE
+        value = None if state == FAILED else loss[-1] * 1.1
+        records.append(TrialRecord(i, params, state, value, "mse", history={"loss": loss, "val_loss": [v * 1.1 for v in loss]},
+                                   epochs_run=len(loss)))
+    return records
+
+
+def test_charts_from_records_of_either_backend():
+    records = synthetic_records(10)
+    charts = {c.name: c for c in plots.study_charts(records, SPACE, "minimize", "mse")}
+    assert list(charts) == list(CHART_NAMES) and all(c.figure is not None and c.note is None for c in charts.values())
+    finished = [r.number for r in records if r.finished]
+    assert charts["optimization_history"].data["trials"] == finished
+    assert charts["optimization_history"].data["pruned"] == [2] and charts["optimization_history"].data["failed"] == [5]
+    importances = charts["param_importances"].data["importances"]
+    assert set(importances) == set(SPACE) and sum(importances.values()) == pytest.approx(1.0)
+    assert [line["trial"] for line in charts["parallel_coordinates"].data["lines"]][0] == charts["best_learning_curve"].data["trial"]
+    assert charts["slices"].data["activation"]["x"] == [r.params["activation"] for r in records if r.finished]
+    assert charts["top_learning_curves"].data["trials"] == [r.number for r in plots.ranked(records, "minimize")][:5]
+
+
+def test_in_memory_optuna_study_keeps_trial_numbers():
+    study = plots.optuna_study(synthetic_records(10), SPACE, "minimize")
+    states = {t.number: t.state.name for t in study.trials}
+    assert states == {0: "COMPLETE", 1: "COMPLETE", 2: "PRUNED", 3: "COMPLETE", 4: "FAIL", 5: "FAIL",
+                      6: "COMPLETE", 7: "COMPLETE", 8: "COMPLETE", 9: "COMPLETE"}
+
+
+def test_too_few_trials_skip_pictures_with_a_note(tmp_path):
+    one = [r for r in synthetic_records(2) if r.finished][:1]
+    charts = {c.name: c for c in plots.study_charts(one, SPACE, "minimize", "mse")}
+    assert charts["param_importances"].figure is None and "at least 2 complete trials" in charts["param_importances"].note
+    assert charts["optimization_history"].figure is not None
+    assert plots.learning_curve_figure({}) is None
+    extras = plots.write_interactive(plots.optuna_study(one, SPACE, "minimize"), tmp_path)
+    assert "param_importances" not in extras and "optimization_history" in extras
+
+
+def test_a_flat_objective_skips_importances_with_a_note(tmp_path):
+    records = [TrialRecord(r.number, r.params, COMPLETE, 1.0, "mse") for r in synthetic_records(6)]
+    study = plots.optuna_study(records, SPACE, "minimize")
+    chart = plots.importance_chart(study, "mse")
+    assert chart.figure is None and "could not be computed" in chart.note
+    assert "param_importances" not in plots.write_interactive(study, tmp_path)
+
+
+@pytest.mark.parametrize("value", [3, 0.0123, 1e-05, "relu", None, True, 2])
+def test_params_read_back_from_mlflow_with_their_types(value):
+    spec = SPACE["activation"] if value in ("relu", None) else SPACE["dropout"] if isinstance(value, float) else None
+    text = value if isinstance(value, str) else json.dumps(value)  # as the tracker logs params
+    got = parse_param(spec, text)
+    assert got == value and type(got) is type(value)

@@ -1,0 +1,78 @@
+"""One space, two readings: scipy distributions for scikit-learn and Optuna suggestions."""
+
+import numpy as np
+import optuna
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import ParameterSampler, RandomizedSearchCV
+
+from tuning.backends.random import candidates
+from tuning.config import CategoricalParam, FloatParam, IntParam, load_study_dict
+from tuning.space import IntLogUniform, grid, suggest, to_distributions, to_python
+
+SPACE = {
+    "n_hidden": IntParam(type="int", low=0, high=3),
+    "n_neurons": IntParam(type="int", low=1, high=99),
+    "learning_rate": FloatParam(type="float", low=3e-4, high=3e-2, log=True),
+    "optimizer": CategoricalParam(type="categorical", choices=["sgd", "adam"]),
+}
+
+
+def test_distributions_sample_inside_the_ranges():
+    samples = list(ParameterSampler(to_distributions(SPACE), n_iter=300, random_state=0))
+    hidden = [s["n_hidden"] for s in samples]
+    lrs = np.array([s["learning_rate"] for s in samples])
+    assert set(hidden) == {0, 1, 2, 3}
+    assert all(1 <= s["n_neurons"] <= 99 for s in samples)
+    assert lrs.min() >= 3e-4 and lrs.max() <= 3e-2
+    # log-uniform: about half the draws fall below the geometric midpoint 3e-3
+    assert 0.4 < np.mean(lrs < 3e-3) < 0.6
+    assert {s["optimizer"] for s in samples} == {"sgd", "adam"}
+
+
+def test_int_log_uniform_is_bounded_and_skewed_low():
+    dist = IntLogUniform(1, 100)
+    rng = np.random.RandomState(0)
+    values = [dist.rvs(random_state=rng) for _ in range(2000)]
+    assert min(values) >= 1 and max(values) <= 100
+    assert np.median(values) < 20  # uniform would give ~50
+
+
+def test_stepped_ranges_become_lists():
+    dists = to_distributions({"n_neurons": IntParam(type="int", low=8, high=32, step=8),
+                              "dropout": FloatParam(type="float", low=0.0, high=0.5, step=0.25)})
+    assert dists["n_neurons"] == [8, 16, 24, 32]
+    assert dists["dropout"] == [0.0, 0.25, 0.5]
+
+
+def test_suggest_reads_the_same_space_for_optuna():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = []
+    for _ in range(30):
+        trial = study.ask()
+        params = suggest(trial, SPACE)
+        seen.append(params)
+        study.tell(trial, 0.0)
+    dist = study.trials[0].distributions
+    assert dist["learning_rate"].log and dist["learning_rate"].low == 3e-4
+    assert isinstance(dist["optimizer"], optuna.distributions.CategoricalDistribution)
+    assert all(0 <= p["n_hidden"] <= 3 and 3e-4 <= p["learning_rate"] <= 3e-2 for p in seen)
+
+
+def test_grid_lists_every_value():
+    g = grid({"n_hidden": IntParam(type="int", low=0, high=2), "optimizer": SPACE["optimizer"]})
+    assert g == {"n_hidden": [0, 1, 2], "optimizer": ["sgd", "adam"]}
+
+
+def test_random_backend_candidates_match_randomized_search_cv():
+    """Our random backend draws exactly RandomizedSearchCV's candidates for the same seed."""
+    cfg = load_study_dict({
+        "name": "t", "dataset": {"source": "diabetes"},
+        "space": {"n_hidden": {"type": "int", "low": 0, "high": 3},
+                  "learning_rate": {"type": "float", "low": 3e-4, "high": 3e-2, "log": True}},
+        "search": {"backend": "random", "n_trials": 10, "seed": 7},
+    })
+    ours = candidates(cfg, 10)
+    search = RandomizedSearchCV(Ridge(), to_distributions(cfg.space), n_iter=10, random_state=7)
+    theirs = [to_python(p) for p in ParameterSampler(search.param_distributions, search.n_iter, random_state=7)]
+    assert ours == theirs
+    assert all(type(p["n_hidden"]) is int for p in ours)

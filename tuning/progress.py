@@ -1,0 +1,98 @@
+"""Live progress on the terminal: trial k/N, best so far, elapsed and ETA; a final summary table."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from tuning.records import COMPLETE, FAILED, PRUNED, TrialRecord, better
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+class ProgressDisplay:
+    """A trial observer that draws a progress bar and logs one line per trial."""
+
+    def __init__(self, n_trials: int, metric: str, direction: str, quiet: bool = False, console: Console | None = None):
+        self.console = console or Console(stderr=True, log_path=False)
+        self.metric, self.direction, self.quiet = metric, direction, quiet
+        self.best: float | None = None
+        self.best_number: int | None = None
+        self.progress = Progress(
+            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=self.console, disable=quiet, transient=False,
+        )
+        self.task = self.progress.add_task("", total=n_trials)
+        self.started = time.monotonic()
+
+    def __enter__(self) -> ProgressDisplay:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def resume(self, records: list[TrialRecord]) -> None:
+        """Start from a resumed study's finished trials (they count towards the total) and best value."""
+        done = [r for r in records if r.state in (COMPLETE, PRUNED, FAILED)]
+        for record in done:
+            if record.state == COMPLETE and record.value is not None and better(record.value, self.best, self.direction):
+                self.best, self.best_number = record.value, record.number
+        self.progress.update(self.task, completed=len(done), description=self._describe())
+
+    def _describe(self, running: int | None = None) -> str:
+        best = f"best {self.metric} {_fmt(self.best)} (trial {self.best_number})" if self.best is not None else "no result yet"
+        return best + (f" | running trial {running}" if running is not None else "")
+
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
+        self.progress.update(self.task, description=self._describe(number))
+
+    def on_trial_end(self, record: TrialRecord) -> None:
+        if record.state == COMPLETE and record.value is not None and better(record.value, self.best, self.direction):
+            self.best, self.best_number = record.value, record.number
+        self.progress.update(self.task, advance=1, description=self._describe())
+        if not self.quiet:
+            params = ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in record.params.items())
+            extra = f" ({record.reason})" if record.reason and record.state != COMPLETE else ""
+            self.progress.console.log(
+                f"trial {record.number}: {record.state} {self.metric}={_fmt(record.value)} "
+                f"epochs={record.epochs_run} {record.duration_s:.1f}s [{params}]{extra}"
+            )
+
+
+def summary_table(result: Any) -> Table:
+    """The final table: best params, validation and test scores, epochs, wall time, export."""
+    table = Table(title=f"study {result.name}", show_header=False)
+    best = result.best
+    table.add_row("trials", f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed")
+    if best is None:
+        table.add_row("best", "no trial completed")
+    else:
+        table.add_row("best trial", str(best.number))
+        for key, value in best.params.items():
+            table.add_row(f"  {key}", _fmt(value) if isinstance(value, float) else str(value))
+        table.add_row(f"validation {best.metric}", _fmt(best.value))
+        for key, value in result.test_metrics.items():
+            table.add_row(f"test {key}", _fmt(value))
+        table.add_row("epochs (best trial)", str(best.epochs_run))
+    table.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    if result.export_dir:
+        table.add_row("model exported to", str(result.export_dir))
+    if getattr(result, "report_path", None):
+        table.add_row("report", str(result.report_path))
+    table.add_row("MLflow", f"{result.tracking_uri} run {result.parent_run_id}")
+    return table

@@ -1,0 +1,244 @@
+"""MLflow tracking: one parent run per study, one child run per trial, created while the search runs.
+
+Only plain records reach this module; it never asks which backend produced them. Metrics of a trial
+(its whole per-epoch curve) go out in one ``log_batch`` call, so tracking costs a few calls per trial
+rather than one per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, TrialRecord
+
+STATUS = {
+    COMPLETE: RunStatus.to_string(RunStatus.FINISHED),
+    PRUNED: RunStatus.to_string(RunStatus.FINISHED),
+    FAILED: RunStatus.to_string(RunStatus.FAILED),
+    KILLED: RunStatus.to_string(RunStatus.KILLED),
+}
+LIBRARIES = ("tensorflow", "keras", "scikit-learn", "scikeras", "optuna", "mlflow", "numpy", "tuning")
+BATCH = 900  # MLflow accepts at most 1,000 metrics per log_batch call
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def model_requirements() -> list[str]:
+    """Pinned packages the exported pipeline needs to load (this project and its model stack)."""
+    names = ("tensorflow", "keras", "scikit-learn", "scikeras", "numpy", "cloudpickle")
+    pins = []
+    for name in names:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def _param_value(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+class MlflowTracker:
+    """Writes a study to MLflow through ``MlflowClient`` (no global active run).
+
+    It pickles (the client is rebuilt from the tracking URI), so a copy can track trials that run in
+    another process: ``portable`` tells a backend it may ship it there.
+    """
+
+    portable = True
+
+    def __init__(self, tracking_uri: str | None, experiment: str):
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.tracking_uri = self.client.tracking_uri
+        self.experiment_name = experiment
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._children: dict[int, str] = {}
+        self.trial_runs: dict[int, str] = {}  # trial number -> its run, for every trial started here
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["client"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+
+    # ---- study ---------------------------------------------------------------------------------
+    def start_study(self, name: str, settings: dict[str, Any], study_file: Path | None, study_text: str,
+                    run_id: str | None = None) -> str:
+        """Create (or re-open, given ``run_id``) the parent run and log what defines the study."""
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        self.experiment_id = (
+            experiment.experiment_id if experiment else self.client.create_experiment(self.experiment_name)
+        )
+        if run_id:
+            self.parent_run_id = run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"tuning.study": name, "tuning.role": "study"})
+        self.parent_run_id = run.info.run_id
+        params = [Param(k, _param_value(v)[:6000]) for k, v in settings.items()]
+        params += [Param(f"version.{k}", v) for k, v in library_versions().items()]
+        self.client.log_batch(self.parent_run_id, params=params)
+        self.client.log_text(self.parent_run_id, study_text, study_file.name if study_file else "study.yaml")
+        return self.parent_run_id
+
+    def log_dataset(self, split) -> None:
+        """Name, shapes and digest of the dataset, through MLflow's dataset inputs."""
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        for context, X, y in (("train", split.X_train, split.y_train), ("validation", split.X_valid, split.y_valid),
+                              ("test", split.X_test, split.y_test)):
+            dataset = mlflow.data.from_numpy(X, targets=y, name=f"{split.name}-{context}")
+            self.client.log_inputs(
+                self.parent_run_id,
+                [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])],
+            )
+        self.client.log_batch(self.parent_run_id, tags=[
+            RunTag("dataset.name", split.name),
+            RunTag("dataset.digest", split.digest()),
+            RunTag("dataset.shapes", json.dumps({k: list(v) for k, v in split.shapes.items()})),
+            RunTag("dataset.task", split.task),
+        ])
+
+    def end_study(self, status: str = "FINISHED") -> None:
+        if self.parent_run_id:
+            self.client.set_terminated(self.parent_run_id, status=status)
+
+    # ---- runs left behind by dead processes --------------------------------------------------------
+    def run_id_of(self, number: int) -> str | None:
+        """The run this process created for trial ``number``."""
+        return self.trial_runs.get(number)
+
+    def trial_runs_of_study(self, running_only: bool = False) -> dict[str, int]:
+        """The study's trial runs (only those still marked RUNNING, if asked): run id -> trial number."""
+        query = f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
+        query += " and attributes.status = 'RUNNING'" if running_only else ""
+        found: dict[str, int] = {}
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
+            for run in page:
+                if run.data.tags.get("tuning.role") == "trial" and "trial.number" in run.data.tags:
+                    found[run.info.run_id] = int(run.data.tags["trial.number"])
+            token = page.token
+            if not token:
+                return found
+
+    def still_running(self, run_id: str) -> bool:
+        return self.client.get_run(run_id).info.status == "RUNNING"
+
+    def mark_killed(self, run_id: str, reason: str) -> None:
+        """End a trial run whose process died (it would otherwise stay RUNNING forever)."""
+        self.client.log_batch(run_id, tags=[RunTag("trial.state", KILLED), RunTag("trial.reason", reason)])
+        self.client.set_terminated(run_id, status=STATUS[KILLED])
+
+    def record_killed(self, number: int, params: dict[str, Any], reason: str) -> None:
+        """A KILLED run for a trial whose process died before creating its run: every trial has one."""
+        self.on_trial_start(number, params)
+        self.trial_runs.pop(number, None)
+        self.mark_killed(self._children.pop(number), reason)
+
+    # ---- trials (observer interface) ------------------------------------------------------------
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{number:03d}",
+            tags={"mlflow.parentRunId": self.parent_run_id, "tuning.role": "trial", "trial.number": str(number)},
+        )
+        self._children[number] = self.trial_runs[number] = run.info.run_id
+        self.client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+
+    def on_trial_end(self, record: TrialRecord) -> None:
+        run_id = self._children.pop(record.number, None)
+        if run_id is None:
+            return
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(v), now, step) for key, values in record.history.items()
+                   for step, v in enumerate(values, start=1) if v == v]
+        summary = {"epochs_run": record.epochs_run, "duration_s": record.duration_s}
+        if record.value is not None:
+            summary[f"objective_{record.metric}" if record.metric else "objective"] = record.value
+        summary.update({f"fold_{i}_{record.metric}": s for i, s in enumerate(record.fold_scores)} if len(record.fold_scores) > 1 else {})
+        metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and v == v]
+        tags = [RunTag("trial.state", record.state)]
+        if record.reason:
+            tags.append(RunTag("trial.reason", record.reason[:5000]))
+        for i in range(0, max(len(metrics), 1), BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + BATCH], tags=tags if i == 0 else [])
+        if record.state == COMPLETE and record.history.get("loss"):
+            self.log_learning_curve(run_id, record)
+        self.client.set_terminated(run_id, status=STATUS.get(record.state, "FAILED"))
+
+    def log_learning_curve(self, run_id: str, record: TrialRecord) -> None:
+        """A small training vs validation loss PNG on the trial's run; a drawing problem only warns."""
+        import logging
+
+        from tuning.plots import fmt, learning_curve_figure
+
+        title = f"trial {record.number}: validation {record.metric or 'objective'} = {fmt(record.value)}"
+        try:
+            figure = learning_curve_figure(record.history, title, size=(5.0, 3.2), dpi=80)
+            self.client.log_figure(run_id, figure, "learning_curve.png")
+        except Exception as exc:  # a picture must never cost a trial
+            logging.getLogger(__name__).warning("no learning curve for trial %s: %s", record.number, exc)
+
+    # ---- results ---------------------------------------------------------------------------------
+    def log_best(self, best: TrialRecord | None, test_metrics: dict[str, float], export_dir: Path | None) -> None:
+        if best is None:
+            return
+        params = [Param(f"best.{k}", _param_value(v)) for k, v in best.params.items()]
+        metrics = [Metric(f"best_valid_{best.metric}", float(best.value), int(time.time() * 1000), 0)]
+        metrics += [Metric(f"test_{k}", float(v), int(time.time() * 1000), 0) for k, v in test_metrics.items()]
+        tags = [RunTag("best.trial", str(best.number))]
+        if export_dir is not None:
+            tags.append(RunTag("export.dir", str(Path(export_dir).resolve())))
+        self.client.log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)
+
+    def log_model(self, pipeline, X_example, registered_model_name: str | None) -> None:
+        """The whole fitted pipeline as an MLflow model (signature + input example), optionally registered."""
+        import mlflow
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+
+        example = X_example[:5]
+        signature = infer_signature(example, pipeline.predict(example))
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            with mlflow.start_run(run_id=self.parent_run_id):
+                info = mlflow.sklearn.log_model(
+                    pipeline,
+                    name="model",
+                    signature=signature,
+                    input_example=example,
+                    registered_model_name=registered_model_name,
+                    serialization_format="cloudpickle",
+                    pip_requirements=model_requirements(),  # inferring them costs ~20 s per study
+                )
+                mlflow.set_tag("model.uri", info.model_uri)
+        finally:
+            mlflow.set_tracking_uri(previous)
+
+    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.parent_run_id, str(directory), artifact_path)

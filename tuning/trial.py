@@ -1,0 +1,238 @@
+"""The trial runner: one set of hyperparameters -> one fitted, scored estimator -> one TrialRecord.
+
+It knows the data and the estimator, not the search algorithm: a backend hands it parameters and an
+optional ``report(epoch, value)`` hook (which may raise :class:`PruneTrial`), and gets a record back.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import check_cv
+from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardScaler
+
+from estimators import KerasMLPClassifier, KerasMLPRegressor
+from estimators.callbacks import EpochReporter
+from tuning import interrupt, metrics
+from tuning.config import StudyConfig
+from tuning.data import DatasetSplit
+from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord, better
+from tuning.space import to_python
+
+Report = Callable[[int, float], None]
+
+
+class TrialObserver(Protocol):
+    """Told when a trial starts and ends (tracking, progress display). Plain duck typing."""
+
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None: ...
+
+    def on_trial_end(self, record: TrialRecord) -> None: ...
+
+
+_HEAP_FROZEN = False
+
+
+def _freeze_heap() -> None:
+    global _HEAP_FROZEN
+    gc.freeze()
+    _HEAP_FROZEN = True
+
+
+def make_scaler(kind: str):
+    """The preprocessing step for ``preprocessing.scaling`` (None for ``none``)."""
+    if kind == "quantile":  # each feature mapped to a standard normal through its train quantiles
+        return QuantileTransformer(output_distribution="normal", random_state=0)
+    return {"standard": StandardScaler, "minmax": MinMaxScaler}.get(kind, lambda: None)()
+
+
+@dataclass
+class PreparedData:
+    """The split after preprocessing: scaler fitted on train only, applied to train and valid."""
+
+    scaler: Any
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    y_valid: np.ndarray
+
+    @classmethod
+    def from_split(cls, split: DatasetSplit, scaling: str) -> PreparedData:
+        scaler = make_scaler(scaling)
+        if scaler is None:
+            return cls(None, split.X_train, split.y_train, split.X_valid, split.y_valid)
+        scaler.fit(split.X_train)
+        return cls(
+            scaler,
+            scaler.transform(split.X_train).astype("float32"),
+            split.y_train,
+            scaler.transform(split.X_valid).astype("float32"),
+            split.y_valid,
+        )
+
+
+def check_diverged(estimator) -> None:
+    """A fit whose loss went NaN/inf is a failed trial, with the reason."""
+    if estimator.diverged_:
+        raise FloatingPointError(
+            f"training loss became NaN or infinite at epoch {estimator.n_epochs_} (learning rate too high?)"
+        )
+
+
+def fit_fold(estimator, data: PreparedData, fold, metric: str, callbacks=()) -> tuple[float, Any]:
+    """Fit on the fold's training rows (early stopping on the validation set), score its held-out rows.
+
+    A module-level function, so joblib can run folds in other processes without pickling the runner.
+    """
+    train, test = fold
+    estimator.fit(data.X_train[train], data.y_train[train], validation_data=(data.X_valid, data.y_valid),
+                  callbacks=list(callbacks))
+    check_diverged(estimator)
+    return metrics.score(metric, estimator, data.X_train[test], data.y_train[test]), estimator
+
+
+class TrialRunner:
+    """Fits and scores one configuration; keeps the best fitted estimator seen in this process."""
+
+    def __init__(self, config: StudyConfig, split: DatasetSplit, observers: list[TrialObserver] | None = None):
+        self.config = config
+        self.task = split.task
+        self.metric = config.search.resolved_metric(split.task)
+        self.direction = config.search.direction(split.task)
+        self.data = PreparedData.from_split(split, config.preprocessing.scaling)
+        self.observers = list(observers or [])
+        self.best_value: float | None = None
+        self.best_estimator: Any = None
+        self.best_number: int | None = None
+
+    def detached(self, observers: list[TrialObserver]) -> TrialRunner:
+        """A copy to ship to another process (joblib): same settings and data, ``observers``, no fitted model."""
+        twin = copy.copy(self)
+        twin.observers = list(observers)
+        twin.best_value = twin.best_estimator = twin.best_number = None
+        return twin
+
+    # ---- estimator -----------------------------------------------------------------------------
+    def base_params(self) -> dict[str, Any]:
+        """Fixed estimator arguments from the study (training settings, model section, seed)."""
+        t = self.config.training
+        es = t.early_stopping
+        params = {
+            "epochs": t.epochs,
+            "batch_size": t.batch_size,
+            "early_stopping": es.enabled,
+            "patience": es.patience,
+            "min_delta": es.min_delta,
+            "restore_best_weights": es.restore_best_weights,
+            "validation_fraction": None,
+            "random_state": self.config.search.seed,
+        }
+        if self.task == "regression":
+            params["standardize_target"] = self.config.preprocessing.target_scaling == "standard"
+        params.update(self.config.model.fixed_params())
+        return params
+
+    def make_estimator(self, params: dict[str, Any]):
+        """A new unfitted estimator with the study's fixed arguments and ``params``."""
+        cls = KerasMLPRegressor if self.task == "regression" else KerasMLPClassifier
+        return cls(**{**self.base_params(), **params})
+
+    # ---- one trial -------------------------------------------------------------------------------
+    def run(self, number: int, params: dict[str, Any], report: Report | None = None) -> TrialRecord:
+        """Train and score ``params``; never raises for a bad configuration (the record says why)."""
+        interrupt.check()
+        params = to_python(params)
+        record = TrialRecord(number=number, params=params, metric=self.metric, started_at=time.time())
+        for observer in self.observers:
+            observer.on_trial_start(number, params)
+        start = time.perf_counter()
+        try:
+            self._run(record, report)
+        except PruneTrial:
+            record.state = PRUNED
+            record.value = self._last_intermediate(record)
+            record.reason = f"pruned after epoch {record.epochs_run}"
+        except KeyboardInterrupt:
+            record.state = KILLED
+            record.reason = "interrupted by the user"
+            raise
+        except Exception as exc:  # a configuration that cannot train is a failed trial, not a crash
+            record.state = FAILED
+            record.reason = f"{type(exc).__name__}: {exc}".strip()[:500]
+            record.traceback = traceback.format_exc(limit=5)
+        finally:
+            record.duration_s = time.perf_counter() - start
+            for observer in self.observers:
+                observer.on_trial_end(record)
+            self._release_memory()
+        return record
+
+    def _run(self, record: TrialRecord, report: Report | None) -> None:
+        d = self.data
+
+        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+            interrupt.check()
+            for key, value in logs.items():
+                record.history.setdefault(key, []).append(float(value))
+            record.epochs_run = epoch + 1
+            value = metrics.epoch_value(self.metric, self.direction, logs)
+            if report is not None and value is not None and np.isfinite(value):
+                report(epoch, value)
+
+        estimator = self.make_estimator(record.params)
+        if self.config.search.cv == "validation":
+            estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid), callbacks=[EpochReporter(on_epoch)])
+            check_diverged(estimator)
+            record.fold_scores = [metrics.score(self.metric, estimator, d.X_valid, d.y_valid)]
+        else:
+            record.fold_scores, estimator = self._cross_validate(estimator, on_epoch)
+        record.value = float(np.mean(record.fold_scores))
+        if not np.isfinite(record.value):
+            raise ValueError(f"the {self.metric} is not finite")
+        record.state = COMPLETE
+        if self.config.search.cv == "validation" and better(record.value, self.best_value, self.direction):
+            self.best_value, self.best_estimator, self.best_number = record.value, estimator, record.number
+
+    def _cross_validate(self, estimator, on_epoch) -> tuple[list[float], Any]:
+        """K-fold on train as RandomizedSearchCV does; every fold stops early on the validation set."""
+        from joblib import Parallel, delayed
+
+        d = self.data
+        folds = list(check_cv(self.config.search.cv, d.y_train, classifier=self.task != "regression").split(d.X_train, d.y_train))
+        # Fold 0 runs here with the epoch hook (curves, pruning); the others in parallel if asked.
+        first = fit_fold(estimator, d, folds[0], self.metric, [EpochReporter(on_epoch)])
+        rest = Parallel(n_jobs=self.config.search.n_jobs)(
+            delayed(fit_fold)(clone(estimator), d, fold, self.metric) for fold in folds[1:]
+        )
+        return [first[0]] + [score for score, _ in rest], first[1]
+
+
+    @staticmethod
+    def _last_intermediate(record: TrialRecord) -> float | None:
+        for key in ("val_accuracy", "val_loss"):
+            if record.history.get(key):
+                return record.history[key][-1]
+        return None
+
+    @staticmethod
+    def _release_memory() -> None:
+        """Drop Keras' global graph state between trials so memory does not grow.
+
+        A full collection walks the whole heap (TensorFlow, MLflow, ... : half a million objects, 1-2 s
+        a time here). After the first trial's, what survived is long-lived: ``gc.freeze()`` moves it out
+        of the collector's sight, so the later collections only walk what trials created (milliseconds).
+        """
+        import keras
+
+        keras.backend.clear_session(free_memory=False)
+        gc.collect()
+        if not _HEAP_FROZEN:
+            _freeze_heap()
