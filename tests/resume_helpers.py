@@ -89,12 +89,29 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str, poll: floa
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _sqlite_storage_ready(path: Path) -> bool:
+    """True once the study's process has created the Optuna tables and stamped their version.
+
+    Opening the storage before that would race its creator to create them (a UNIQUE constraint error on
+    alembic_version in one of the two processes), so a poller reads the file read-only until then.
+    """
+    import sqlite3
+
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("SELECT COUNT(*) FROM alembic_version").fetchone()[0] > 0
+    except sqlite3.Error:  # no table yet, or locked by the creator
+        return False
+
+
 def load_trials(storage: str, name: str) -> list[Any]:
     """The stored Optuna trials of study ``name`` ([] while it does not exist yet)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
+    if storage.startswith("sqlite:///") and not _sqlite_storage_ready(Path(storage[len("sqlite:///"):])):
         return []
     try:
         return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
