@@ -7,7 +7,13 @@ Keras/TensorFlow state, so "after trial k" is the RSS at the start of trial k + 
 
 Target: growth from trial 10 to trial 100 under 50 MB. Writes the RSS of every trial to ``--csv``.
 
+It also counts the entries of TensorFlow's global gradient registry: Keras' one-replica gradient
+all-reduce added one per traced training step, keeping that fit's graph alive (the growth this
+benchmark used to show). ``estimators.build.skip_single_replica_all_reduce`` stops it;
+``--without-fix`` turns that off to measure the leak.
+
     SCIKIT_LEARN_DATA=... python benchmarks/memory.py
+    SCIKIT_LEARN_DATA=... python benchmarks/memory.py --without-fix   # the old behaviour
     python benchmarks/memory.py --smoke      # diabetes data, 3 trials of 1 epoch: after trial 1 vs 3
 """
 
@@ -24,14 +30,23 @@ from _common import DEFAULT_STUDY, rss_mb, sqlite_uri, study_config
 TARGET_MB = 50.0
 
 
+def gradient_registry_size() -> int:
+    """Entries in TensorFlow's global gradient registry (private, but it is where the leak lived)."""
+    from tensorflow.python.framework import ops
+
+    return len(ops._gradient_registry._registry)
+
+
 class RssProbe:
-    """RSS (MB) after each finished trial, read when the next one starts."""
+    """RSS (MB) and gradient-registry size after each finished trial, read when the next one starts."""
 
     def __init__(self) -> None:
         self.after: dict[int, float] = {}  # trials finished -> RSS MB
+        self.registry: dict[int, int] = {}  # trials finished -> gradient registry entries
 
     def on_trial_start(self, number: int, params: dict) -> None:
         self.after[number] = rss_mb()
+        self.registry[number] = gradient_registry_size()
 
     def on_trial_end(self, record) -> None:
         pass
@@ -46,6 +61,8 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--smoke", action="store_true", help="diabetes data, 3 trials of 1 epoch")
     p.add_argument("--csv", type=Path, help="write trials,rss_mb to this file")
+    p.add_argument("--without-fix", action="store_true",
+                   help="let Keras all-reduce the gradients of one replica (the leak the estimators avoid)")
     args = p.parse_args(argv)
     first, last, epochs = (1, 3, 1) if args.smoke else (args.first, args.last, args.epochs)
     if not 0 < first < last:
@@ -60,6 +77,10 @@ def main(argv=None) -> int:
                           search={"n_trials": last + 1, "timeout": None}, training={"epochs": epochs})
     from tuning.study import run_study
 
+    if args.without_fix:
+        import estimators.build
+
+        estimators.build.skip_single_replica_all_reduce = lambda optimizer: optimizer
     probe = RssProbe()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memory-") as tmp:
@@ -77,6 +98,8 @@ def main(argv=None) -> int:
     print(f"RSS after trial {first}: {a:.1f} MB, after trial {last}: {b:.1f} MB")
     print(f"growth {growth:+.1f} MB over {last - first} trials, {growth / (last - first) * 1000:+.0f} kB per trial "
           f"(target < {TARGET_MB:.0f} MB)")
+    print(f"TensorFlow gradient registry: {probe.registry[last] - probe.registry[first]:+d} entries over the same trials "
+          f"({'without' if args.without_fix else 'with'} the one-replica all-reduce fix)")
     return 0
 
 
