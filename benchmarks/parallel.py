@@ -9,6 +9,11 @@ were training: from the moment the last worker started its first trial to the mo
 finished its last one (process start-up, TensorFlow import and the final export are left out; they are
 paid once per worker, not per trial). Peak memory is each worker process's high-water mark (VmHWM),
 sampled from /proc while it runs (Linux).
+
+The machine's own ceiling is measured in the same run: a fixed pure-Python CPU loop in one process,
+then in two at once, before and after the studies. On a virtual machine whose cores are shared with
+other guests, two processes may get much less than twice the work of one done; the workers cannot beat
+that, so the script prints the ratio both ways (``efficiency`` = workers' ratio / machine's ratio).
 """
 
 from __future__ import annotations
@@ -92,6 +97,25 @@ def _peak_mb(pid: int, launcher: int) -> float | None:
     return None
 
 
+# ---- the machine's ceiling ----------------------------------------------------------------------------
+BURN = "import time\nt = time.perf_counter()\ns = 0\nfor i in range({n}): s += i\nprint(time.perf_counter() - t)"
+
+
+def _burn(processes: int, loops: int) -> float:
+    """Wall seconds for ``processes`` copies of a fixed CPU loop started together."""
+    started = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", BURN.format(n=loops)], stdout=subprocess.DEVNULL)
+             for _ in range(processes)]
+    for proc in procs:
+        proc.wait()
+    return time.perf_counter() - started
+
+
+def machine_ratio(loops: int) -> float:
+    """Work done per second by two CPU-bound processes over one (2.0 on two free cores)."""
+    return 2 * _burn(1, loops) / _burn(2, loops)
+
+
 # ---- one configuration -----------------------------------------------------------------------------
 def run_workers(workers: int, study_file: Path, directory: Path) -> Measurement:
     """Run the study with ``workers`` processes; throughput from its Optuna storage, memory from /proc."""
@@ -152,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         directory = Path(tmp)
         study_file = directory / "study.yaml"
         study_file.write_text(yaml.safe_dump(study(n_trials, epochs), sort_keys=False))
+        loops = 200_000 if args.smoke else 20_000_000
+        ceiling = [machine_ratio(loops)]
         results = [run_workers(n, study_file, directory) for n in (1, 2)]
+        ceiling.append(machine_ratio(loops))
     print(f"study: diabetes, {n_trials} trials of {epochs} epochs, {os.cpu_count()} cores"
           + (" (smoke run: numbers are not meaningful)" if args.smoke else ""))
     for r in results:
@@ -161,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
               f"of training, {r.trial_s:.2f} s per trial (wall {r.wall_s:.0f} s); peak memory per worker: {peaks} MB")
     ratio = results[1].per_minute / results[0].per_minute if results[0].per_minute else 0.0
     print(f"ratio 2 vs 1 workers: {ratio:.2f}x (target >= {TARGET}x)")
+    machine = sum(ceiling) / len(ceiling)
+    print(f"machine: two CPU-bound processes do {ceiling[0]:.2f}x / {ceiling[1]:.2f}x the work of one (before / "
+          f"after the studies); efficiency of the workers against that: {ratio / machine:.2f}")
     return 0
 
 

@@ -56,3 +56,18 @@ def test_pruning_steps_are_the_rungs(pruner, epochs, expected):
     data = {**_study("standard"), "search": {"pruner": pruner}, "training": {"epochs": epochs}}
     steps = pruning_steps(load_study_dict(data))
     assert (None if steps is None else set(steps)) == expected
+
+
+@pytest.mark.parametrize("exported, expected", [(None, "0"), ("1", "1")])
+def test_importing_tuning_turns_onednn_off_unless_exported(exported, expected):
+    # oneDNN's caches grew with every trial (benchmarks/memory.py); TensorFlow reads the variable once.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if exported is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = exported
+    code = "import os, sys, tuning; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], 'tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == [expected, "False"], done.stderr

@@ -436,6 +436,83 @@ def learning_curve_figure(history: dict[str, list[float]], title: str = "", *, s
     return fig
 
 
+class LearningCurvePainter:
+    """The per-trial learning-curve picture (what :func:`learning_curve_figure` draws) for many trials.
+
+    One figure per layout (losses only; losses + the validation metrics Keras logged) is built once and
+    updated in place for every trial, with fixed margins instead of a constrained-layout pass: one draw
+    per picture instead of two, no figure or axes creation (about 3x cheaper). Not thread-safe: one
+    painter per thread (the tracker's writer thread owns one).
+    """
+
+    def __init__(self, size: tuple[float, float] = (5.0, 3.2), dpi: int = 80):
+        self.size, self.dpi = size, dpi
+        self._layouts: dict[tuple, dict[str, Any]] = {}
+
+    def figure(self, history: dict[str, list[float]], title: str = "") -> Figure | None:
+        """The reused figure, redrawn for ``history`` (None without a loss); valid until the next call."""
+        if not history.get("loss"):
+            return None
+        extras = _extra_metrics(history)
+        key = tuple((name, bool(history.get(name[len("val_"):]))) for name in extras)
+        parts = self._layouts.get(key) or self._layouts.setdefault(key, self._build(key))
+        loss_ax = parts["axes"][0]
+        for name, line in parts["losses"].items():
+            values = history.get(name) or []
+            line.set_data(range(1, len(values) + 1), values)
+            line.set_visible(bool(values))
+        val = history.get("val_loss") or []
+        finite = [(v, i) for i, v in enumerate(val, start=1) if math.isfinite(v)]
+        if finite:
+            best, epoch = min(finite)
+            parts["best_epoch"].set_xdata([epoch, epoch])
+            parts["best_point"].set_data([epoch], [best])
+        parts["best_epoch"].set_visible(bool(finite))
+        parts["best_point"].set_visible(bool(finite))
+        set_scale(loss_ax, "y", _curve_scale([history.get("loss") or [], val]))
+        visible = [line for line in parts["losses"].values() if line.get_visible()]
+        loss_ax.legend(handles=visible, fontsize="small")
+        for (name, has_training), lines in zip(key, parts["extras"], strict=True):
+            series = ([history[name[len("val_"):]]] if has_training else []) + [history[name]]
+            for line, values in zip(lines, series, strict=True):
+                line.set_data(range(1, len(values) + 1), values)
+        for ax in parts["axes"]:
+            ax.relim(visible_only=True)
+            ax.autoscale_view()
+        parts["title"].set_text(title)
+        return parts["figure"]
+
+    def _build(self, key: tuple) -> dict[str, Any]:
+        width = self.size[0] * (1.7 if key else 1)
+        fig = Figure(figsize=(width, self.size[1]), dpi=self.dpi)
+        axes = fig.subplots(1, 2 if key else 1, squeeze=False).ravel()
+        # Room for tick labels, axis labels and the title (what constrained layout would find, fixed).
+        fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.5 / self.size[1],
+                            top=1 - 0.4 / self.size[1], wspace=0.3)
+        ax = axes[0]
+        losses = {key_: ax.plot([], [], color=color, label=f"{label} loss", gid=key_)[0]
+                  for key_, label, color in (("loss", "training", TRAIN_COLOR), ("val_loss", "validation", VALID_COLOR))}
+        best_epoch = ax.axvline(1, color="0.5", ls=":", lw=1)
+        (best_point,) = ax.plot([], [], "o", color=VALID_COLOR, ms=5)
+        ax.set(xlabel="epoch", ylabel="loss")
+        extras = []
+        if key:
+            for i, (name, has_training) in enumerate(key):
+                short = name[len("val_"):]
+                lines = []
+                if has_training:
+                    lines += axes[1].plot([], [], color=f"C{2 * i}", ls="--", label=f"training {short}")
+                lines += axes[1].plot([], [], color=f"C{2 * i + 1}", label=f"validation {short}")
+                extras.append(lines)
+            axes[1].set(xlabel="epoch", ylabel=", ".join(name[len("val_"):] for name, _ in key))
+            axes[1].legend(fontsize="small")
+        for each in axes:
+            each.xaxis.set_major_locator(MaxNLocator(integer=True))
+            each.grid(alpha=0.3)
+        return {"figure": fig, "axes": list(axes), "losses": losses, "best_epoch": best_epoch,
+                "best_point": best_point, "extras": extras, "title": fig.suptitle("", fontsize="medium")}
+
+
 def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={fmt(v)}" for k, v in params.items())
 

@@ -162,60 +162,65 @@ def run_study(
     tracker = MlflowTracker(config.mlflow.tracking_uri, config.experiment_name)
     study_text = path.read_text() if path else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
-    collector = _Collector()
-    runner = TrialRunner(config, split)
-    display = ProgressDisplay(config.search.n_trials, runner.metric, runner.direction, quiet=quiet, console=console)
-    runner.observers = [tracker, collector, display, *observers]
-    for observer in observers:
-        if hasattr(observer, "attach"):
-            observer.attach(runner)
-    backend = make_backend(config, runner, out_dir, storage=storage)
-    backend.open(fresh=fresh and not worker)
-    open_parent_run(tracker, backend, config, flat_settings(config), path, study_text, split)
-    close_orphan_runs(tracker, backend)
-    backend.run_id_of = tracker.run_id_of
-    display.resume(backend.records())
-    result = StudyResult(config.name, [], None, tracking_uri=tracker.tracking_uri, parent_run_id=tracker.parent_run_id)
-    helpers = [] if worker else start_helpers(config, backend, workers, out_dir, tracker.tracking_uri)
     try:
-        with display:
-            backend.run(config.search.n_trials, config.search.timeout)
-        wait_all(helpers)
-    except KeyboardInterrupt:
-        interrupt_all(helpers)
-        result.records = collector.records
-        result.best = best_record(collector.records, runner.direction)
-        result.interrupted = True
-        result.wall_time_s = time.monotonic() - started
-        _end_parent_run(tracker, backend, "KILLED", worker)
-        return result
-    except BaseException:
-        interrupt_all(helpers)
-        _end_parent_run(tracker, backend, "FAILED", worker)
-        raise
+        collector = _Collector()
+        runner = TrialRunner(config, split)
+        display = ProgressDisplay(config.search.n_trials, runner.metric, runner.direction, quiet=quiet, console=console)
+        runner.observers = [tracker, collector, display, *observers]
+        for observer in observers:
+            if hasattr(observer, "attach"):
+                observer.attach(runner)
+        backend = make_backend(config, runner, out_dir, storage=storage)
+        backend.open(fresh=fresh and not worker)
+        open_parent_run(tracker, backend, config, flat_settings(config), path, study_text, split)
+        close_orphan_runs(tracker, backend)
+        backend.run_id_of = tracker.run_id_of
+        display.resume(backend.records())
+        result = StudyResult(config.name, [], None, tracking_uri=tracker.tracking_uri, parent_run_id=tracker.parent_run_id)
+        helpers = [] if worker else start_helpers(config, backend, workers, out_dir, tracker.tracking_uri)
+        try:
+            with display:
+                backend.run(config.search.n_trials, config.search.timeout)
+            wait_all(helpers)
+            tracker.flush()
+        except KeyboardInterrupt:
+            interrupt_all(helpers)
+            tracker.flush()
+            result.records = collector.records
+            result.best = best_record(collector.records, runner.direction)
+            result.interrupted = True
+            result.wall_time_s = time.monotonic() - started
+            _end_parent_run(tracker, backend, "KILLED", worker)
+            return result
+        except BaseException:
+            interrupt_all(helpers)
+            _end_parent_run(tracker, backend, "FAILED", worker)
+            raise
 
-    close_orphan_runs(tracker, backend)
-    records = backend.records()
-    result.records = records
-    result.best = best_record(records, runner.direction)
-    if worker:
+        close_orphan_runs(tracker, backend)
+        records = backend.records()
+        result.records = records
+        result.best = best_record(records, runner.direction)
+        if worker:
+            result.wall_time_s = time.monotonic() - started
+            return result
+        if result.best is not None and backend.export_due():
+            estimator = refit_best(runner, result.best, split)
+            pipeline = make_pipeline(runner.data.scaler, estimator)
+            result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
+            best_info = {"trial": result.best.number, "params": result.best.params,
+                         f"valid_{runner.metric}": result.best.value, "metric": runner.metric}
+            export_model(pipeline, out_dir, best_info, {"valid": {runner.metric: result.best.value}, "test": result.test_metrics})
+            result.export_dir = out_dir
+            tracker.log_best(result.best, result.test_metrics, out_dir)
+            tracker.log_model(pipeline, split.X_test, config.export.registered_model_name)
+            backend.mark_exported()
+        result.report_path = report_safely(config, tracker.tracking_uri, tracker.parent_run_id)
         result.wall_time_s = time.monotonic() - started
+        _end_parent_run(tracker, backend, "FINISHED", worker)
         return result
-    if result.best is not None and backend.export_due():
-        estimator = refit_best(runner, result.best, split)
-        pipeline = make_pipeline(runner.data.scaler, estimator)
-        result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
-        best_info = {"trial": result.best.number, "params": result.best.params,
-                     f"valid_{runner.metric}": result.best.value, "metric": runner.metric}
-        export_model(pipeline, out_dir, best_info, {"valid": {runner.metric: result.best.value}, "test": result.test_metrics})
-        result.export_dir = out_dir
-        tracker.log_best(result.best, result.test_metrics, out_dir)
-        tracker.log_model(pipeline, split.X_test, config.export.registered_model_name)
-        backend.mark_exported()
-    result.report_path = report_safely(config, tracker.tracking_uri, tracker.parent_run_id)
-    result.wall_time_s = time.monotonic() - started
-    _end_parent_run(tracker, backend, "FINISHED", worker)
-    return result
+    finally:
+        tracker.close()  # the learning-curve pictures still queued are logged before returning
 
 
 def _end_parent_run(tracker: MlflowTracker, backend: Any, status: str, worker: bool) -> None:

@@ -2,14 +2,23 @@
 
 Only plain records reach this module; it never asks which backend produced them. Metrics of a trial
 (its whole per-epoch curve) go out in one ``log_batch`` call, so tracking costs a few calls per trial
-rather than one per epoch.
+rather than one per epoch. Before the next trial can start, a trial's run is created, its params,
+metrics and state are logged and it is ended (in that order: a run still RUNNING after its trial ended
+is an orphan to close, see :func:`tuning.coordination.close_orphan_runs`); its learning-curve picture is
+drawn and logged by a background writer thread while the next trial trains.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import platform
+import queue
+import threading
 import time
+import weakref
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,6 +27,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, TrialRecord
+from tuning.sqlite import relax_sync, use_wal
 
 STATUS = {
     COMPLETE: RunStatus.to_string(RunStatus.FINISHED),
@@ -55,6 +65,68 @@ def _param_value(value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
+logger = logging.getLogger(__name__)
+_WRITERS: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
+
+
+class BackgroundWriter:
+    """One daemon thread that runs queued calls in order, off the trial loop's critical path.
+
+    A call that raises only logs a warning (tracking extras must never cost a trial). ``flush`` waits
+    until everything queued has run; ``close`` flushes and stops the thread (a later ``submit`` starts a
+    new one). Writers still holding work when the interpreter exits are flushed by an ``atexit`` hook.
+    """
+
+    def __init__(self, name: str = "tuning-tracking-writer"):
+        self.name = name
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, call: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+                self._thread.start()
+                _WRITERS.add(self)
+            self._queue.put((call, args))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                call, args = item
+                call(*args)
+            except Exception as exc:
+                logger.warning("background tracking call %s failed: %s", getattr(call, "__name__", call), exc)
+            finally:
+                self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued call has run (returns at once if the thread is gone)."""
+        done = self._queue.all_tasks_done
+        with done:
+            while self._queue.unfinished_tasks and self._thread is not None and self._thread.is_alive():
+                done.wait(0.5)
+
+    def close(self) -> None:
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._queue.put(None)
+        thread.join()
+        _WRITERS.discard(self)
+
+
+@atexit.register
+def _flush_writers() -> None:
+    for writer in list(_WRITERS):
+        writer.flush()
+
+
 class MlflowTracker:
     """Writes a study to MLflow through ``MlflowClient`` (no global active run).
 
@@ -64,7 +136,7 @@ class MlflowTracker:
 
     portable = True
 
-    def __init__(self, tracking_uri: str | None, experiment: str):
+    def __init__(self, tracking_uri: str | None, experiment: str, background: bool = True):
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri = self.client.tracking_uri
         self.experiment_name = experiment
@@ -72,15 +144,42 @@ class MlflowTracker:
         self.parent_run_id: str | None = None
         self._children: dict[int, str] = {}
         self.trial_runs: dict[int, str] = {}  # trial number -> its run, for every trial started here
+        # Learning-curve pictures drawn and logged by a writer thread (flush()/close() wait for them);
+        # False: in line, as the trial ends.
+        self.background = background
+        self._writer = BackgroundWriter()
+        self._painters = threading.local()  # matplotlib figures are reused, one painter per thread
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        del state["client"]
+        for name in ("client", "_writer", "_painters"):
+            del state[name]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        # A copy tracks trials in another process (a joblib worker) that nobody flushes: it logs in line.
+        self.background = False
+        self._writer = BackgroundWriter()
+        self._painters = threading.local()
+        self._relax_sync()
+
+    def _relax_sync(self) -> None:
+        """``synchronous=NORMAL`` on this process's connections to a WAL-mode sqlite: store."""
+        try:
+            engine = self.client._tracking_client.store.engine  # MLflow's SqlAlchemyStore (one per URI)
+        except Exception:  # another kind of store (a server, files): nothing to tune
+            return
+        relax_sync(engine)
+
+    def flush(self) -> None:
+        """Wait until the queued learning-curve pictures are logged."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and stop the writer thread (the tracker stays usable)."""
+        self._writer.close()
 
     # ---- study ---------------------------------------------------------------------------------
     def start_study(self, name: str, settings: dict[str, Any], study_file: Path | None, study_text: str,
@@ -90,6 +189,8 @@ class MlflowTracker:
         self.experiment_id = (
             experiment.experiment_id if experiment else self.client.create_experiment(self.experiment_name)
         )
+        use_wal(self.tracking_uri)  # an sqlite: store commits without journal fsyncs (see tuning.sqlite)
+        self._relax_sync()
         if run_id:
             self.parent_run_id = run_id
             self.client.update_run(run_id, status="RUNNING")
@@ -186,22 +287,25 @@ class MlflowTracker:
             tags.append(RunTag("trial.reason", record.reason[:5000]))
         for i in range(0, max(len(metrics), 1), BATCH):
             self.client.log_batch(run_id, metrics=metrics[i : i + BATCH], tags=tags if i == 0 else [])
-        if record.state == COMPLETE and record.history.get("loss"):
-            self.log_learning_curve(run_id, record)
         self.client.set_terminated(run_id, status=STATUS.get(record.state, "FAILED"))
+        if record.state == COMPLETE and record.history.get("loss"):
+            if self.background:
+                self._writer.submit(self.log_learning_curve, run_id, record)
+            else:
+                self.log_learning_curve(run_id, record)
 
     def log_learning_curve(self, run_id: str, record: TrialRecord) -> None:
         """A small training vs validation loss PNG on the trial's run; a drawing problem only warns."""
-        import logging
-
-        from tuning.plots import fmt, learning_curve_figure
+        from tuning.plots import LearningCurvePainter, fmt
 
         title = f"trial {record.number}: validation {record.metric or 'objective'} = {fmt(record.value)}"
         try:
-            figure = learning_curve_figure(record.history, title, size=(5.0, 3.2), dpi=80)
-            self.client.log_figure(run_id, figure, "learning_curve.png")
+            painter = getattr(self._painters, "painter", None)
+            if painter is None:
+                painter = self._painters.painter = LearningCurvePainter(size=(5.0, 3.2), dpi=80)
+            self.client.log_figure(run_id, painter.figure(record.history, title), "learning_curve.png")
         except Exception as exc:  # a picture must never cost a trial
-            logging.getLogger(__name__).warning("no learning curve for trial %s: %s", record.number, exc)
+            logger.warning("no learning curve for trial %s: %s", record.number, exc)
 
     # ---- results ---------------------------------------------------------------------------------
     def log_best(self, best: TrialRecord | None, test_metrics: dict[str, float], export_dir: Path | None) -> None:
