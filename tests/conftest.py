@@ -6,6 +6,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# The settings our packages give TensorFlow before it loads (oneDNN off), whichever test module imports it
+# first; subprocesses of the tests inherit them, so a seeded fit is the same in both.
+import tuning  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session", autouse=True)
