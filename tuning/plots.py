@@ -412,32 +412,11 @@ def _extra_metrics(history: dict[str, list[float]]) -> list[str]:
 def learning_curve_figure(history: dict[str, list[float]], title: str = "", *, size: tuple[float, float] = (6.5, 3.8),
                           dpi: int = 100) -> Figure | None:
     """Training vs validation loss per epoch (plus other validation metrics beside it); None without a loss."""
-    if not history.get("loss"):
-        return None
-    extras = _extra_metrics(history)
-    fig = _new_figure(size[0] * (1.7 if extras else 1), size[1], dpi=dpi)
-    axes = fig.subplots(1, 2 if extras else 1, squeeze=False).ravel()
-    _draw_losses(axes[0], history)
-    axes[0].set_ylabel("loss")
-    if extras:
-        for i, key in enumerate(extras):
-            name = key[len("val_"):]
-            if history.get(name):
-                axes[1].plot(range(1, len(history[name]) + 1), history[name], color=f"C{2 * i}", ls="--",
-                             label=f"training {name}")
-            axes[1].plot(range(1, len(history[key]) + 1), history[key], color=f"C{2 * i + 1}",
-                         label=f"validation {name}")
-        axes[1].set(xlabel="epoch", ylabel=", ".join(k[len("val_"):] for k in extras))
-        axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes[1].grid(alpha=0.3)
-        axes[1].legend(fontsize="small")
-    if title:
-        fig.suptitle(title, fontsize="medium")
-    return fig
+    return LearningCurvePainter(size, dpi).figure(history, title)
 
 
 class LearningCurvePainter:
-    """The per-trial learning-curve picture (what :func:`learning_curve_figure` draws) for many trials.
+    """The learning-curve picture (:func:`learning_curve_figure`), drawn for many trials.
 
     One figure per layout (losses only; losses + the validation metrics Keras logged) is built once and
     updated in place for every trial, with fixed margins instead of a constrained-layout pass: one draw
