@@ -1,12 +1,26 @@
-"""Keras MLP estimators that behave as scikit-learn citizens."""
+"""Keras MLP estimators that behave as scikit-learn citizens.
 
-import os
+The estimators and ``build_model`` load on first use, so ``import estimators.hyperparams`` (the table of
+hyperparameters, read when a study file is validated) does not import TensorFlow. Importing this package
+changes no environment variable or other process-wide state.
+"""
 
-# Before TensorFlow loads (it reads this once): oneDNN's CPU kernels keep caches that grow with every new
-# model fitted in a process and are no faster for these MLPs (benchmarks/memory.py). An exported value wins.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-from estimators.build import build_model  # noqa: E402
-from estimators.wrappers import KerasMLPClassifier, KerasMLPRegressor  # noqa: E402
+from typing import Any
 
 __all__ = ["KerasMLPClassifier", "KerasMLPRegressor", "build_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "build_model":
+        from estimators.build import build_model
+
+        return build_model
+    if name in ("KerasMLPClassifier", "KerasMLPRegressor"):
+        from estimators import wrappers
+
+        return getattr(wrappers, name)
+    raise AttributeError(f"module 'estimators' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

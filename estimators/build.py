@@ -6,9 +6,10 @@ from typing import Literal
 
 import keras
 
+from estimators.hyperparams import OPTIMIZERS, build_knobs
+
 Task = Literal["regression", "binary", "multiclass"]
 
-OPTIMIZERS = ("sgd", "adam", "rmsprop", "nadam", "adamw")
 TASKS = ("regression", "binary", "multiclass")
 
 
@@ -93,15 +94,11 @@ def build_model(
     unit and binary cross-entropy for binary, ``n_classes`` softmax units and sparse categorical
     cross-entropy for multi-class. ``n_hidden=0`` gives a linear / logistic model. With ``seed``
     every initializer and dropout layer is seeded, so the weights do not depend on global state.
+    Each knob is checked against the hyperparameter table (``estimators.hyperparams``).
     """
-    if n_hidden < 0:
-        raise ValueError(f"n_hidden must be >= 0, got {n_hidden}")
-    if n_neurons < 1:
-        raise ValueError(f"n_neurons must be >= 1, got {n_neurons}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    given = locals()
+    for knob in build_knobs():
+        knob.check(given[knob.name])
     units, out_activation, loss = output_layer_and_loss(task, n_classes)
 
     def init(offset: int):

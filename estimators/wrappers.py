@@ -10,6 +10,7 @@ skipped the target encoding, and seeds that leaked into the next fit.
 from __future__ import annotations
 
 import numbers
+import textwrap
 import warnings
 
 import numpy as np
@@ -21,7 +22,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._tags import ClassifierTags, RegressorTags
 
-from estimators.build import OPTIMIZERS, build_model
+from estimators import hyperparams
+from estimators.build import build_model
 from estimators.callbacks import StopOnNaN, early_stopping
 from estimators.seeding import seeded
 from estimators.targets import StandardizedTargetEncoder
@@ -87,29 +89,12 @@ class _KerasMLPMixin:
 
     # ---- validation -------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        def integer(name, low):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        """Each argument against the hyperparameter table: ``ValueError("n_hidden must be an integer >= 0, ...")``."""
+        for param in hyperparams.for_estimator(self._estimator_kind()):
+            param.check(getattr(self, param.name))
 
-        integer("n_hidden", 0)
-        integer("n_neurons", 1)
-        integer("epochs", 1)
-        integer("batch_size", 1)
-        integer("patience", 0)
-        integer("steps_per_execution", 1)
-        lr = self.learning_rate
-        if not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not np.isfinite(lr) or lr <= 0:
-            raise ValueError(f"learning_rate must be a finite number > 0, got {lr!r}")
-        if str(self.optimizer).lower() not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not 0.0 <= float(self.momentum) < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        vf = self.validation_fraction
-        if vf is not None and not 0.0 <= float(vf) < 1.0:
-            raise ValueError(f"validation_fraction must be in [0, 1) or None, got {vf!r}")
+    def _estimator_kind(self) -> str:
+        return "regressor" if self._task == "regression" else "classifier"
 
     @staticmethod
     def _refuse_sparse(X, what: str = "X") -> None:
@@ -206,20 +191,13 @@ class _KerasMLPMixin:
             delattr(self, name)
 
     def _keras_build_fn(self):
+        knobs = {knob.name: knob.coerce(getattr(self, knob.name)) for knob in hyperparams.build_knobs()}
         return build_model(
-            n_hidden=int(self.n_hidden),
-            n_neurons=int(self.n_neurons),
-            learning_rate=float(self.learning_rate),
+            **knobs,
             n_features=int(self.n_features_in_),
             task=self._model_task(),
             n_classes=getattr(self, "n_classes_", None),
-            activation=self.activation,
-            optimizer=str(self.optimizer).lower(),
-            momentum=float(self.momentum),
-            dropout=float(self.dropout),
-            weight_decay=self.weight_decay,
             seed=self._fit_extras[2],
-            steps_per_execution=int(self.steps_per_execution),
         )
 
     def _model_task(self) -> str:
@@ -332,43 +310,9 @@ def _init_params(est, **params) -> None:
 
 
 class KerasMLPRegressor(_KerasMLPMixin, KerasRegressor):
-    """Multi-layer perceptron regressor (Keras), a scikit-learn estimator.
+    __doc__ = f"""Multi-layer perceptron regressor (Keras), a scikit-learn estimator.
 
-    Parameters
-    ----------
-    n_hidden : int, default=1
-        Number of hidden Dense layers (0 gives a linear model).
-    n_neurons : int, default=30
-        Units per hidden layer.
-    learning_rate : float, default=3e-3
-        Optimizer learning rate.
-    activation : str, default="relu"
-        Hidden-layer activation.
-    optimizer : {"sgd", "adam", "rmsprop", "nadam", "adamw"}, default="sgd"
-    momentum : float, default=0.0
-        SGD momentum.
-    dropout : float, default=0.0
-        Dropout rate after each hidden layer.
-    weight_decay : float or None, default=None
-    epochs : int, default=100
-        Maximum number of epochs.
-    batch_size : int, default=32
-    early_stopping : bool, default=True
-        Stop when the validation loss has not improved for ``patience`` epochs.
-    patience : int, default=10
-    min_delta : float, default=0.0
-    restore_best_weights : bool, default=True
-    validation_fraction : float or None, default=0.1
-        Fraction of the training data held out for early stopping when no ``validation_data`` is
-        passed to ``fit``. ``None`` or 0 trains on everything.
-    steps_per_execution : int, default=64
-        Training steps run per TensorFlow call; the main speed knob for small models on CPU.
-    random_state : int, RandomState or None, default=None
-        Seed for weights, shuffling and the validation hold-out.
-    verbose : int, default=0
-    standardize_target : bool, default=False
-        Train on standardised targets (mean 0, std 1 on the training data); predictions and
-        scores stay in the original units, the Keras losses in ``history_`` are in standardised units.
+{textwrap.indent(hyperparams.numpydoc("regressor"), "    ")}
 
     Attributes
     ----------
