@@ -1,33 +1,29 @@
 """Typed, validated study configuration: one YAML file describes one tuning study.
 
 `load_study(path)` reads and validates a study file; every problem is reported at once, each with its dotted
-key path (``search.n_trials``), the YAML line where it is and a readable message, as a `StudyConfigError`.
+key path (``search.n_trials``), the YAML line where it is and a readable message, as a `StudyConfigError`
+(reading and error wording: `tuning.studyfile`; search-space entries: `tuning.paramspec`). Which
+hyperparameters exist, their bounds and where a study sets them come from `estimators.hyperparams`.
 """
 
-import difflib
 import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import BeforeValidator, Field, ValidationInfo, create_model, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
+from estimators import hyperparams
 from tuning.errors import StudyConfigError
+from tuning.paramspec import CategoricalParam, FloatParam, IntParam, ParamSpec, TunableName, space_errors
+from tuning.schema import Float, Int
+from tuning.schema import StrictModel as _Model
+from tuning.schema import error as _error
+from tuning.schema import raise_errors as _raise_errors
+from tuning.studyfile import load_file, validate
 
 __all__ = [
     "BUILTIN_TASKS",
@@ -57,7 +53,6 @@ Source = Literal[
     "california_housing", "diabetes", "digits", "breast_cancer", "iris", "wine",
     "mnist", "fashion_mnist", "imdb", "csv", "parquet",
 ]  # fmt: skip
-Optimizer = Literal["sgd", "adam", "rmsprop", "nadam", "adamw"]
 Metric = Literal["auto", "mse", "rmse", "mae", "r2", "accuracy", "log_loss", "roc_auc"]
 
 FILE_SOURCES: tuple[str, ...] = ("csv", "parquet")
@@ -73,55 +68,12 @@ BUILTIN_TASKS: dict[str, str] = {
     "mnist": "multiclass",
     "fashion_mnist": "multiclass",
 }
-OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "rmsprop", "nadam", "adamw")
+OPTIMIZERS: tuple[str, ...] = hyperparams.OPTIMIZERS
 #: Names the estimator accepts as hyperparameters to tune (the keys allowed in `space`).
-TUNABLE_PARAMS: frozenset[str] = frozenset({
-    "n_hidden", "n_neurons", "learning_rate", "activation", "optimizer", "dropout", "momentum",
-    "batch_size", "epochs", "patience", "weight_decay",
-})  # fmt: skip
+TUNABLE_PARAMS: frozenset[str] = hyperparams.tunable()
 REGRESSION_METRICS: frozenset[str] = frozenset({"mse", "rmse", "mae", "r2"})
 CLASSIFICATION_METRICS: frozenset[str] = frozenset({"accuracy", "log_loss", "roc_auc"})
 _MINIMIZED_METRICS = frozenset({"mse", "rmse", "mae", "log_loss"})
-_PARAM_TAGS = ("int", "float", "categorical")
-_HINTS = {"lr": "learning_rate", "units": "n_neurons", "neurons": "n_neurons", "layers": "n_hidden",
-          "hidden_layers": "n_hidden", "batch": "batch_size", "l2": "weight_decay"}  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def _error(loc: tuple[str | int, ...], message: str, value: Any) -> InitErrorDetails:
-    """One validation error at `loc` (relative to the model that raises it)."""
-    return InitErrorDetails(
-        type=PydanticCustomError("study", "{msg}", {"msg": message}), loc=loc, input=value
-    )
-
-
-def _raise_errors(title: str, errors: list[InitErrorDetails]) -> None:
-    """Raise all `errors` together; pydantic prefixes their locations with the enclosing fields' path."""
-    if errors:
-        raise ValidationError.from_exception_data(title, errors)
-
-
-def _no_bool(value: Any) -> Any:
-    """Refuse YAML booleans where a number is expected (pydantic would read `true` as 1)."""
-    if isinstance(value, bool):
-        raise ValueError("Input should be a number, not a boolean")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_no_bool)]
-Float = Annotated[float, BeforeValidator(_no_bool)]
-
-
-def _suggest(word: str, candidates: list[str] | tuple[str, ...] | frozenset[str]) -> str:
-    """A " did you mean 'x'?" suffix, or "" when nothing is close."""
-    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # --------------------------------------------------------------------------------------------- sections
@@ -203,194 +155,27 @@ class PreprocessingConfig(_Model):
     target_scaling: Literal["standard", "none"] = "none"  # regression only: train on standardised y
 
 
-class ModelConfig(_Model):
-    """Fixed estimator arguments; None means the estimator's own default."""
-
-    n_hidden: Int | None = Field(None, ge=0)
-    n_neurons: Int | None = Field(None, ge=1)
-    learning_rate: Float | None = Field(None, gt=0)
-    activation: str | None = None
-    optimizer: Optimizer | None = None
-    dropout: Float | None = Field(None, ge=0, lt=1)
-    momentum: Float | None = Field(None, ge=0, lt=1)
-
+class _FixedArguments(_Model):
     def fixed_params(self) -> dict[str, Any]:
         """The arguments that were given (not None)."""
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
-# ---------------------------------------------------------------------------------------- search space
+def _model_field(param: hyperparams.HyperParam) -> tuple[Any, Any]:
+    """The `model:` key of a hyperparameter: its type and bounds from the table, None for the default."""
+    kind: Any = Literal[param.choices] if param.choices else {"int": Int, "float": Float, "str": str,
+                                                              "bool": bool, "any": Any}[param.kind]  # fmt: skip
+    return Optional[kind], Field(None, ge=param.ge, gt=param.gt, le=param.le, lt=param.lt)  # noqa: UP045
 
 
-class IntParam(_Model):
-    """An integer hyperparameter in [low, high] (both included)."""
-
-    type: Literal["int"]
-    low: Int
-    high: Int
-    step: Int = Field(1, ge=1)
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _check(self) -> "IntParam":
-        errors = _range_errors(self.low, self.high, self.log)
-        if self.log and self.step != 1:
-            errors.append(_error(("step",), "step must be 1 when log is true", self.step))
-        _raise_errors("IntParam", errors)
-        return self
-
-    def grid_values(self) -> list[int]:
-        """Every value of the range (for grid search)."""
-        return list(range(self.low, self.high + 1, self.step))
-
-
-class FloatParam(_Model):
-    """A real hyperparameter in [low, high], optionally on a log scale or discretised by `step`."""
-
-    type: Literal["float"]
-    low: Float
-    high: Float
-    log: bool = False
-    step: Float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> "FloatParam":
-        errors = _range_errors(self.low, self.high, self.log)
-        if self.log and self.step is not None:
-            errors.append(_error(("step",), "step cannot be combined with log: true", self.step))
-        _raise_errors("FloatParam", errors)
-        return self
-
-    def grid_values(self) -> list[float]:
-        """Every value low, low+step, ... <= high (for grid search); needs `step`."""
-        if self.step is None:
-            raise ValueError("a float range without step has no finite grid")
-        count = int((self.high - self.low) / self.step + 1e-9) + 1
-        return [round(self.low + i * self.step, 12) for i in range(count)]
-
-
-def _range_errors(low: float, high: float, log: bool) -> list[InitErrorDetails]:
-    errors = []
-    if low > high:
-        errors.append(_error(("low",), f"low ({low}) must be <= high ({high})", low))
-    if log and low <= 0:
-        errors.append(_error(("low",), f"log scale needs low > 0, got {low}", low))
-    return errors
-
-
-def _scalar_choices(values: Any) -> Any:
-    """Choices must be a list of scalars (one clear error instead of one per union member)."""
-    if isinstance(values, list):
-        for i, value in enumerate(values):
-            if not isinstance(value, str | int | float | bool | type(None)):
-                raise ValueError(
-                    f"choice #{i} must be a string, number, boolean or null, got {type(value).__name__}"
-                )
-    return values
-
-
-class CategoricalParam(_Model):
-    """A hyperparameter taking one of `choices`."""
-
-    type: Literal["categorical"]
-    choices: Annotated[list[str | int | float | bool | None], BeforeValidator(_scalar_choices)] = Field(
-        min_length=1
-    )
-
-    @field_validator("choices")
-    @classmethod
-    def _unique(cls, choices: list[Any]) -> list[Any]:
-        seen = [(type(c), c) for c in choices]
-        if len(set(seen)) != len(seen):
-            raise ValueError("choices must not repeat a value")
-        return choices
-
-    def grid_values(self) -> list[Any]:
-        """The choices (for grid search)."""
-        return list(self.choices)
-
-
-ParamSpec = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
-
-
-def _check_tunable(name: str) -> str:
-    if name not in TUNABLE_PARAMS:
-        hint = f"; did you mean '{_HINTS[name]}'?" if name in _HINTS else _suggest(name, TUNABLE_PARAMS)
-        raise ValueError(
-            f"unknown hyperparameter '{name}'; tunable: {', '.join(sorted(TUNABLE_PARAMS))}{hint}"
-        )
-    return name
-
-
-TunableName = Annotated[str, AfterValidator(_check_tunable)]
-
-
-@dataclass(frozen=True)
-class _Rule:
-    """What values a tunable hyperparameter takes: kind, bounds, allowed strings."""
-
-    kind: Literal["int", "float", "str"]
-    ge: float | None = None
-    gt: float | None = None
-    lt: float | None = None
-    choices: tuple[str, ...] | None = None
-    nullable: bool = False
-
-    def problem(self, value: Any) -> str | None:
-        """Why `value` is not acceptable, or None."""
-        if value is None:
-            return None if self.nullable else "null is not a valid value"
-        if self.kind == "str":
-            if not isinstance(value, str):
-                return f"expected a string, got {value!r}"
-            if self.choices and value not in self.choices:
-                return f"{value!r} is not one of {', '.join(self.choices)}"
-            return None
-        number = (int,) if self.kind == "int" else (int, float)
-        if isinstance(value, bool) or not isinstance(value, number):
-            return f"expected {'an integer' if self.kind == 'int' else 'a number'}, got {value!r}"
-        if self.ge is not None and value < self.ge:
-            return f"must be >= {self.ge}, got {value}"
-        if self.gt is not None and value <= self.gt:
-            return f"must be > {self.gt}, got {value}"
-        if self.lt is not None and value >= self.lt:
-            return f"must be < {self.lt}, got {value}"
-        return None
-
-
-_RULES: dict[str, _Rule] = {
-    "n_hidden": _Rule("int", ge=0),
-    "n_neurons": _Rule("int", ge=1),
-    "batch_size": _Rule("int", ge=1),
-    "epochs": _Rule("int", ge=1),
-    "patience": _Rule("int", ge=0),
-    "learning_rate": _Rule("float", gt=0),
-    "dropout": _Rule("float", ge=0, lt=1),
-    "momentum": _Rule("float", ge=0, lt=1),
-    "weight_decay": _Rule("float", ge=0),
-    "activation": _Rule("str", nullable=True),
-    "optimizer": _Rule("str", choices=OPTIMIZERS),
-}
-
-
-def _space_errors(name: str, spec: IntParam | FloatParam | CategoricalParam) -> list[InitErrorDetails]:
-    """Values of `spec` that the estimator would refuse for hyperparameter `name`."""
-    rule = _RULES[name]
-    loc: tuple[str | int, ...] = ("space", name)
-    if isinstance(spec, CategoricalParam):
-        return [
-            _error((*loc, "choices", i), f"{name}: {problem}", choice)
-            for i, choice in enumerate(spec.choices)
-            if (problem := rule.problem(choice))
-        ]
-    allowed = {"int": ("int", "categorical"), "float": ("float", "categorical"), "str": ("categorical",)}
-    if spec.type not in allowed[rule.kind]:
-        return [_error((*loc, "type"), f"{name} must use type {' or '.join(allowed[rule.kind])}", spec.type)]
-    return [
-        _error((*loc, key), f"{name}: {problem}", value)
-        for key, value in (("low", spec.low), ("high", spec.high))
-        if (problem := rule.problem(value))
-    ]
+#: Fixed estimator arguments (the `model:` section); None means the estimator's own default.
+ModelConfig = create_model(
+    "ModelConfig",
+    __base__=_FixedArguments,
+    __module__=__name__,
+    __doc__="Fixed estimator arguments; None means the estimator's own default.",
+    **{param.name: _model_field(param) for param in hyperparams.model_settable()},
+)
 
 
 # --------------------------------------------------------------------------------------- other sections
@@ -449,21 +234,27 @@ def _metric_problem(metric: str, task: str | None) -> str | None:
     return None
 
 
+def _estimator_field(name: str) -> Any:
+    """A study setting that is an estimator argument: its default and bounds from the table."""
+    param = hyperparams.HYPERPARAMS[name]
+    return Field(param.default, ge=param.ge, gt=param.gt, le=param.le, lt=param.lt)
+
+
 class EarlyStoppingConfig(_Model):
     """Keras EarlyStopping callback settings."""
 
-    enabled: bool = True
+    enabled: bool = _estimator_field("early_stopping")
     monitor: str = "val_loss"
-    patience: Int = Field(10, ge=0)
-    min_delta: Float = Field(0.0, ge=0)
-    restore_best_weights: bool = True
+    patience: Int = _estimator_field("patience")
+    min_delta: Float = _estimator_field("min_delta")
+    restore_best_weights: bool = _estimator_field("restore_best_weights")
 
 
 class TrainingConfig(_Model):
     """Fit settings shared by every trial (a `space` entry of the same name overrides them)."""
 
-    epochs: Int = Field(100, ge=1)
-    batch_size: Int = Field(32, ge=1)
+    epochs: Int = _estimator_field("epochs")
+    batch_size: Int = _estimator_field("batch_size")
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
 
@@ -517,23 +308,17 @@ class StudyConfig(_Model):
     def _check(self) -> "StudyConfig":
         errors: list[InitErrorDetails] = []
         fixed = self.model.fixed_params()
-        explicit = {
-            "epochs": "epochs" in self.training.model_fields_set,
-            "batch_size": "batch_size" in self.training.model_fields_set,
-            "patience": "patience" in self.training.early_stopping.model_fields_set,
-        }
-        where = {"epochs": "training.epochs", "batch_size": "training.batch_size",
-                 "patience": "training.early_stopping.patience"}  # fmt: skip
         for name, spec in self.space.items():
+            elsewhere = hyperparams.HYPERPARAMS[name].study
             if name in fixed:
                 errors.append(_error(
                     ("space", name), f"'{name}' is both fixed in model and tuned in space; keep one", name
                 ))  # fmt: skip
-            elif explicit.get(name):
+            elif elsewhere and self._is_set(elsewhere):
                 errors.append(_error(
-                    ("space", name), f"'{name}' is both set in {where[name]} and tuned in space; keep one", name
+                    ("space", name), f"'{name}' is both set in {elsewhere} and tuned in space; keep one", name
                 ))  # fmt: skip
-            errors.extend(_space_errors(name, spec))
+            errors.extend(space_errors(name, spec))
         if self.search.sampler == "grid":
             for name, spec in self.space.items():
                 if isinstance(spec, FloatParam) and spec.step is None:
@@ -547,6 +332,21 @@ class StudyConfig(_Model):
             errors.append(_error(("search", "metric"), problem, self.search.metric))
         _raise_errors("StudyConfig", errors)
         return self
+
+    def _is_set(self, dotted: str) -> bool:
+        """Whether the study file gives the key `dotted` (``training.early_stopping.patience``) itself."""
+        *sections, key = dotted.split(".")
+        section: Any = self
+        for name in sections:
+            section = getattr(section, name)
+        return key in section.model_fields_set
+
+    def value_of(self, dotted: str) -> Any:
+        """The setting at key `dotted` (``training.epochs``), defaults included."""
+        value: Any = self
+        for name in dotted.split("."):
+            value = getattr(value, name)
+        return value
 
     @property
     def export_dir(self) -> Path:
@@ -589,186 +389,14 @@ def space_digest(cfg: StudyConfig) -> str:
     return hashlib.sha256(json.dumps(space, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-# ---------------------------------------------------------------------------------------- YAML + errors
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads YAML 1.2 floats such as `1e-3` (YAML 1.1 would keep them strings)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
+# ---------------------------------------------------------------------------------------------- loading
 
 
 def load_study(path: str | os.PathLike[str]) -> StudyConfig:
     """Read and validate a study YAML file; any problem raises `StudyConfigError` naming file, key and line."""
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise StudyConfigError(f"{file}: study file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StudyConfigError(f"{file}: cannot read the study file: {exc}") from None
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise StudyConfigError(f"{file}: invalid YAML{_yaml_where(exc)}: {_yaml_problem(exc)}") from None
-    if not isinstance(data, dict):
-        kind = "an empty file" if data is None else f"a {type(data).__name__}"
-        raise StudyConfigError(
-            f"{file}: the top level must be a mapping (name:, dataset:, space:, ...), got {kind}"
-        )
-    duplicates = list(_duplicate_keys(root, ()))
-    if duplicates:
-        lines = [f"  {_dotted(loc)} (line {line}): duplicate key" for loc, line in duplicates]
-        raise StudyConfigError(f"{file}: {_count(len(lines))}\n" + "\n".join(lines))
-    return _validate(data, str(file), root, file.parent)
+    return load_file(path, StudyConfig)
 
 
 def load_study_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     """Validate a study given as a dict (same checks and messages as `load_study`, without line numbers)."""
-    if not isinstance(data, dict):
-        raise StudyConfigError(f"{source}: the study must be a mapping, got a {type(data).__name__}")
-    return _validate(data, source, None, None)
-
-
-def _validate(
-    data: dict[str, Any], source: str, root: yaml.Node | None, base_dir: Path | None
-) -> StudyConfig:
-    try:
-        return StudyConfig.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        found = []
-        for err in exc.errors(include_url=False):
-            loc = _clean_loc(err)
-            found.append((_line_of(root, loc), _dotted(loc), _message(err, loc, data)))
-        found.sort(key=lambda item: (item[0] is None, item[0] or 0))  # stable: file order, then the rest
-        lines = [f"  {path}{f' (line {line})' if line else ''}: {msg}" for line, path, msg in found]
-        raise StudyConfigError(f"{source}: {_count(len(lines))}\n" + "\n".join(lines)) from exc
-
-
-def _count(n: int) -> str:
-    return f"{n} error{'s' if n != 1 else ''}"
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "<top level>"
-
-
-def _clean_loc(err: Any) -> tuple[Any, ...]:
-    """Drop pydantic's internal segments ('[key]', union tags) and point tag errors at `type`."""
-    loc = [part for part in err["loc"] if part != "[key]"]
-    if len(loc) >= 3 and loc[0] == "space" and loc[2] in _PARAM_TAGS:
-        del loc[2]
-    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        loc.append("type")
-    return tuple(loc)
-
-
-def _message(err: Any, loc: tuple[Any, ...], data: dict[str, Any]) -> str:
-    kind, value = err["type"], err.get("input")
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        allowed = _allowed_keys(loc[:-1], data)
-        if allowed is None:
-            return f"unknown key '{key}'"
-        hint = _suggest(key, allowed) or f"; allowed: {', '.join(allowed)}"
-        return f"unknown key '{key}'{hint}"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "union_tag_not_found":
-        return "missing 'type' (one of: int, float, categorical)"
-    if kind == "union_tag_invalid":
-        tag = (err.get("ctx") or {}).get("tag", "?")
-        return f"unknown type '{tag}'; use int, float or categorical"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping (key: value lines), got {type(value).__name__}"
-    message = err["msg"]
-    if message.startswith("Value error, "):
-        message = message[len("Value error, ") :]
-    if kind != "study" and isinstance(value, str | int | float | bool) and not message.startswith("unknown"):
-        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-        message += f" (got {shown})"
-    return message
-
-
-def _allowed_keys(loc: tuple[Any, ...], data: Any) -> list[str] | None:
-    """Field names of the model found at `loc` (walking the raw input to pick the space entry's type)."""
-    model: type[BaseModel] | None = StudyConfig
-    node = data
-    i = 0
-    while i < len(loc):
-        if model is None or loc[i] not in model.model_fields:
-            return None
-        node = node.get(loc[i]) if isinstance(node, dict) else None
-        if model is StudyConfig and loc[i] == "space":
-            if i + 1 >= len(loc):
-                return None
-            i += 1
-            node = node.get(loc[i]) if isinstance(node, dict) else None
-            tag = node.get("type") if isinstance(node, dict) else None
-            model = {"int": IntParam, "float": FloatParam, "categorical": CategoricalParam}.get(tag)
-        else:
-            annotation = model.model_fields[loc[i]].annotation
-            model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-        i += 1
-    return list(model.model_fields) if model is not None else None
-
-
-def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the deepest node of `loc` found in the composed YAML tree."""
-    if root is None:
-        return None
-    node, line = root, None
-    for part in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                    child, line = value, key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
-            child = node.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line
-
-
-def _duplicate_keys(node: yaml.Node | None, loc: tuple[Any, ...]) -> Any:
-    """Yield (loc, line) of keys repeated in a mapping (PyYAML would silently keep the last one)."""
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else str(key)
-            if name in seen:
-                yield (*loc, name), key.start_mark.line + 1
-            seen.add(name)
-            yield from _duplicate_keys(value, (*loc, name))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            yield from _duplicate_keys(item, (*loc, i))
-
-
-def _yaml_where(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    problem = getattr(exc, "problem", None)
-    context = getattr(exc, "context", None)
-    if problem and context:
-        return f"{problem} ({context})"
-    return str(problem or exc).replace("\n", " ")
+    return validate(StudyConfig, data, source)

@@ -19,7 +19,7 @@ from sklearn.base import clone
 from sklearn.model_selection import check_cv
 from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardScaler
 
-from estimators import KerasMLPClassifier, KerasMLPRegressor
+from estimators import KerasMLPClassifier, KerasMLPRegressor, hyperparams
 from estimators.callbacks import EpochReporter
 from tuning import interrupt, metrics
 from tuning.config import StudyConfig
@@ -122,21 +122,13 @@ class TrialRunner:
 
     # ---- estimator -----------------------------------------------------------------------------
     def base_params(self) -> dict[str, Any]:
-        """Fixed estimator arguments from the study (training settings, model section, seed)."""
-        t = self.config.training
-        es = t.early_stopping
-        params = {
-            "epochs": t.epochs,
-            "batch_size": t.batch_size,
-            "early_stopping": es.enabled,
-            "patience": es.patience,
-            "min_delta": es.min_delta,
-            "restore_best_weights": es.restore_best_weights,
-            "validation_fraction": None,
-            "random_state": self.config.search.seed,
-        }
-        if self.task == "regression":
-            params["standardize_target"] = self.config.preprocessing.target_scaling == "standard"
+        """Fixed estimator arguments from the study: each table row's study key (training settings, seed,
+        ...), then the model section."""
+        params = {}
+        for param in hyperparams.for_estimator("regressor" if self.task == "regression" else "classifier"):
+            if param.study:
+                value = self.config.value_of(param.study)
+                params[param.name] = param.study_value(value) if param.study_value else value
         params.update(self.config.model.fixed_params())
         return params
 
