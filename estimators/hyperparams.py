@@ -70,10 +70,10 @@ class HyperParam:
     # ---- checks ---------------------------------------------------------------------------------
     def problem(self, value: Any) -> str | None:
         """Why a study-file value is refused (exact choices), or None; read as ``name: <problem>``."""
-        if value is None:
-            return None if self.nullable else "null is not a valid value"
         if self.kind == "any":
             return None
+        if value is None:
+            return None if self.nullable else "null is not a valid value"
         if self.kind in ("str", "bool"):
             expected = str if self.kind == "str" else bool
             if not isinstance(value, expected):
@@ -99,9 +99,11 @@ class HyperParam:
             raise ValueError(f"{self.name} must be {self.requirement()}, got {value!r}")
 
     def _accepts(self, value: Any) -> bool:
+        if self.kind == "any":
+            return True
         if value is None:
             return self.nullable
-        if self.kind == "any" or (self.kind == "str" and not self.choices):
+        if self.kind == "str" and not self.choices:
             return True
         if self.kind == "str":
             return isinstance(value, str) and value.lower() in self.choices  # type: ignore[operator]
@@ -124,14 +126,18 @@ class HyperParam:
         elif self.kind == "any":
             text = "anything"
         else:
-            low = [(op, b) for op, b in self._bounds() if op in (">=", ">")]
-            high = [(op, b) for op, b in self._bounds() if op in ("<=", "<")]
-            if low and high and self.kind == "float":
-                text = f"in {'[' if low[0][0] == '>=' else '('}{low[0][1]}, {high[0][1]}{']' if high[0][0] == '<=' else ')'}"
-            else:
-                what = "an integer" if self.kind == "int" else "a finite number"
-                text = " ".join([what, *(f"{op} {b}" for op, b in self._bounds())])
+            what = "an integer" if self.kind == "int" else "a finite number"
+            bounds = self.bounds_text()
+            text = bounds if self.kind == "float" and bounds.startswith("in ") else f"{what} {bounds}".strip()
         return text + (" or None" if self.nullable else "")
+
+    def bounds_text(self) -> str:
+        """The bounds as ``>= 0``, ``> 0`` or an interval ``in [0, 1)``; "" when unbounded."""
+        low = [(op, b) for op, b in self._bounds() if op in (">=", ">")]
+        high = [(op, b) for op, b in self._bounds() if op in ("<=", "<")]
+        if low and high:
+            return f"in {'[' if low[0][0] == '>=' else '('}{low[0][1]}, {high[0][1]}{']' if high[0][0] == '<=' else ')'}"
+        return " ".join(f"{op} {b}" for op, b in self._bounds())
 
     def _bounds(self) -> list[tuple[str, float]]:
         pairs = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
@@ -236,10 +242,7 @@ def _allowed(p: HyperParam) -> str:
     if p.choices:
         return " \\| ".join(p.choices)
     words = {"int": "int", "float": "float", "str": "str", "bool": "bool", "any": "-"}
-    bounds = " ".join(f"{op} {bound}" for op, bound in p._bounds())
-    if p.kind == "float" and p.requirement().startswith("in "):
-        bounds = p.requirement().removesuffix(" or None")
-    return " ".join(filter(None, [words[p.kind], bounds, "or None" if p.nullable else ""]))
+    return " ".join(filter(None, [words[p.kind], p.bounds_text(), "or None" if p.nullable else ""]))
 
 
 def _show(value: Any) -> str:
