@@ -264,7 +264,9 @@ def numpydoc(estimator: str) -> str:
     for p in for_estimator(estimator):
         kind = p.doc_type or ("{" + ", ".join(f'"{c}"' for c in p.choices) + "}" if p.choices else p.kind)
         kind += " or None" if p.nullable and not p.doc_type else ""
-        doc = textwrap.fill(f"{p.doc[0].upper()}{p.doc[1:]}.", 100, initial_indent="    ", subsequent_indent="    ")
+        doc = textwrap.fill(
+            f"{p.doc[0].upper()}{p.doc[1:]}.", 100, initial_indent="    ", subsequent_indent="    "
+        )
         lines += [f"{p.name} : {kind}, default={p.default!r}", doc]
     return "\n".join(lines)
 

@@ -28,7 +28,9 @@ def bad_values(param: HyperParam) -> list:
     """Values just outside what `param` allows: past each bound, a wrong type, null, an unknown choice."""
     values = [] if param.nullable else [None]
     step = 1 if param.kind == "int" else 0.5
-    values += [b - step for b in (param.ge,) if b is not None] + [b for b in (param.gt, param.lt) if b is not None]
+    values += [b - step for b in (param.ge,) if b is not None] + [
+        b for b in (param.gt, param.lt) if b is not None
+    ]
     values += [param.le + step] if param.le is not None else []
     if param.kind == "int":
         values.append(1.5)
@@ -143,7 +145,9 @@ def test_readme_blocks_are_the_table():
 
 
 def test_readme_block_follows_a_changed_table(monkeypatch):
-    monkeypatch.setitem(HYPERPARAMS, "n_neurons", HyperParam("n_neurons", "int", 64, "units", ge=2, tunable=True))
+    monkeypatch.setitem(
+        HYPERPARAMS, "n_neurons", HyperParam("n_neurons", "int", 64, "units", ge=2, tunable=True)
+    )
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert hyperparams.render_readme(readme) != readme
     assert "| `n_neurons` | 64 | int >= 2 | `space` | units |" in hyperparams.render_readme(readme)
@@ -159,6 +163,7 @@ HYPERPARAMS["width_multiplier"] = HyperParam(
     "width_multiplier", "float", 1.0, "scales every hidden layer", gt=0, le=4, tunable=True, model=True,
     aliases=("width",),
 )
+HYPERPARAMS["funnel"] = HyperParam("funnel", "bool", False, "halve each next layer", tunable=True, model=True)
 from tuning.config import StudyConfigError, load_study_dict
 
 def study(**sections):
@@ -189,6 +194,10 @@ print(json.dumps({
                          model={"width_multiplier": 2})),
     "alias": errors(study(space={"width": {"type": "float", "low": 1, "high": 2}})),
     "estimator": estimator_error,
+    "switch": load_study_dict(study(model={"funnel": True})).model.fixed_params(),
+    "switch_tuned": load_study_dict(study(space={"funnel": {"type": "categorical", "choices": [True, False]}}))
+                    .space["funnel"].choices,
+    "switch_type": errors(study(space={"funnel": {"type": "int", "low": 0, "high": 1}})),
     "readme": hyperparams.markdown_table(),
 }))
 """
@@ -204,10 +213,18 @@ def test_a_hypothetical_hyperparameter_added_to_the_table_alone(tmp_path):
     assert out["space"] == {"type": "float", "low": 0.5, "high": 4.0, "log": False, "step": None}
     assert out["model"] == {"width_multiplier": 2.0}
     assert "space.width_multiplier.high: width_multiplier: must be <= 4, got 5.0" in out["space_too_high"]
-    assert "space.width_multiplier.choices.0: width_multiplier: expected a number, got 'wide'" in out["space_type"]
+    assert (
+        "space.width_multiplier.choices.0: width_multiplier: expected a number, got 'wide'"
+        in out["space_type"]
+    )
     assert "model.width_multiplier: Input should be greater than 0 (got 0)" in out["model_zero"]
     assert "'width_multiplier' is both fixed in model and tuned in space; keep one" in out["both"]
     assert "unknown hyperparameter 'width'; tunable: " in out["alias"]
     assert "width_multiplier" in out["alias"] and "did you mean 'width_multiplier'?" in out["alias"]
     assert out["estimator"] == "width_multiplier must be in (0, 4], got 5"
-    assert "| `width_multiplier` | 1.0 | float in (0, 4] | `space`, `model` | scales every hidden layer |" in out["readme"]
+    assert out["switch"] == {"funnel": True} and out["switch_tuned"] == [True, False]
+    assert "space.funnel.type: funnel must use type categorical" in out["switch_type"]
+    assert (
+        "| `width_multiplier` | 1.0 | float in (0, 4] | `space`, `model` | scales every hidden layer |"
+        in out["readme"]
+    )

@@ -11,7 +11,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, ValidationInfo, create_model, field_validator, model_validator
 from pydantic_core import InitErrorDetails
@@ -163,9 +163,9 @@ class _FixedArguments(_Model):
 
 def _model_field(param: hyperparams.HyperParam) -> tuple[Any, Any]:
     """The `model:` key of a hyperparameter: its type and bounds from the table, None for the default."""
-    kind: Any = Literal[param.choices] if param.choices else {"int": Int, "float": Float, "str": str,
-                                                              "bool": bool, "any": Any}[param.kind]  # fmt: skip
-    return Optional[kind], Field(None, ge=param.ge, gt=param.gt, le=param.le, lt=param.lt)  # noqa: UP045
+    kinds = {"int": Int, "float": Float, "str": str, "bool": bool, "any": Any}
+    kind = Literal[param.choices] if param.choices else kinds[param.kind]
+    return kind | None, Field(None, ge=param.ge, gt=param.gt, le=param.le, lt=param.lt)
 
 
 #: Fixed estimator arguments (the `model:` section); None means the estimator's own default.

@@ -12,7 +12,15 @@ from pydantic_core import InitErrorDetails
 from estimators import hyperparams
 from tuning.schema import Float, Int, StrictModel, error, raise_errors, suggest
 
-__all__ = ["PARAM_TAGS", "CategoricalParam", "FloatParam", "IntParam", "ParamSpec", "TunableName", "space_errors"]
+__all__ = [
+    "PARAM_TAGS",
+    "CategoricalParam",
+    "FloatParam",
+    "IntParam",
+    "ParamSpec",
+    "TunableName",
+    "space_errors",
+]
 
 PARAM_TAGS = ("int", "float", "categorical")
 
@@ -107,7 +115,11 @@ class CategoricalParam(StrictModel):
 
 ParamSpec = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
 #: The model of a space entry by its `type` tag.
-PARAM_MODELS: dict[str, type[StrictModel]] = {"int": IntParam, "float": FloatParam, "categorical": CategoricalParam}
+PARAM_MODELS: dict[str, type[StrictModel]] = {
+    "int": IntParam,
+    "float": FloatParam,
+    "categorical": CategoricalParam,
+}
 
 
 def _check_tunable(name: str) -> str:

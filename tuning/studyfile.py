@@ -67,7 +67,11 @@ def load_file(path: str | os.PathLike[str], schema: type[M]) -> M:
 
 
 def validate(
-    schema: type[M], data: dict[str, Any], source: str, root: yaml.Node | None = None, base_dir: Path | None = None
+    schema: type[M],
+    data: dict[str, Any],
+    source: str,
+    root: yaml.Node | None = None,
+    base_dir: Path | None = None,
 ) -> M:
     """`schema` validated from `data`, or one `StudyConfigError` listing every problem (with lines when `root`)."""
     if not isinstance(data, dict):
