@@ -19,8 +19,9 @@ from sklearn.base import clone
 from sklearn.model_selection import check_cv
 from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardScaler
 
-from estimators import KerasMLPClassifier, KerasMLPRegressor, hyperparams
+from estimators import KerasMLPClassifier, KerasMLPRegressor
 from estimators.callbacks import EpochReporter
+from estimators.hyperparams import for_estimator
 from tuning import interrupt, metrics
 from tuning.config import StudyConfig
 from tuning.data import DatasetSplit
@@ -122,10 +123,9 @@ class TrialRunner:
 
     # ---- estimator -----------------------------------------------------------------------------
     def base_params(self) -> dict[str, Any]:
-        """Fixed estimator arguments from the study: each table row's study key (training settings, seed,
-        ...), then the model section."""
-        params = {}
-        for param in hyperparams.for_estimator("regressor" if self.task == "regression" else "classifier"):
+        """Fixed estimator arguments: the study key of each hyperparameter-table row, then the model section."""
+        params: dict[str, Any] = {}
+        for param in for_estimator("regressor" if self.task == "regression" else "classifier"):
             if param.study:
                 value = self.config.value_of(param.study)
                 params[param.name] = param.study_value(value) if param.study_value else value
