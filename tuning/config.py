@@ -335,11 +335,8 @@ class StudyConfig(_Model):
 
     def _is_set(self, dotted: str) -> bool:
         """Whether the study file gives the key `dotted` (``training.early_stopping.patience``) itself."""
-        *sections, key = dotted.split(".")
-        section: Any = self
-        for name in sections:
-            section = getattr(section, name)
-        return key in section.model_fields_set
+        section, _, key = dotted.rpartition(".")
+        return key in (self.value_of(section) if section else self).model_fields_set
 
     def value_of(self, dotted: str) -> Any:
         """The setting at key `dotted` (``training.epochs``), defaults included."""
