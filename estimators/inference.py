@@ -4,8 +4,8 @@ Training runs in float32, but float32 matrix products on CPU are not batch-invar
 (Eigen's, in TensorFlow) compute a row with a different accumulation order depending on where it falls
 in a register tile (the last rows of a batch that do not fill a tile take a narrower kernel; one row
 alone takes the matrix-vector path). The same row then scores ~1e-7 relative apart in different
-batches, and which rows differ depends on the processor's vector width. In float64 the same effect is
-~1e-16, so predictions use a float64 copy of the fitted model, built at predict time from its weights
+batches, and which rows differ depends on the kernels the processor gets (its vector width). In float64
+the same effect is ~1e-16 relative, so predictions use a float64 copy of the fitted model, built at predict time from its weights
 and rebuilt whenever those weights change (it is never pickled).
 """
 
