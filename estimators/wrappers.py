@@ -25,6 +25,7 @@ from sklearn.utils._tags import ClassifierTags, RegressorTags
 from estimators import hyperparams
 from estimators.build import build_model
 from estimators.callbacks import StopOnNaN, early_stopping
+from estimators.inference import numeric_input, predict_float64
 from estimators.seeding import seeded
 from estimators.targets import StandardizedTargetEncoder
 
@@ -77,15 +78,24 @@ class _KerasMLPMixin:
         return {"poor_score": True, "requires_y": True}
 
     def _validate_data(self, X=None, y=None, reset: bool = False, y_numeric: bool = False):
-        if X is not None and not reset and hasattr(self, "n_features_in_"):
-            shape = _shape(X)
-            n_features = shape[1] if len(shape) == 2 else None
-            if n_features is not None and n_features != self.n_features_in_:
-                raise ValueError(
-                    f"X has {n_features} features, but {type(self).__name__} is expecting "
-                    f"{self.n_features_in_} features as input."
-                )
-        return super()._validate_data(X=X, y=y, reset=reset, y_numeric=y_numeric)
+        if X is None or reset or not hasattr(self, "n_features_in_"):
+            return super()._validate_data(X=X, y=y, reset=reset, y_numeric=y_numeric)
+        shape = _shape(X)
+        n_features = shape[1] if len(shape) == 2 else None
+        if n_features is not None and n_features != self.n_features_in_:
+            raise ValueError(
+                f"X has {n_features} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        # After a fit, any numeric X is accepted (float64, ints, a DataFrame of numeric columns):
+        # casting is the estimator's job. scikeras refuses a dtype that does not cast safely to the
+        # fit's, so it checks shapes on a cast copy, and the original values go on to prediction.
+        X = numeric_input(X, type(self).__name__)
+        fit_dtype = getattr(self, "X_dtype_", X.dtype)
+        if np.can_cast(X.dtype, fit_dtype):
+            return super()._validate_data(X=X, y=y, reset=False, y_numeric=y_numeric)
+        _, y = super()._validate_data(X=X.astype(fit_dtype), y=y, reset=False, y_numeric=y_numeric)
+        return X, y
 
     # ---- validation -------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -269,13 +279,9 @@ class _KerasMLPMixin:
             )
         self._refuse_sparse(X)
         X, _ = self._validate_data(X=X, y=None)
-        X = np.asarray(self.feature_encoder_.transform(X), dtype="float32")
-        # predict_on_batch reuses one traced function; Model.predict rebuilds a data pipeline per call.
-        chunks = [
-            np.asarray(self.model_.predict_on_batch(X[i : i + PREDICT_CHUNK]))
-            for i in range(0, max(len(X), 1), PREDICT_CHUNK)
-        ]
-        return np.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
+        X = np.asarray(self.feature_encoder_.transform(X), dtype="float64")
+        # In float64, so that a row scores the same alone and in any batch (estimators/inference.py).
+        return predict_float64(self.model_, X)
 
 
 def _dataset(arrays, batch_size: int, shuffle: bool = False, seed: int | None = None):

@@ -137,10 +137,11 @@ def test_grid_search_over_n_hidden_directly_and_with_two_jobs():
     best = search.best_estimator_
     hidden = [layer for layer in best.model_.layers if layer.name.startswith("hidden")]
     assert len(hidden) == best.n_hidden == search.best_params_["n_hidden"]
-    # The same search in two loky worker processes gives the same scores (seeded, reproducible).
+    # The same search in two loky worker processes gives the same scores (seeded, reproducible). Workers
+    # may run float32 training with other thread counts, so up to float32 rounding, not bit for bit.
     parallel = GridSearchCV(est, grid, cv=2, n_jobs=2, refit=False).fit(X, y)
     np.testing.assert_allclose(
-        parallel.cv_results_["mean_test_score"], search.cv_results_["mean_test_score"], rtol=1e-6
+        parallel.cv_results_["mean_test_score"], search.cv_results_["mean_test_score"], rtol=1e-4, atol=1e-5
     )
 
 
@@ -343,9 +344,10 @@ def test_same_random_state_same_predictions_in_one_process_and_across_processes(
     exec(REPRO_SCRIPT, namespace)
     first = namespace["pred"]
     exec(REPRO_SCRIPT, namespace)
-    assert np.array_equal(first, namespace["pred"])
-    # This test process has already fitted other models; the fresh one gets bit-identical predictions.
-    assert np.array_equal(_predictions_from(proc), first.astype("float64"))
+    assert np.array_equal(first, namespace["pred"])  # twice in one process: bit for bit
+    # This test process has already fitted other models; the fresh one gets the same predictions, up to
+    # float32 rounding (bit-identity across processes depends on thread counts and CPU kernels).
+    np.testing.assert_allclose(_predictions_from(proc), first.astype("float64"), rtol=1e-5, atol=1e-6)
 
 
 def _global_state():

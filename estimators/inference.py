@@ -1,0 +1,106 @@
+"""Prediction in float64: a row's output does not depend on the other rows of the batch.
+
+Training runs in float32, but float32 matrix products on CPU are not batch-invariant: the GEMM kernels
+(Eigen's, in TensorFlow) compute a row with a different accumulation order depending on where it falls
+in a register tile (the last rows of a batch that do not fill a tile take a narrower kernel; one row
+alone takes the matrix-vector path). The same row then scores ~1e-7 relative apart in different
+batches, and which rows differ depends on the kernels the processor gets (its vector width). In float64
+the same effect is ~1e-16 relative, so predictions use a float64 copy of the fitted model, built at predict time from its weights
+and rebuilt whenever those weights change (it is never pickled).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+from sklearn.utils.validation import check_array
+
+PREDICT_CHUNK = 8192
+
+
+def numeric_input(X, estimator_name: str) -> np.ndarray:
+    """``X`` (array, list or DataFrame of numeric columns) as a numeric numpy array, dtype kept."""
+    try:
+        return check_array(X, dtype="numeric", allow_nd=True, accept_sparse=False)
+    except ValueError as exc:
+        if "could not convert" in str(exc) or "dtype" in str(exc).lower():
+            raise ValueError(
+                f"{estimator_name} needs numeric features (numbers, not strings or dates): {exc}"
+            ) from exc
+        raise
+
+
+def _weights_of(model) -> list[np.ndarray]:
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def float64_twin(model):
+    """A float64 Keras model with ``model``'s layers and weights (inference only)."""
+    import keras
+
+    inputs = keras.Input(shape=tuple(model.input_shape[1:]), dtype="float64")
+    outputs = inputs
+    layers = []
+    for layer in model.layers:
+        config = layer.get_config()
+        config["dtype"] = "float64"
+        twin_layer = type(layer).from_config(config)
+        outputs = twin_layer(outputs)
+        layers.append(twin_layer)
+    twin = keras.Model(inputs, outputs, name=f"{model.name}_float64")
+    for twin_layer, layer in zip(layers, model.layers, strict=True):
+        twin_layer.set_weights([np.asarray(w, dtype="float64") for w in layer.get_weights()])
+    return twin
+
+
+class _Float64Predictor:
+    """The float64 twin of one Keras model, rebuilt when that model's weights change.
+
+    The first calls on newly fitted weights run eagerly (a study scores a model once or twice, and
+    tracing costs more than that); later calls use one traced function, for any number of rows.
+    """
+
+    EAGER_CALLS = 2
+
+    def __init__(self) -> None:
+        self._weights: list[np.ndarray] = []
+        self._twin = None
+        self._traced = None
+        self._calls = 0
+
+    def forward(self, model):
+        weights = _weights_of(model)
+        stale = (
+            self._twin is None
+            or len(weights) != len(self._weights)
+            or not all(np.array_equal(a, b) for a, b in zip(weights, self._weights, strict=True))
+        )
+        if stale:
+            self._twin, self._weights, self._traced, self._calls = float64_twin(model), weights, None, 0
+        self._calls += 1
+        twin = self._twin
+        if self._calls <= self.EAGER_CALLS:
+            return lambda x: twin(x, training=False)
+        if self._traced is None:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([None, *twin.input_shape[1:]], tf.float64)
+            self._traced = tf.function(lambda x: twin(x, training=False), input_signature=[spec])
+        return self._traced
+
+
+# Keyed by the fitted Keras model itself, so that neither the estimator's attributes nor its pickle
+# change; an entry goes away with its model.
+_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def predict_float64(model, X: np.ndarray) -> np.ndarray:
+    """Outputs of Keras ``model`` on ``X``, computed in float64, in chunks of ``PREDICT_CHUNK`` rows."""
+    predictor = _PREDICTORS.get(model)
+    if predictor is None:
+        predictor = _PREDICTORS[model] = _Float64Predictor()
+    forward = predictor.forward(model)
+    X = np.asarray(X, dtype="float64")
+    chunks = [np.asarray(forward(X[i : i + PREDICT_CHUNK])) for i in range(0, max(len(X), 1), PREDICT_CHUNK)]
+    return np.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]
