@@ -366,10 +366,8 @@ def generate_report(config: StudyConfig, tracking_uri: str | None = None, run_id
     ``out_dir`` defaults to ``<export dir>/report``; with ``log_to_run`` the files are also logged to the
     parent run under ``report/``.
     """
-    import optuna
     from mlflow import MlflowClient
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     client = MlflowClient(tracking_uri=tracking_uri or config.mlflow.tracking_uri)
     study = load_study_run(client, config, run_id)
     directory = Path(out_dir) if out_dir is not None else config.export_dir / REPORT_DIR

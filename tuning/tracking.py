@@ -10,7 +10,6 @@ drawn and logged by a background writer thread while the next trial trains.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import platform
@@ -74,7 +73,7 @@ class BackgroundWriter:
 
     A call that raises only logs a warning (tracking extras must never cost a trial). ``flush`` waits
     until everything queued has run; ``close`` flushes and stops the thread (a later ``submit`` starts a
-    new one). Writers still holding work when the interpreter exits are flushed by an ``atexit`` hook.
+    new one). :func:`flush_writers` flushes them all (a study process runs it at exit).
     """
 
     def __init__(self, name: str = "tuning-tracking-writer"):
@@ -121,8 +120,8 @@ class BackgroundWriter:
         _WRITERS.discard(self)
 
 
-@atexit.register
-def _flush_writers() -> None:
+def flush_writers() -> None:
+    """Wait for every writer's queued calls (run at exit by :func:`tuning.process.configure_study_process`)."""
     for writer in list(_WRITERS):
         writer.flush()
 
