@@ -222,10 +222,6 @@ class MlflowTracker:
             self.client.set_terminated(self.parent_run_id, status=status)
 
     # ---- runs left behind by dead processes --------------------------------------------------------
-    def run_id_of(self, number: int) -> str | None:
-        """The run this process created for trial ``number``."""
-        return self.trial_runs.get(number)
-
     def trial_runs_of_study(self, running_only: bool = False) -> dict[str, int]:
         """The study's trial runs (only those still marked RUNNING, if asked): run id -> trial number."""
         found: dict[str, int] = {}
