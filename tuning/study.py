@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from tuning.backends import StudyStore, TrialScheduler, make_scheduler, make_store
-from tuning.backends.base import PARENT_RUN
-from tuning.config import StudyConfig, load_study
+from tuning.backends.base import PARENT_RUN, SPACE_DIGEST
+from tuning.config import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers, with_parallel_fits
 from tuning.data import DatasetSplit, load_dataset
 from tuning.export import export_model, make_pipeline, test_metrics
@@ -117,6 +117,8 @@ def finished_result(config: StudyConfig, options: RunOptions) -> StudyResult | N
     records = store.peek_records()
     if not records or not store.is_finished(config.search.n_trials, records):
         return None
+    if store.peek_attr(SPACE_DIGEST) != space_digest(config):
+        return None  # opening the store refuses it, with the reason
     result = stored_result(config.name, records, config.export_dir, config.search.n_trials)
     if result is not None:
         import mlflow
