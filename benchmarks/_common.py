@@ -13,6 +13,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 DEFAULT_STUDY = ROOT / "studies" / "housing.yaml"
+
+
+def study_process() -> None:
+    """The settings of a process that runs studies (oneDNN default, quiet libraries, heap freezing), as
+    ``python -m tuning.run`` applies them: call before TensorFlow loads. The classic recipe's runs do not."""
+    from tuning.process import configure_study_process
+
+    configure_study_process()
 SMOKE_DATASET = {"source": "diabetes"}  # ships with scikit-learn: 442 rows, works offline
 
 

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DEFAULT_STUDY, rss_mb, sqlite_uri, study_config
+from _common import DEFAULT_STUDY, rss_mb, sqlite_uri, study_config, study_process
 
 TARGET_MB = 50.0
 
@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     if not 0 < first < last:
         p.error("need 0 < --first < --last")
 
+    study_process()
     from tuning.config import load_study
 
     dataset = None if args.smoke else {**load_study(args.study).dataset.model_dump(exclude_unset=True),
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memory-") as tmp:
         result = run_study(config, tracking_uri=sqlite_uri(Path(tmp) / "mlflow.db"), output_dir=Path(tmp) / "export",
-                           quiet=True, observers=[probe])
+                           quiet=True, observers=[probe], fresh=True)
     if args.csv:
         args.csv.write_text("trials,rss_mb\n" + "".join(f"{k},{v:.1f}\n" for k, v in sorted(probe.after.items())))
     a, b = probe.after.get(first), probe.after.get(last)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DEFAULT_STUDY, sqlite_uri, study_config
+from _common import DEFAULT_STUDY, sqlite_uri, study_config, study_process
 
 TARGET = 1.05
 
@@ -99,7 +99,7 @@ def measure(study: Path, n_trials: int, smoke: bool, workdir: Path, seed: int | 
     replayer = Replayer()
     started = time.perf_counter()
     result = run_study(config, seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
-                       output_dir=workdir / "export", quiet=True, observers=[replayer])
+                       output_dir=workdir / "export", quiet=True, observers=[replayer], fresh=True)
     total = time.perf_counter() - started - sum(replayer.replays)
     loop, bare = replayer.loop_s, replayer.bare_s
     return {
@@ -118,6 +118,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="write the result line to this file as well")
     args = p.parse_args(argv)
     n_trials = 2 if args.smoke else args.trials
+    study_process()
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
         r = measure(args.study, n_trials, args.smoke, Path(tmp), args.seed)
     lines = [

@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import DEFAULT_STUDY, ROOT, sqlite_uri, study_config
+from _common import DEFAULT_STUDY, ROOT, sqlite_uri, study_config, study_process
 
 PUBLISHED = {"cv_mse": 0.320, "test_mse": 0.303}
 TARGET_TEST_MSE = 0.27
@@ -160,6 +160,7 @@ class BestSoFar:
 
 
 def run_ours(seed: int, smoke: bool, study: Path, workdir: Path) -> dict:
+    study_process()
     from tuning.data import load_dataset
     from tuning.study import run_study
 
@@ -171,7 +172,8 @@ def run_ours(seed: int, smoke: bool, study: Path, workdir: Path) -> dict:
     started = time.perf_counter()
     observer = BestSoFar(split.X_test, split.y_test, started)
     result = run_study(config, seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
-                       output_dir=workdir / "export", quiet=True, observers=[observer])
+                       output_dir=workdir / "export", quiet=True, observers=[observer],
+                       fresh=True)  # a new measurement, never the resumed study of an earlier run
     wall = time.perf_counter() - started - observer.scoring_s
     return {
         "method": "ours", "seed": seed, "wall_time_s": wall,
@@ -184,6 +186,12 @@ def run_ours(seed: int, smoke: bool, study: Path, workdir: Path) -> dict:
 
 
 # -------------------------------------------------------------------------------------- reporting
+
+
+def save_result(out: Path, result: dict) -> None:
+    """Add a run's result to ``results.jsonl``, replacing an earlier run of the same method and seed."""
+    kept = [r for r in load_results(out) if (r["method"], r["seed"]) != (result["method"], result["seed"])]
+    (out / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in [*kept, result]))
 
 
 def load_results(out: Path) -> list[dict]:
@@ -207,6 +215,11 @@ def _fmt(value, spec: str = ".3f", none: str = "–") -> str:
     return none if value is None else format(value, spec)
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, or None when either figure is missing (a run with no result) or b is 0."""
+    return a / b if a is not None and b else None
+
+
 def summarize(results: list[dict]) -> tuple[list[str], str]:
     """Printable lines (per run, per seed, medians) and the markdown report."""
     classic = {r["seed"]: r for r in results if r["method"] == "classic"}
@@ -224,10 +237,10 @@ def summarize(results: list[dict]) -> tuple[list[str], str]:
         c = classic.get(seed)
         ref_time = c["wall_time_s"] if c else classic_time
         ref_test = c["test_mse"] if c else classic_test
-        t_ratio = o["wall_time_s"] / ref_time if ref_time else None
-        m_ratio = o["test_mse"] / ref_test if ref_test else None
+        t_ratio = _ratio(o["wall_time_s"], ref_time)
+        m_ratio = _ratio(o["test_mse"], ref_test)
         ttq = time_to(o.get("best_so_far", []), ref_test) if ref_test else None
-        ttq_ratio = ttq / ref_time if ttq is not None and ref_time else None
+        ttq_ratio = _ratio(ttq, ref_time)
         per_seed.append((t_ratio, m_ratio, ttq_ratio, o["test_mse"]))
         paired = "" if c else " (vs the classic median: no classic run for this seed)"
         lines.append(f"ratio    seed {seed:<5d} time ours/classic {_fmt(t_ratio)}  test MSE ours/classic "
@@ -281,7 +294,7 @@ def plot(results: list[dict], out: Path) -> list[Path]:
     paths = []
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for method, marker in (("classic", "s"), ("ours", "o")):
-        runs = [r for r in results if r["method"] == method]
+        runs = [r for r in results if r["method"] == method and r["test_mse"] is not None]
         ax.scatter([r["wall_time_s"] for r in runs], [r["test_mse"] for r in runs], marker=marker,
                    label="classic RandomizedSearchCV" if method == "classic" else "our default study")
         for r in runs:
@@ -300,7 +313,8 @@ def plot(results: list[dict], out: Path) -> list[Path]:
     classic = [r for r in results if r["method"] == "classic"]
     if classic:
         c_time = statistics.median(r["wall_time_s"] for r in classic)
-        c_test = statistics.median(r["test_mse"] for r in classic)
+        c_test = _median([r["test_mse"] for r in classic])
+    if classic and c_test is not None:
         ax.axhline(c_test, color="black", lw=0.8, label=f"classic test MSE (median) {c_test:.3f}")
         ax.axvline(c_time / 10, color="red", lw=0.8, ls="--", label="1/10 of the classic wall time")
         ax.axvline(c_time / 5, color="orange", lw=0.8, ls="--", label="1/5 of the classic wall time")
@@ -366,8 +380,7 @@ def main(argv=None) -> int:
         else:
             result = run_ours(args.seed, args.smoke, args.study, out / "runs" / f"ours-{args.seed}")
         result["smoke"] = args.smoke
-        with open(out / RESULTS, "a") as fh:
-            fh.write(json.dumps(result) + "\n")
+        save_result(out, result)
         print(f"{result['method']} seed {result['seed']}: {result['wall_time_s']:.1f} s, "
               f"test MSE {_fmt(result['test_mse'])}", flush=True)
         return 0

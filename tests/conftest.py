@@ -6,9 +6,12 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# The settings our packages give TensorFlow before it loads (oneDNN off), whichever test module imports it
-# first; subprocesses of the tests inherit them, so a seeded fit is the same in both.
-import tuning  # noqa: E402,F401
+# The settings of a study process (oneDNN off before TensorFlow loads, quiet libraries, heap freezing),
+# whichever test module imports TensorFlow first; subprocesses of the tests inherit the environment, so a
+# seeded fit is the same in both.
+from tuning.process import configure_study_process  # noqa: E402
+
+configure_study_process()
 
 
 @pytest.fixture(scope="session", autouse=True)

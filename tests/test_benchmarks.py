@@ -1,6 +1,8 @@
 """Smoke runs of the benchmark scripts (tiny data, seconds): they keep working; no timing is asserted.
 
-The three scripts run at once, each in its own process (``sys.executable``), started by one fixture.
+The three scripts run at once, each in its own process (``sys.executable``), started by one fixture; and
+then once more into the same output folder (a second run starts its studies fresh: it never resumes the
+first run's finished study, nor divides by a figure that run could not give).
 """
 
 import json
@@ -32,17 +34,22 @@ def _check(done: subprocess.CompletedProcess, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> dict:
-    """name -> (stdout, output directory) of every script's --smoke run, run in parallel."""
+    """name -> (stdout, output directory) of every script's second --smoke run into the same folder (the
+    scripts run in parallel; the first run of each must pass too)."""
     tmp = tmp_path_factory.mktemp("bench")
-    procs = {}
-    for name, (script, *args) in SMOKE.items():
-        cmd = [sys.executable, str(BENCH / script), *(a.format(tmp=tmp) for a in args)]
-        procs[name] = subprocess.Popen(cmd, cwd=tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
-    out = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
-        out[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), tmp)
+    for round_ in ("first", "second"):
+        procs = {}
+        for name, (script, *args) in SMOKE.items():
+            cmd = [sys.executable, str(BENCH / script), *(a.format(tmp=tmp) for a in args)]
+            procs[name] = subprocess.Popen(cmd, cwd=tmp, env=_env(), stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True)
+        out = {}
+        for name, proc in procs.items():
+            stdout, stderr = proc.communicate(timeout=600)
+            out[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), tmp)
+        if round_ == "first":
+            for name, (done, _) in out.items():
+                _check(done, f"{name} (first run)")
     return out
 
 
@@ -55,9 +62,11 @@ def test_vs_classic_smoke(smoke):
     for name in ("results.jsonl", "results.md", "test_mse_vs_time.png", "time_to_quality.png"):
         assert (out / name).stat().st_size > 0, name
     runs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert {r["method"] for r in runs} == {"ours", "classic"}
+    assert sorted(r["method"] for r in runs) == ["classic", "ours"]  # the second run replaced the first's
+    assert "test MSE –" not in stdout
     ours = next(r for r in runs if r["method"] == "ours")
     assert ours["best_so_far"] and ours["best_so_far"][0]["elapsed_s"] > 0  # the run_study(observers=) hook
+    assert ours["test_mse"] > 0 and ours["n_trials"] == 2  # trained again, not the first run's study resumed
     table = (out / "results.md").read_text()
     assert table.startswith("| seed |") and "| 42 |" in table
     report = subprocess.run([sys.executable, str(BENCH / "vs_classic.py"), "--report", str(out)], cwd=tmp,

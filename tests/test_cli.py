@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 
@@ -12,8 +14,9 @@ from tests.helpers import study_dict, write_study
 from tuning.run import main
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuning.run", *args], capture_output=True, text=True, timeout=600)
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuning.run", *args], capture_output=True, text=True, timeout=600,
+                          env=env)
 
 
 def write_raw(tmp_path, data: dict, name: str = "bad.yaml"):
@@ -82,20 +85,88 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     assert [e.name for e in client.search_experiments()] == ["Default"]  # nothing was logged
 
 
-def test_cli_runs_a_study_end_to_end(tmp_path):
-    path = write_study(tmp_path, search={"n_trials": 2})
-    out = run_cli(str(path), "--quiet", "--experiment", "cli-test", "--seed", "3")
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "best trial" in out.stdout and "test mse" in out.stdout
-    assert (tmp_path / "out" / "pipeline.joblib").is_file()
+# A TensorFlow C++ log line (``E0000 00:00:1796117025.834186   20784 cuda_platform.cc:52] ...``) or its notes.
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:|cuda|cuInit|oneDNN|absl::|TF_ENABLE_ONEDNN_OPTS", re.M | re.I)
+
+
+def test_cli_runs_a_study_quietly_end_to_end_and_a_rerun_trains_nothing(tmp_path):
+    """First run: no TensorFlow C++ start-up lines on stderr (the user exported no TF_CPP_MIN_LOG_LEVEL).
+    Re-run of the finished study: says it is complete, shows the stored test metrics and export, trains
+    nothing, exits 0. A larger --n-trials extends it."""
     from mlflow import MlflowClient
 
+    path = write_study(tmp_path, search={"n_trials": 2})
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    out = run_cli(str(path), "--quiet", "--experiment", "cli-test", "--seed", "3", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert not TF_LOG_LINE.search(out.stderr), out.stderr[-3000:]
+    assert "best trial" in out.stdout and "test mse" in out.stdout
+    pipeline = tmp_path / "out" / "pipeline.joblib"
+    assert pipeline.is_file()
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("cli-test")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 3  # one parent, two trials
     parent = [r for r in runs if r.data.tags.get("tuning.role") == "study"][0]
     assert parent.data.params["search.seed"] == "3"
+    first_table, exported_at = _rows(out.stdout), pipeline.stat().st_mtime_ns
+
+    again = run_cli(str(path), "--quiet", "--experiment", "cli-test", "--seed", "3", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    message = " ".join(again.stderr.split())
+    assert "already complete" in message and "--n-trials" in message and "--fresh" in message
+    table = _rows(again.stdout)
+    for key in ("best trial", "validation mse", "test mse", "test r2", "model exported to", "trials"):
+        assert table[key] == first_table[key], key
+    assert pipeline.stat().st_mtime_ns == exported_at  # nothing refitted or exported
+    assert len(client.search_runs([experiment.experiment_id])) == 3  # no trial run, no new parent run
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+    more = run_cli(str(path), "--quiet", "--experiment", "cli-test", "--seed", "3", "--n-trials", "3", env=env)
+    assert more.returncode == 0, more.stderr[-3000:]
+    assert "already complete" not in more.stderr
+    assert len(client.search_runs([experiment.experiment_id])) == 4  # one more trial, same parent
+    counts = re.match(r"(\d+) complete, (\d+) pruned, (\d+) failed", _rows(more.stdout)["trials"])
+    assert counts and sum(map(int, counts.groups())) == 3
+
+
+def _rows(table: str) -> dict[str, str]:
+    """The rows of the printed summary table: first column -> second (cells folded onto one line)."""
+    rows: dict[str, str] = {}
+    key = None
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")] if "│" in line else []
+        if len(cells) != 2:
+            continue
+        if cells[0]:
+            key = cells[0]
+            rows[key] = cells[1]
+        elif key:
+            rows[key] += " " + cells[1]
+    return rows
+
+
+def test_a_study_where_no_trial_completes_exits_1_with_the_reasons(tmp_path, capsys):
+    """Every trial diverges (SGD at a learning rate of 1e5): exit 1, the reasons counted, nothing exported."""
+    space = {"n_hidden": {"type": "int", "low": 1, "high": 1}, "n_neurons": {"type": "int", "low": 8, "high": 9},
+             "learning_rate": {"type": "float", "low": 1.0e5, "high": 2.0e5}}
+    path = write_study(tmp_path, space=space, model={"optimizer": "sgd"}, search={"n_trials": 2})
+    assert main([str(path), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert "no trial completed, nothing was exported" in err
+    assert "2 x FloatingPointError: training loss became NaN or infinite at epoch N" in err
+    assert "model exported to" not in captured.out and "no trial completed" in captured.out
+    assert not (tmp_path / "out" / "pipeline.joblib").exists()
+
+
+def test_error_text_keeps_its_brackets(tmp_path, capsys):
+    """A message shown on the console is text, not rich markup: ``[1]`` is not swallowed."""
+    data = study_dict(tmp_path)
+    data["dataset"] = {"source": "csv", "path": "data[1].csv", "target": "y[0]"}
+    path = write_raw(tmp_path, data)
+    assert main([str(path)]) == 2
+    assert "data[1].csv" in capsys.readouterr().err
 
 
 def test_ctrl_c_marks_the_running_trial_and_the_study_killed_and_prints_the_best(tmp_path):

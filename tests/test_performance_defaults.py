@@ -58,16 +58,63 @@ def test_pruning_steps_are_the_rungs(pruner, epochs, expected):
     assert (None if steps is None else set(steps)) == expected
 
 
-@pytest.mark.parametrize("exported, expected", [(None, "0"), ("1", "1")])
-def test_importing_tuning_turns_onednn_off_unless_exported(exported, expected):
-    # oneDNN's caches grew with every trial (benchmarks/memory.py); TensorFlow reads the variable once.
-    import os
+def _python(code: str, env: dict[str, str]) -> list[str]:
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def _env_without(*names: str) -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+@pytest.mark.parametrize("exported, expected", [(None, "0"), ("1", "1")])
+def test_a_study_process_turns_onednn_off_unless_exported(exported, expected):
+    # oneDNN's caches grew with every trial (benchmarks/memory.py); TensorFlow reads the variable once.
+    env = _env_without("TF_ENABLE_ONEDNN_OPTS")
     if exported is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = exported
-    code = "import os, sys, tuning; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], 'tensorflow' in sys.modules)"
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert done.stdout.split() == [expected, "False"], done.stderr
+    code = ("import os, sys, tuning; tuning.configure_study_process(); "
+            "print(os.environ['TF_ENABLE_ONEDNN_OPTS'], 'tensorflow' in sys.modules)")
+    assert _python(code, env) == [expected, "False"]
+
+
+_IMPORT_PROBE = """
+import atexit, gc, os, sys, warnings
+before_env, before_filters = dict(os.environ), list(warnings.filters)
+ours = []
+register = atexit.register
+atexit.register = lambda f, *a, **k: (ours.append(f) if (getattr(f, "__module__", None) or "").startswith("tuning") else None,
+                                      register(f, *a, **k))[1]
+import {modules}
+import optuna
+added = [f for f in warnings.filters if f not in before_filters
+         and (f[2] is optuna.exceptions.ExperimentalWarning or "pickle" in str(f[1]))]
+print("TF_ENABLE_ONEDNN_OPTS" in os.environ, "TF_CPP_MIN_LOG_LEVEL" in os.environ, ours == [], added == [],
+      optuna.logging.get_verbosity() == optuna.logging.INFO, gc.get_freeze_count() == 0)
+"""
+
+
+def test_importing_the_library_leaves_the_process_alone():
+    """No environment variable, exit hook, log level, warning filter or frozen heap from our imports."""
+    env = _env_without("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")
+    code = _IMPORT_PROBE.format(modules="tuning, tuning.config, tuning.process, tuning.overrides, tuning.study, "
+                                        "tuning.tracking, tuning.trial, tuning.report, tuning.run")
+    onednn, *rest = _python(code, env)
+    assert rest == ["False"] + ["True"] * 4
+    if onednn == "True" and "TF_ENABLE_ONEDNN_OPTS" in (ROOT / "estimators" / "__init__.py").read_text():
+        pytest.xfail("estimators/__init__.py still sets TF_ENABLE_ONEDNN_OPTS on import (its own change removes it)")
+    assert onednn == "False"
+
+
+def test_configure_study_process_applies_the_settings():
+    env = _env_without("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")
+    code = ("import optuna, os, tuning.process as p; p.configure_study_process(); p.freeze_heap_once(); "
+            "import gc; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], optuna.logging.get_verbosity() == optuna.logging.ERROR, "
+            "gc.get_freeze_count() > 0)")
+    assert _python(code, env) == ["0", "True", "True"]

@@ -80,15 +80,14 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path):
 
 def test_changed_space_is_refused_unless_fresh(tmp_path):
     """A stored study with another search space: exit 2 with the reason, before TensorFlow loads."""
-    from tuning.backends.optuna import OptunaBackend
+    from tuning.backends.optuna import OptunaStore
     from tuning.config import load_study, space_digest
 
     study = write_study(tmp_path, "space")
     out = tmp_path / "out"
     config = load_study(study).with_overrides(output_dir=out)
-    probe = type("Probe", (), {"direction": "minimize", "metric": "mse"})()
-    backend = OptunaBackend(config, probe, out)
-    backend.open()
+    backend = OptunaStore(config, out)
+    backend.open("minimize", "mse")
     backend.study.enqueue_trial({"n_neurons": 9, "learning_rate": 0.002})
     assert backend.created and backend.get_attr("space_digest") == space_digest(config)
 
@@ -101,8 +100,8 @@ def test_changed_space_is_refused_unless_fresh(tmp_path):
     assert "Traceback" not in done.stderr
 
     changed = load_study(study).with_overrides(output_dir=out)
-    again = OptunaBackend(changed, probe, out)
-    again.open(fresh=True)  # what --fresh does: the old trials are gone, the new space is stored
+    again = OptunaStore(changed, out)
+    again.open("minimize", "mse", fresh=True)  # what --fresh does: the old trials are gone, the new space is stored
     assert again.created and again.trials() == []
     assert again.get_attr("space_digest") == space_digest(changed) != space_digest(config)
 
@@ -160,14 +159,13 @@ def test_random_backend_resumes_after_a_dead_process(tmp_path, monkeypatch):
 
 def test_random_study_run_by_a_live_process_is_refused(tmp_path):
     """Two processes on one random_state.json would run the same candidates: the second one stops."""
-    from tuning.backends.random import STATE_FILE, RandomSearchBackend
+    from tuning.backends.random import STATE_FILE, RandomStore
     from tuning.config import load_study
     from tuning.errors import StudyError
     from tuning.workers import WorkerId
 
     config = load_study(write_study(tmp_path, "busy", backend="random")).with_overrides(output_dir=tmp_path)
-    probe = type("Probe", (), {"direction": "minimize", "metric": "mse"})()
-    RandomSearchBackend(config, probe, tmp_path).open()
+    RandomStore(config, tmp_path).open("minimize", "mse")
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         other = WorkerId.current().as_dict() | {"pid": live.pid, "started": None}
@@ -175,7 +173,7 @@ def test_random_study_run_by_a_live_process_is_refused(tmp_path):
         state["trials"]["0"] = {"candidate": 0, "state": "running", "params": {}, "worker": other}
         (tmp_path / STATE_FILE).write_text(json.dumps(state))
         with pytest.raises(StudyError, match=f"being run by another process \\(pid {live.pid}\\)"):
-            RandomSearchBackend(config, probe, tmp_path).open()
+            RandomStore(config, tmp_path).open("minimize", "mse")
     finally:
         live.kill()
         live.wait()

@@ -1,16 +1,13 @@
-"""tuning: hyperparameter studies for Keras MLP estimators, tracked in MLflow."""
+"""tuning: hyperparameter studies for Keras MLP estimators, tracked in MLflow.
 
-import os
+Importing it changes nothing of the process (no environment variable, log level or hook): a study
+process applies its settings with :func:`tuning.process.configure_study_process`, as the commands do.
+"""
+
 from typing import Any
 
-# Read by TensorFlow once, when it loads, so set here, before any of our modules imports it. oneDNN's CPU
-# kernels keep caches that grow with every new model a study trains (+52 MB over 90 trials with them,
-# +9 MB without, benchmarks/memory.py) and are no faster for these small MLPs. A value already exported
-# in the environment wins.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
 __version__ = "0.1.0"
-__all__ = ["load_study", "run_study"]
+__all__ = ["configure_study_process", "load_study", "run_study"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from tuning.config import load_study
 
         return load_study
+    if name == "configure_study_process":
+        from tuning.process import configure_study_process
+
+        return configure_study_process
     raise AttributeError(f"module 'tuning' has no attribute {name!r}")

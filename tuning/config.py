@@ -18,6 +18,7 @@ from pydantic_core import InitErrorDetails
 
 from estimators import hyperparams
 from tuning.errors import StudyConfigError
+from tuning.overrides import Overrides
 from tuning.paramspec import CategoricalParam, FloatParam, IntParam, ParamSpec, TunableName, space_errors
 from tuning.schema import Float, Int
 from tuning.schema import StrictModel as _Model
@@ -355,28 +356,16 @@ class StudyConfig(_Model):
         """MLflow experiment name."""
         return self.mlflow.experiment or self.name
 
-    def with_overrides(
-        self,
-        n_trials: int | None = None,
-        timeout: float | None = None,
-        seed: int | None = None,
-        tracking_uri: str | None = None,
-        experiment: str | None = None,
-        output_dir: str | os.PathLike[str] | None = None,
-    ) -> "StudyConfig":
-        """A validated copy with command-line overrides applied (None leaves a value as it is)."""
+    def with_overrides(self, overrides: Overrides | None = None, **values: Any) -> "StudyConfig":
+        """A validated copy with command-line overrides applied: an :class:`~tuning.overrides.Overrides`
+        or its fields as keywords (``n_trials=``, ``timeout=``, ``seed=``, ``tracking_uri=``, ``experiment=``,
+        ``output_dir=``); None leaves a value as it is."""
+        overrides = overrides or Overrides(**values)
+        if not overrides:
+            return self
         data = self.model_dump(exclude_unset=True)
-        changes = {
-            ("search", "n_trials"): n_trials,
-            ("search", "timeout"): timeout,
-            ("search", "seed"): seed,
-            ("mlflow", "tracking_uri"): tracking_uri,
-            ("mlflow", "experiment"): experiment,
-            ("export", "dir"): None if output_dir is None else str(output_dir),
-        }
-        for (section, key), value in changes.items():
-            if value is not None:
-                data.setdefault(section, {})[key] = value
+        for (section, key), value in overrides.changes().items():
+            data.setdefault(section, {})[key] = value
         return load_study_dict(data, source="command-line options")
 
 

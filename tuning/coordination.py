@@ -1,6 +1,6 @@
-"""What the processes working on one study share, wired between a backend and the MLflow tracker.
+"""What the processes working on one study share, wired between its study store and the MLflow tracker.
 
-The backend's persistent state is the arbiter (it knows which process created the study and which trials
+The study store is the arbiter (it knows which process created the study and which trials
 still run); the tracker only writes runs. Neither knows the other: these functions connect them.
 """
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
 
+from tuning.backends.base import PARENT_RUN
 from tuning.config import StudyConfig, space_digest
 from tuning.workers import limit_threads, spawn_workers
 
@@ -20,7 +20,7 @@ WORKER_STUDY_FILE = "worker_study.yaml"
 DIED = "its worker process stopped before the trial ended"
 
 
-def open_parent_run(tracker: Any, backend: Any, config: StudyConfig, settings: dict[str, Any],
+def open_parent_run(tracker: Any, store: Any, config: StudyConfig, settings: dict[str, Any],
                     study_file: Path | None, study_text: str, split: Any) -> bool:
     """Attach ``tracker`` to the study's one parent run, creating it (with the dataset) only if this
     process created the study; True when it did. Re-runs and other workers re-open the same run."""
@@ -30,29 +30,29 @@ def open_parent_run(tracker: Any, backend: Any, config: StudyConfig, settings: d
         tracker.log_dataset(split)
         return run_id
 
-    run_id, created = backend.parent_run(create)
+    run_id, created = store.shared_attr(PARENT_RUN, create)
     if not created:
         tracker.start_study(config.name, settings, study_file, study_text, run_id=run_id)
     return created
 
 
-def close_orphan_runs(tracker: Any, backend: Any) -> list[int]:
+def close_orphan_runs(tracker: Any, store: Any) -> list[int]:
     """Trial runs left RUNNING by a process that died (``kill -9``, a lost machine) become KILLED.
 
     Order matters with live workers around: a worker ends its trial's run before the backend's trial
-    state changes, so a run still RUNNING after the backend said its trial is not running is an orphan.
+    state changes, so a run still RUNNING after the store said its trial is not running is an orphan.
     A trial that this process found dead before its run was even created gets a KILLED run, so MLflow
     keeps one run per trial. Returns the numbers of the trials concerned.
     """
-    backend.recover()
+    store.recover()
     candidates = tracker.trial_runs_of_study(running_only=True)
-    running = backend.running_numbers()
+    running = store.running_numbers()
     closed = []
     for run_id, number in candidates.items():
         if number not in running and tracker.still_running(run_id):
             tracker.mark_killed(run_id, DIED)
             closed.append(number)
-    interrupted = backend.take_interrupted()
+    interrupted = store.take_interrupted()
     if interrupted:
         tracked = set(tracker.trial_runs_of_study().values())
         for number, params in interrupted.items():
@@ -64,16 +64,15 @@ def close_orphan_runs(tracker: Any, backend: Any) -> list[int]:
 
 def check_resumable(config: StudyConfig, storage: str | None = None, fresh: bool = False) -> None:
     """Refuse, before anything is loaded or trained, to resume a stored study whose space changed."""
-    from tuning.backends import make_backend
+    from tuning.backends import make_store
     from tuning.backends.base import SPACE_DIGEST, space_changed
 
     if fresh:
         return
-    probe = SimpleNamespace(direction=None, metric=None)  # the backend needs no runner to read its state
-    backend = make_backend(config, probe, config.export_dir, storage=storage)
-    stored = backend.peek_attr(SPACE_DIGEST)
+    store = make_store(config, config.export_dir, storage=storage)
+    stored = store.peek_attr(SPACE_DIGEST)
     if stored is not None and stored != space_digest(config):
-        raise space_changed(config, backend.location)
+        raise space_changed(config, store.location)
 
 
 def write_worker_study(config: StudyConfig, out_dir: Path, tracking_uri: str) -> Path:
@@ -86,7 +85,7 @@ def write_worker_study(config: StudyConfig, out_dir: Path, tracking_uri: str) ->
     return path
 
 
-def start_helpers(config: StudyConfig, backend: Any, workers: int, out_dir: Path,
+def start_helpers(config: StudyConfig, store: Any, workers: int, out_dir: Path,
                   tracking_uri: str) -> list[subprocess.Popen]:
     """For ``--workers N`` with Optuna: start N-1 worker processes on this study (this process is the
     N-th). TensorFlow threads are divided between the N processes."""
@@ -94,7 +93,7 @@ def start_helpers(config: StudyConfig, backend: Any, workers: int, out_dir: Path
         return []
     limit_threads(workers)
     study_file = write_worker_study(config, out_dir, tracking_uri)
-    return spawn_workers(workers - 1, study_file, backend.url, backend.worker.group)
+    return spawn_workers(workers - 1, study_file, store.url, store.worker.group)
 
 
 def with_parallel_fits(config: StudyConfig, workers: int) -> StudyConfig:

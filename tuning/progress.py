@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -68,15 +69,22 @@ class ProgressDisplay:
         if not self.quiet:
             params = ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in record.params.items())
             extra = f" ({record.reason})" if record.reason and record.state != COMPLETE else ""
-            self.progress.console.log(
+            self.progress.console.log(escape(  # reasons and parameters are text, never markup
                 f"trial {record.number}: {record.state} {self.metric}={_fmt(record.value)} "
                 f"epochs={record.epochs_run} {record.duration_s:.1f}s [{params}]{extra}"
-            )
+            ), highlight=False)
+
+
+class _PlainTable(Table):
+    """A table whose cells are text (a parameter value like ``[64, 32]`` is not read as markup)."""
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:
+        super().add_row(*(escape(c) if isinstance(c, str) else c for c in cells), **kwargs)
 
 
 def summary_table(result: Any) -> Table:
     """The final table: best params, validation and test scores, epochs, wall time, export."""
-    table = Table(title=f"study {result.name}", show_header=False)
+    table = _PlainTable(title=f"study {escape(result.name)}", show_header=False)
     best = result.best
     table.add_row("trials", f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed")
     if best is None:
@@ -89,7 +97,10 @@ def summary_table(result: Any) -> Table:
         for key, value in result.test_metrics.items():
             table.add_row(f"test {key}", _fmt(value))
         table.add_row("epochs (best trial)", str(best.epochs_run))
-    table.add_row("wall time", f"{result.wall_time_s:.1f} s")
+    if getattr(result, "already_complete", False):
+        table.add_row("wall time", "nothing run: the study was already complete")
+    else:
+        table.add_row("wall time", f"{result.wall_time_s:.1f} s")
     if result.export_dir:
         table.add_row("model exported to", str(result.export_dir))
     if getattr(result, "report_path", None):

@@ -33,21 +33,21 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from tuning import runlayout as layout
 from tuning.config import CategoricalParam, FloatParam, ParamSpec, SearchConfig, StudyConfig
 from tuning.errors import StudyError
+from tuning.overrides import LOCATION, Overrides, add_arguments
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecord, best_record
 from tuning.space import Space
 
 log = logging.getLogger(__name__)
 
-REPORT_DIR = "report"
+REPORT_DIR = layout.REPORT_DIR
 REPORT_FILE = "report.html"
 DATA_FILE = "data.json"
 #: Every file a report may write (a picture that cannot be drawn yet leaves no stale file behind).
 CHART_NAMES = ("optimization_history", "param_importances", "parallel_coordinates", "slices",
                "best_learning_curve", "top_learning_curves")
-SUMMARY_METRICS = ("epochs_run", "duration_s")
-RUN_STATES = {"RUNNING": RUNNING, "SCHEDULED": RUNNING, "KILLED": KILLED, "FAILED": FAILED, "FINISHED": COMPLETE}
 
 
 class ReportError(StudyError):
@@ -69,7 +69,7 @@ class StudyRun:
 
     @property
     def name(self) -> str:
-        return self.run.data.tags.get("tuning.study", self.run.info.run_name or "")
+        return self.run.data.tags.get(layout.STUDY, self.run.info.run_name or "")
 
     @property
     def run_id(self) -> str:
@@ -95,13 +95,14 @@ def find_parent_run(client, config: StudyConfig, run_id: str | None = None):
             run = client.get_run(run_id)
         except MlflowException:
             raise ReportError(f"no MLflow run '{run_id}' at {client.tracking_uri}") from None
-        if run.data.tags.get("tuning.role") != "study":
-            raise ReportError(f"run '{run_id}' is not the parent run of a study (tag tuning.role is not 'study')")
+        if run.data.tags.get(layout.ROLE) != layout.ROLE_STUDY:
+            raise ReportError(f"run '{run_id}' is not the parent run of a study (tag {layout.ROLE} is not "
+                              f"'{layout.ROLE_STUDY}')")
         return run
     experiment = client.get_experiment_by_name(config.experiment_name)
     runs = [] if experiment is None else client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`tuning.study` = '{config.name}' and tags.`tuning.role` = 'study'",
+        filter_string=layout.study_filter(config.name),
         order_by=["attributes.start_time DESC"], max_results=1,
     )
     if not runs:
@@ -112,16 +113,8 @@ def find_parent_run(client, config: StudyConfig, run_id: str | None = None):
 
 def child_runs(client, parent) -> list:
     """Every trial run under ``parent``, oldest first (all result pages)."""
-    runs: list = []
-    token = None
-    while True:
-        page = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-                                  order_by=["attributes.start_time ASC"], max_results=1000, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+    return list(layout.search_all(client, [parent.info.experiment_id], layout.children_filter(parent.info.run_id),
+                                  order_by=["attributes.start_time ASC"]))
 
 
 def parse_param(spec: Any, text: str) -> Any:
@@ -139,36 +132,9 @@ def parse_param(spec: Any, text: str) -> Any:
     return value
 
 
-def _is_curve(key: str) -> bool:
-    return key not in SUMMARY_METRICS and not key.startswith(("objective", "fold_"))
-
-
-def curves(client, run) -> dict[str, list[float]]:
-    """The per-epoch metrics of a trial run (``loss``, ``val_loss`` ...), in epoch order."""
-    out = {}
-    for key in sorted(run.data.metrics):
-        if _is_curve(key):
-            history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
-            out[key] = [m.value for m in history]
-    return out
-
-
 def record_from_run(client, run, space: Space, metric: str) -> TrialRecord:
-    """A trial run as the TrialRecord the study made of it."""
-    tags, metrics = run.data.tags, run.data.metrics
-    value = metrics.get(f"objective_{metric}", metrics.get("objective"))
-    return TrialRecord(
-        number=int(tags.get("trial.number", -1)),
-        params={k: parse_param(space.get(k), v) for k, v in run.data.params.items()},
-        state=tags.get("trial.state") or RUN_STATES.get(run.info.status, RUNNING),
-        value=value,
-        metric=metric,
-        history=curves(client, run),
-        epochs_run=int(metrics.get("epochs_run", 0)),
-        duration_s=float(metrics.get("duration_s", 0.0)),
-        reason=tags.get("trial.reason"),
-        started_at=(run.info.start_time or 0) / 1000,
-    )
+    """A trial run as the TrialRecord the study made of it (params read back as the space's types)."""
+    return layout.record_from_run(client, run, metric, parse=lambda name, text: parse_param(space.get(name), text))
 
 
 def _decode(text: str) -> Any:
@@ -201,7 +167,7 @@ def logged_space(settings: dict[str, Any], config_space: Space) -> Space | None:
 
 def study_metric(config: StudyConfig, parent, settings: dict[str, Any]) -> tuple[str, str]:
     """The objective metric and direction, from the metric and task the study logged (or the config's)."""
-    task = parent.data.tags.get("dataset.task") or config.dataset.task
+    task = parent.data.tags.get(layout.DATASET_TASK) or config.dataset.task
     if task is None:
         raise ReportError("the study run has no dataset.task tag and the study file does not give the task")
     search = SearchConfig(metric=settings.get("search.metric", config.search.metric))
@@ -298,7 +264,7 @@ def summary_pairs(study: StudyRun, config: StudyConfig) -> list[tuple[str, Any]]
                        if study.count(s) or s == COMPLETE)
     pairs: list[tuple[str, Any]] = [
         ("status", run.info.status),
-        ("dataset", run.data.tags.get("dataset.name", config.dataset.source)),
+        ("dataset", run.data.tags.get(layout.DATASET_NAME, config.dataset.source)),
         ("search", search_text(study.settings, config)),
         ("objective", f"validation {study.metric} ({study.direction})"),
         ("trials", f"{len(study.records)}: {counts}"),
@@ -308,7 +274,7 @@ def summary_pairs(study: StudyRun, config: StudyConfig) -> list[tuple[str, Any]]
         return pairs + [("best trial", "no trial completed yet")]
     pairs += [("best trial", best.number), (f"best validation {study.metric}", best.value)]
     pairs += [(f"best {k}", v) for k, v in best.params.items()]
-    pairs += [(f"test {k[len('test_'):]}", v) for k, v in sorted(run.data.metrics.items()) if k.startswith("test_")]
+    pairs += [(f"test {k}", v) for k, v in layout.test_metrics_of(run).items()]
     return pairs
 
 
@@ -366,10 +332,8 @@ def generate_report(config: StudyConfig, tracking_uri: str | None = None, run_id
     ``out_dir`` defaults to ``<export dir>/report``; with ``log_to_run`` the files are also logged to the
     parent run under ``report/``.
     """
-    import optuna
     from mlflow import MlflowClient
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     client = MlflowClient(tracking_uri=tracking_uri or config.mlflow.tracking_uri)
     study = load_study_run(client, config, run_id)
     directory = Path(out_dir) if out_dir is not None else config.export_dir / REPORT_DIR
@@ -395,22 +359,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 description="Write the pictures and report.html of a study from MLflow.")
     p.add_argument("study", help="path to the study YAML file")
     p.add_argument("--run-id", help="the study's parent MLflow run (default: the newest run of the study)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the study's, else MLflow's default)")
-    p.add_argument("--experiment", help="MLflow experiment name (default: the study's)")
-    p.add_argument("--output-dir", help="the study's output directory (default: exports/<name>); "
-                                        "the report goes to its report/ folder")
+    add_arguments(p, LOCATION)  # --tracking-uri, --experiment, --output-dir (the report goes to its report/)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from tuning.process import configure_study_process
+
+    configure_study_process()
     try:
         from tuning.config import load_study
 
-        config = load_study(args.study)
-        overrides = {"tracking_uri": args.tracking_uri, "experiment": args.experiment, "output_dir": args.output_dir}
-        if any(v is not None for v in overrides.values()):
-            config = config.with_overrides(**overrides)
+        config = load_study(args.study).with_overrides(Overrides.from_args(args))
         path = generate_report(config, run_id=args.run_id)
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,4 +1,9 @@
-"""The one place that wires the stages: config -> data -> runner -> backend -> tracking/export."""
+"""A study in three stages: prepare (data, runner, study store, tracking) -> search -> finish (refit,
+export, log), closed on one path whether it succeeded, was interrupted or failed.
+
+A re-run of a finished study (its trials all counted, its best model exported) trains nothing: its
+result is read back from the export directory and the study store.
+"""
 
 from __future__ import annotations
 
@@ -10,49 +15,38 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from rich.console import Console
+from rich.markup import escape
 
-from tuning.backends import make_backend
-from tuning.config import StudyConfig, load_study
+from tuning.backends import StudyStore, TrialScheduler, make_scheduler, make_store
+from tuning.backends.base import PARENT_RUN, SPACE_DIGEST
+from tuning.config import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers, with_parallel_fits
 from tuning.data import DatasetSplit, load_dataset
 from tuning.export import export_model, make_pipeline, test_metrics
+from tuning.overrides import Overrides
 from tuning.progress import ProgressDisplay
-from tuning.records import COMPLETE, FAILED, PRUNED, TrialRecord, best_record
+from tuning.records import TrialRecord, best_record
 from tuning.report import report_safely
+from tuning.results import StudyResult, stored_result
 from tuning.tracking import MlflowTracker
 from tuning.trial import TrialObserver, TrialRunner
 from tuning.workers import interrupt_all, wait_all
 
+__all__ = ["RunOptions", "StudyResult", "run_study"]
 
-@dataclass
-class StudyResult:
-    """What a finished (or interrupted) study produced."""
 
-    name: str
-    records: list[TrialRecord]
-    best: TrialRecord | None
-    test_metrics: dict[str, float] = field(default_factory=dict)
-    export_dir: Path | None = None
-    tracking_uri: str = ""
-    parent_run_id: str = ""
-    wall_time_s: float = 0.0
-    interrupted: bool = False
-    report_path: Path | None = None
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a study (the rest comes from the study file and its :class:`Overrides`)."""
 
-    def _count(self, state: str) -> int:
-        return sum(r.state == state for r in self.records)
-
-    @property
-    def n_complete(self) -> int:
-        return self._count(COMPLETE)
-
-    @property
-    def n_pruned(self) -> int:
-        return self._count(PRUNED)
-
-    @property
-    def n_failed(self) -> int:
-        return self._count(FAILED)
+    quiet: bool = False
+    console: Any = None
+    observers: Sequence[TrialObserver] = ()
+    workers: int = 1
+    storage: str | None = None
+    fresh: bool = False
+    worker: bool = False
 
 
 class _Collector:
@@ -66,6 +60,23 @@ class _Collector:
 
     def on_trial_end(self, record: TrialRecord) -> None:
         self.records.append(record)
+
+
+@dataclass
+class Session:
+    """The collaborators of one run of a study, built by :func:`prepare`."""
+
+    config: StudyConfig
+    options: RunOptions
+    split: DatasetSplit
+    runner: TrialRunner
+    store: StudyStore
+    scheduler: TrialScheduler
+    tracker: MlflowTracker
+    display: ProgressDisplay
+    collector: _Collector
+    started: float
+    helpers: list = field(default_factory=list)
 
 
 def flat_settings(config: StudyConfig) -> dict[str, Any]:
@@ -83,17 +94,96 @@ def flat_settings(config: StudyConfig) -> dict[str, Any]:
     return out
 
 
-def resolve_config(study: str | os.PathLike | StudyConfig, **overrides: Any) -> tuple[StudyConfig, Path | None]:
-    """Load a study file (or take a config) and apply overrides that are not None."""
-    path = None
-    if isinstance(study, StudyConfig):
-        config = study
-    else:
-        path = Path(study)
-        config = load_study(path)
-    if any(v is not None for v in overrides.values()):
-        config = config.with_overrides(**overrides)
-    return config, path
+def resolve_config(study: str | os.PathLike | StudyConfig, overrides: Overrides | None = None,
+                   **values: Any) -> tuple[StudyConfig, Path | None]:
+    """Load a study file (or take a config) and apply the overrides that are set."""
+    path = None if isinstance(study, StudyConfig) else Path(study)
+    config = study if path is None else load_study(path)
+    return config.with_overrides(overrides or Overrides(**values)), path
+
+
+def study_text(config: StudyConfig, path: Path | None) -> str:
+    return path.read_text() if path else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------- prepare
+
+
+def finished_result(config: StudyConfig, options: RunOptions) -> StudyResult | None:
+    """A finished study's stored result when this run would add nothing (see the module docstring)."""
+    if options.fresh or options.worker:
+        return None
+    store = make_store(config, config.export_dir, storage=options.storage)
+    records = store.peek_records()
+    if not records or not store.is_finished(config.search.n_trials, records):
+        return None
+    if store.peek_attr(SPACE_DIGEST) != space_digest(config):
+        return None  # opening the store refuses it, with the reason
+    result = stored_result(config.name, records, config.export_dir, config.search.n_trials)
+    if result is not None:
+        import mlflow
+
+        result.tracking_uri = config.mlflow.tracking_uri or mlflow.get_tracking_uri()
+        result.parent_run_id = store.peek_attr(PARENT_RUN) or ""
+    return result
+
+
+def load_data(config: StudyConfig, console: Console) -> DatasetSplit:
+    """The dataset split; its notes (columns dropped, the task inferred ...) are printed first."""
+    split = load_dataset(config.dataset)
+    for note in getattr(split, "notes", []):
+        console.print(f"[bold]note:[/] {escape(note)}", highlight=False)
+    return split
+
+
+def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Session:
+    """Load the data and build the runner, the study store, the scheduler and the tracking, in that order,
+    each given what it needs; open the store and the shared parent run; start ``--workers`` helpers."""
+    started = time.monotonic()
+    console = options.console or Console(stderr=True, log_path=False)
+    split = load_data(config, console)
+    config.export_dir.mkdir(parents=True, exist_ok=True)
+    metric, direction = config.search.resolved_metric(split.task), config.search.direction(split.task)
+    tracker = MlflowTracker(config.mlflow.tracking_uri, config.experiment_name)
+    try:
+        display = ProgressDisplay(config.search.n_trials, metric, direction, quiet=options.quiet, console=console)
+        collector = _Collector()
+        runner = TrialRunner(config, split, observers=[tracker, collector, display, *options.observers])
+        for observer in options.observers:
+            if hasattr(observer, "attach"):
+                observer.attach(runner)
+        store = make_store(config, config.export_dir, storage=options.storage)
+        store.open(direction, metric, fresh=options.fresh and not options.worker)
+        open_parent_run(tracker, store, config, flat_settings(config), path, study_text(config, path), split)
+        close_orphan_runs(tracker, store)
+        display.resume(store.records())
+        session = Session(config, options, split, runner, store, make_scheduler(store), tracker, display,
+                          collector, started)
+        if not options.worker:
+            session.helpers = start_helpers(config, store, options.workers, config.export_dir, tracker.tracking_uri)
+        return session
+    except BaseException:
+        tracker.close()
+        raise
+
+
+# ----------------------------------------------------------------------------------------------- search
+
+
+def search(session: Session) -> bool:
+    """Run trials until the budget is full (or the timeout); False if interrupted by Ctrl-C / SIGTERM."""
+    search_config = session.config.search
+    try:
+        with session.display:
+            session.scheduler.run(session.runner, search_config.n_trials, search_config.timeout)
+        wait_all(session.helpers)
+        session.helpers = []
+    except KeyboardInterrupt:
+        return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------- finish
 
 
 def refit_best(runner: TrialRunner, best: TrialRecord, split: DatasetSplit):
@@ -104,19 +194,55 @@ def refit_best(runner: TrialRunner, best: TrialRecord, split: DatasetSplit):
     return runner.make_estimator(best.params).fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid))
 
 
-def quiet_libraries() -> None:
-    """Our progress display reports every trial; silence the libraries' own per-trial chatter."""
-    import logging
-    import warnings
+def export_best(session: Session, result: StudyResult) -> None:
+    """Refit (or reuse) the best trial's model, score it on the test set, export it and log it."""
+    runner, split, best, out_dir = session.runner, session.split, result.best, session.config.export_dir
+    pipeline = make_pipeline(runner.data.scaler, refit_best(runner, best, split))
+    result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
+    best_info = {"trial": best.number, "params": best.params, f"valid_{runner.metric}": best.value,
+                 "metric": runner.metric}
+    export_model(pipeline, out_dir, best_info, {"valid": {runner.metric: best.value}, "test": result.test_metrics})
+    result.export_dir = out_dir
+    session.tracker.log_best(best, result.test_metrics, out_dir)
+    session.tracker.log_model(pipeline, split.X_test, session.config.export.registered_model_name)
+    session.store.mark_exported()
 
-    import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message=".*cloudpickle format.*")
-    warnings.filterwarnings("ignore", message=".*pickle or cloudpickle.*")
-    for name in ("mlflow", "alembic", "tensorflow", "absl"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+def finish(session: Session, completed: bool) -> StudyResult:
+    """The study's result: after a full search, every stored trial, the export (if due here) and the
+    report; after an interrupt, the trials this process ran."""
+    tracker, direction = session.tracker, session.runner.direction
+    result = StudyResult(session.config.name, [], None, tracking_uri=tracker.tracking_uri,
+                         parent_run_id=tracker.parent_run_id, n_trials=session.config.search.n_trials)
+    tracker.flush()
+    if not completed:
+        result.records, result.interrupted = session.collector.records, True
+        result.best = best_record(result.records, direction)
+    else:
+        close_orphan_runs(tracker, session.store)
+        result.records = session.store.records()
+        result.best = best_record(result.records, direction)
+        if not session.options.worker:
+            if result.best is not None and session.store.export_due():
+                export_best(session, result)
+            result.report_path = report_safely(session.config, tracker.tracking_uri, tracker.parent_run_id)
+    result.wall_time_s = time.monotonic() - session.started
+    return result
+
+
+def close(session: Session, status: str) -> None:
+    """The one way out: stop helpers still running, set the shared parent run's final status (unless
+    trials still run elsewhere, whose worker will, or this is a ``--workers`` helper, whose launcher
+    will), and log the learning-curve pictures still queued."""
+    interrupt_all(session.helpers)
+    try:
+        if not session.options.worker and not session.store.running_numbers():
+            session.tracker.end_study(status)
+    finally:
+        session.tracker.close()
+
+
+# ------------------------------------------------------------------------------------------------ entry
 
 
 def run_study(
@@ -135,96 +261,41 @@ def run_study(
     storage: str | None = None,
     fresh: bool = False,
     worker: bool = False,
+    overrides: Overrides | None = None,
 ) -> StudyResult:
     """Run a whole study: search, track every trial in MLflow, refit and export the best model.
 
-    ``observers`` are extra :class:`TrialObserver` objects told of every trial (after tracking and the
-    progress display); one with an ``attach(runner)`` method is first handed the :class:`TrialRunner`,
-    whose ``best_estimator`` is the best-so-far fitted model.
+    The six overrides come as keywords or as one :class:`Overrides`. ``observers`` are extra
+    :class:`TrialObserver` objects told of every trial (after tracking and the progress display); one with
+    an ``attach(runner)`` method is first handed the :class:`TrialRunner`, whose ``best_estimator`` is the
+    best-so-far fitted model.
 
     The study's state persists under its name (Optuna storage, by default ``<output>/optuna.db``, or
-    ``<output>/random_state.json``): running it again resumes it, ``fresh`` starts it over. ``workers`` > 1
-    runs that many processes on it (joblib fits for the random backend); ``storage`` is a database URL
-    that workers on several machines share. ``worker`` is the mode of the processes started for
-    ``workers``: trials only, no export and no say on the parent run's status.
+    ``<output>/random_state.json``): running it again resumes it, ``fresh`` starts it over; a finished
+    study is not run again (``result.already_complete``). ``workers`` > 1 runs that many processes on it
+    (joblib fits for the random backend); ``storage`` is a database URL that workers on several machines
+    share. ``worker`` is the mode of the processes started for ``workers``: trials only, no export and no
+    say on the parent run's status.
+
+    A process running studies should call :func:`tuning.process.configure_study_process` first (the
+    commands do).
     """
-    config, path = resolve_config(
-        study, n_trials=n_trials, timeout=timeout, seed=seed, tracking_uri=tracking_uri,
-        experiment=experiment, output_dir=output_dir,
-    )
+    overrides = overrides or Overrides(n_trials=n_trials, timeout=timeout, seed=seed, tracking_uri=tracking_uri,
+                                       experiment=experiment, output_dir=output_dir)
+    options = RunOptions(quiet, console, tuple(observers), workers, storage, fresh, worker)
+    config, path = resolve_config(study, overrides)
     config = with_parallel_fits(config, workers)
-    started = time.monotonic()
-    quiet_libraries()
-    split = load_dataset(config.dataset)
-    out_dir = config.export_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    tracker = MlflowTracker(config.mlflow.tracking_uri, config.experiment_name)
-    study_text = path.read_text() if path else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-
+    done = finished_result(config, options)
+    if done is not None:
+        return done
+    session = prepare(config, path, options)
+    status = "FAILED"
     try:
-        collector = _Collector()
-        runner = TrialRunner(config, split)
-        display = ProgressDisplay(config.search.n_trials, runner.metric, runner.direction, quiet=quiet, console=console)
-        runner.observers = [tracker, collector, display, *observers]
-        for observer in observers:
-            if hasattr(observer, "attach"):
-                observer.attach(runner)
-        backend = make_backend(config, runner, out_dir, storage=storage)
-        backend.open(fresh=fresh and not worker)
-        open_parent_run(tracker, backend, config, flat_settings(config), path, study_text, split)
-        close_orphan_runs(tracker, backend)
-        backend.run_id_of = tracker.run_id_of
-        display.resume(backend.records())
-        result = StudyResult(config.name, [], None, tracking_uri=tracker.tracking_uri, parent_run_id=tracker.parent_run_id)
-        helpers = [] if worker else start_helpers(config, backend, workers, out_dir, tracker.tracking_uri)
-        try:
-            with display:
-                backend.run(config.search.n_trials, config.search.timeout)
-            wait_all(helpers)
-            tracker.flush()
-        except KeyboardInterrupt:
-            interrupt_all(helpers)
-            tracker.flush()
-            result.records = collector.records
-            result.best = best_record(collector.records, runner.direction)
-            result.interrupted = True
-            result.wall_time_s = time.monotonic() - started
-            _end_parent_run(tracker, backend, "KILLED", worker)
-            return result
-        except BaseException:
-            interrupt_all(helpers)
-            _end_parent_run(tracker, backend, "FAILED", worker)
-            raise
-
-        close_orphan_runs(tracker, backend)
-        records = backend.records()
-        result.records = records
-        result.best = best_record(records, runner.direction)
-        if worker:
-            result.wall_time_s = time.monotonic() - started
-            return result
-        if result.best is not None and backend.export_due():
-            estimator = refit_best(runner, result.best, split)
-            pipeline = make_pipeline(runner.data.scaler, estimator)
-            result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
-            best_info = {"trial": result.best.number, "params": result.best.params,
-                         f"valid_{runner.metric}": result.best.value, "metric": runner.metric}
-            export_model(pipeline, out_dir, best_info, {"valid": {runner.metric: result.best.value}, "test": result.test_metrics})
-            result.export_dir = out_dir
-            tracker.log_best(result.best, result.test_metrics, out_dir)
-            tracker.log_model(pipeline, split.X_test, config.export.registered_model_name)
-            backend.mark_exported()
-        result.report_path = report_safely(config, tracker.tracking_uri, tracker.parent_run_id)
-        result.wall_time_s = time.monotonic() - started
-        _end_parent_run(tracker, backend, "FINISHED", worker)
+        result = finish(session, search(session))
+        status = result.status
         return result
+    except KeyboardInterrupt:  # a second Ctrl-C, while exporting
+        status = "KILLED"
+        raise
     finally:
-        tracker.close()  # the learning-curve pictures still queued are logged before returning
-
-
-def _end_parent_run(tracker: MlflowTracker, backend: Any, status: str, worker: bool) -> None:
-    """Set the shared parent run's final status, unless trials still run elsewhere (their worker will)
-    or this process is a ``--workers`` helper (its launcher will)."""
-    if not worker and not backend.running_numbers():
-        tracker.end_study(status)
+        close(session, status)

@@ -10,13 +10,11 @@ drawn and logged by a background writer thread while the next trial trains.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import platform
 import queue
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from importlib import metadata
@@ -26,6 +24,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from tuning import runlayout as layout
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, TrialRecord
 from tuning.sqlite import relax_sync, use_wal
 
@@ -61,10 +60,6 @@ def model_requirements() -> list[str]:
     return pins
 
 
-def _param_value(value: Any) -> str:
-    return json.dumps(value) if not isinstance(value, str) else value
-
-
 logger = logging.getLogger(__name__)
 _WRITERS: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
 
@@ -74,7 +69,7 @@ class BackgroundWriter:
 
     A call that raises only logs a warning (tracking extras must never cost a trial). ``flush`` waits
     until everything queued has run; ``close`` flushes and stops the thread (a later ``submit`` starts a
-    new one). Writers still holding work when the interpreter exits are flushed by an ``atexit`` hook.
+    new one). :func:`flush_writers` flushes them all (a study process runs it at exit).
     """
 
     def __init__(self, name: str = "tuning-tracking-writer"):
@@ -121,8 +116,8 @@ class BackgroundWriter:
         _WRITERS.discard(self)
 
 
-@atexit.register
-def _flush_writers() -> None:
+def flush_writers() -> None:
+    """Wait for every writer's queued calls (run at exit by :func:`tuning.process.configure_study_process`)."""
     for writer in list(_WRITERS):
         writer.flush()
 
@@ -195,12 +190,12 @@ class MlflowTracker:
             self.parent_run_id = run_id
             self.client.update_run(run_id, status="RUNNING")
             return run_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={"tuning.study": name, "tuning.role": "study"})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=layout.study_tags(name))
         self.parent_run_id = run.info.run_id
-        params = [Param(k, _param_value(v)[:6000]) for k, v in settings.items()]
-        params += [Param(f"version.{k}", v) for k, v in library_versions().items()]
+        params = [Param(k, layout.param_text(v)[:6000]) for k, v in settings.items()]
+        params += [Param(f"{layout.VERSION_PARAM}{k}", v) for k, v in library_versions().items()]
         self.client.log_batch(self.parent_run_id, params=params)
-        self.client.log_text(self.parent_run_id, study_text, study_file.name if study_file else "study.yaml")
+        self.client.log_text(self.parent_run_id, study_text, study_file.name if study_file else layout.STUDY_FILE)
         return self.parent_run_id
 
     def log_dataset(self, split) -> None:
@@ -227,31 +222,22 @@ class MlflowTracker:
             self.client.set_terminated(self.parent_run_id, status=status)
 
     # ---- runs left behind by dead processes --------------------------------------------------------
-    def run_id_of(self, number: int) -> str | None:
-        """The run this process created for trial ``number``."""
-        return self.trial_runs.get(number)
-
     def trial_runs_of_study(self, running_only: bool = False) -> dict[str, int]:
         """The study's trial runs (only those still marked RUNNING, if asked): run id -> trial number."""
-        query = f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"
-        query += " and attributes.status = 'RUNNING'" if running_only else ""
         found: dict[str, int] = {}
-        token = None
-        while True:
-            page = self.client.search_runs([self.experiment_id], query, max_results=1000, page_token=token)
-            for run in page:
-                if run.data.tags.get("tuning.role") == "trial" and "trial.number" in run.data.tags:
-                    found[run.info.run_id] = int(run.data.tags["trial.number"])
-            token = page.token
-            if not token:
-                return found
+        for run in layout.search_all(self.client, [self.experiment_id],
+                                     layout.children_filter(self.parent_run_id, running_only)):
+            number = layout.trial_number(run)
+            if number is not None:
+                found[run.info.run_id] = number
+        return found
 
     def still_running(self, run_id: str) -> bool:
         return self.client.get_run(run_id).info.status == "RUNNING"
 
     def mark_killed(self, run_id: str, reason: str) -> None:
         """End a trial run whose process died (it would otherwise stay RUNNING forever)."""
-        self.client.log_batch(run_id, tags=[RunTag("trial.state", KILLED), RunTag("trial.reason", reason)])
+        self.client.log_batch(run_id, tags=[RunTag(layout.TRIAL_STATE, KILLED), RunTag(layout.TRIAL_REASON, reason)])
         self.client.set_terminated(run_id, status=STATUS[KILLED])
 
     def record_killed(self, number: int, params: dict[str, Any], reason: str) -> None:
@@ -265,26 +251,19 @@ class MlflowTracker:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{number:03d}",
-            tags={"mlflow.parentRunId": self.parent_run_id, "tuning.role": "trial", "trial.number": str(number)},
+            tags=layout.trial_tags(self.parent_run_id, number),
         )
         self._children[number] = self.trial_runs[number] = run.info.run_id
-        self.client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+        self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in layout.trial_params(params).items()])
 
     def on_trial_end(self, record: TrialRecord) -> None:
         run_id = self._children.pop(record.number, None)
         if run_id is None:
             return
-        now = int(time.time() * 1000)
-        metrics = [Metric(key, float(v), now, step) for key, values in record.history.items()
-                   for step, v in enumerate(values, start=1) if v == v]
-        summary = {"epochs_run": record.epochs_run, "duration_s": record.duration_s}
-        if record.value is not None:
-            summary[f"objective_{record.metric}" if record.metric else "objective"] = record.value
-        summary.update({f"fold_{i}_{record.metric}": s for i, s in enumerate(record.fold_scores)} if len(record.fold_scores) > 1 else {})
-        metrics += [Metric(k, float(v), now, 0) for k, v in summary.items() if v is not None and v == v]
-        tags = [RunTag("trial.state", record.state)]
-        if record.reason:
-            tags.append(RunTag("trial.reason", record.reason[:5000]))
+        now = layout.now_ms()
+        values, tag_values = layout.trial_outcome(record)
+        metrics = [Metric(key, value, now, step) for key, value, step in values]
+        tags = [RunTag(k, v) for k, v in tag_values.items()]
         for i in range(0, max(len(metrics), 1), BATCH):
             self.client.log_batch(run_id, metrics=metrics[i : i + BATCH], tags=tags if i == 0 else [])
         self.client.set_terminated(run_id, status=STATUS.get(record.state, "FAILED"))
@@ -303,7 +282,7 @@ class MlflowTracker:
             painter = getattr(self._painters, "painter", None)
             if painter is None:
                 painter = self._painters.painter = LearningCurvePainter(size=(5.0, 3.2), dpi=80)
-            self.client.log_figure(run_id, painter.figure(record.history, title), "learning_curve.png")
+            self.client.log_figure(run_id, painter.figure(record.history, title), layout.LEARNING_CURVE)
         except Exception as exc:  # a picture must never cost a trial
             logger.warning("no learning curve for trial %s: %s", record.number, exc)
 
@@ -311,12 +290,13 @@ class MlflowTracker:
     def log_best(self, best: TrialRecord | None, test_metrics: dict[str, float], export_dir: Path | None) -> None:
         if best is None:
             return
-        params = [Param(f"best.{k}", _param_value(v)) for k, v in best.params.items()]
-        metrics = [Metric(f"best_valid_{best.metric}", float(best.value), int(time.time() * 1000), 0)]
-        metrics += [Metric(f"test_{k}", float(v), int(time.time() * 1000), 0) for k, v in test_metrics.items()]
-        tags = [RunTag("best.trial", str(best.number))]
+        now = layout.now_ms()
+        params = [Param(f"{layout.BEST_PARAM}{k}", layout.param_text(v)) for k, v in best.params.items()]
+        metrics = [Metric(layout.best_valid_key(best.metric), float(best.value), now, 0)]
+        metrics += [Metric(f"{layout.TEST_PREFIX}{k}", float(v), now, 0) for k, v in test_metrics.items()]
+        tags = [RunTag(layout.BEST_TRIAL, str(best.number))]
         if export_dir is not None:
-            tags.append(RunTag("export.dir", str(Path(export_dir).resolve())))
+            tags.append(RunTag(layout.EXPORT_DIR, str(Path(export_dir).resolve())))
         self.client.log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)
 
     def log_model(self, pipeline, X_example, registered_model_name: str | None) -> None:

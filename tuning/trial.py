@@ -22,7 +22,7 @@ from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardSca
 from estimators import KerasMLPClassifier, KerasMLPRegressor
 from estimators.callbacks import EpochReporter
 from estimators.hyperparams import for_estimator
-from tuning import interrupt, metrics
+from tuning import interrupt, metrics, process
 from tuning.config import StudyConfig
 from tuning.data import DatasetSplit
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord, better
@@ -37,15 +37,6 @@ class TrialObserver(Protocol):
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None: ...
 
     def on_trial_end(self, record: TrialRecord) -> None: ...
-
-
-_HEAP_FROZEN = False
-
-
-def _freeze_heap() -> None:
-    global _HEAP_FROZEN
-    gc.freeze()
-    _HEAP_FROZEN = True
 
 
 def make_scaler(kind: str):
@@ -113,6 +104,7 @@ class TrialRunner:
         self.best_value: float | None = None
         self.best_estimator: Any = None
         self.best_number: int | None = None
+        self.freeze_heap = process.heap_freezing()  # travels with a detached copy to a joblib worker
 
     def detached(self, observers: list[TrialObserver]) -> TrialRunner:
         """A copy to ship to another process (joblib): same settings and data, ``observers``, no fitted model."""
@@ -214,17 +206,16 @@ class TrialRunner:
                 return record.history[key][-1]
         return None
 
-    @staticmethod
-    def _release_memory() -> None:
+    def _release_memory(self) -> None:
         """Drop Keras' global graph state between trials so memory does not grow.
 
         A full collection walks the whole heap (TensorFlow, MLflow, ... : half a million objects, 1-2 s
-        a time here). After the first trial's, what survived is long-lived: ``gc.freeze()`` moves it out
-        of the collector's sight, so the later collections only walk what trials created (milliseconds).
+        a time here). After the first trial's, what survived is long-lived: in a study process
+        (:func:`tuning.process.configure_study_process`) ``gc.freeze()`` then moves it out of the collector's
+        sight, so the later collections only walk what trials created (milliseconds).
         """
         import keras
 
         keras.backend.clear_session(free_memory=False)
         gc.collect()
-        if not _HEAP_FROZEN:
-            _freeze_heap()
+        process.freeze_heap_once(self.freeze_heap)

@@ -1,9 +1,15 @@
-"""The backend contract: schedule trials on a runner, persist the study, return every trial record.
+"""The search contract, in two parts (as scikit-learn's ``BaseSearchCV`` owns the loop and leaves
+``_run_search`` to subclasses, and Optuna keeps samplers apart from storages):
 
-Every backend keeps the study's state between runs (``open``) so that re-running a command resumes it,
-stores a few study attributes (the MLflow parent run id, the search-space digest, what was exported)
-and tells the study layer which trials are still running somewhere and whether this process should
-export the best model.
+* a :class:`StudyStore` keeps the study's state between runs and between workers: the stored trials
+  (resume), study attributes (the search-space digest, the shared parent-run id the study layer stores
+  there), the trial budget (which trials count, which still run somewhere, which a dead worker left) and
+  who exports. It is built from the config alone (no runner), so a command can look at a stored study
+  before it loads any data.
+* a :class:`TrialScheduler` runs trials on a :class:`~tuning.trial.TrialRunner`: it proposes parameters,
+  passes the runner a ``report(epoch, value)`` hook that may prune, and records each outcome in its store.
+
+Neither knows anything of MLflow or export; :mod:`tuning.backends.registry` builds them by name.
 """
 
 from __future__ import annotations
@@ -16,15 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from tuning.config import StudyConfig, space_digest
 from tuning.errors import StudyError
-from tuning.records import TrialRecord
+from tuning.records import COMPLETE, FAILED, PRUNED, RUNNING, TrialRecord
 from tuning.workers import WorkerId
 
 if TYPE_CHECKING:  # the backends import without TensorFlow (the CLI checks a study before loading it)
     from tuning.trial import TrialRunner
 
-PARENT_RUN = "mlflow_parent_run_id"
+PARENT_RUN = "mlflow_parent_run_id"  # study attribute: the study layer's shared parent run (opaque here)
 SPACE_DIGEST = "space_digest"
 EXPORTED = "exported_trials"  # how many counted trials the last export had seen
+COUNTED = (COMPLETE, PRUNED, FAILED)  # trial states that use up the budget (killed ones are retried)
 ATTR_WAIT_S = 60.0  # how long a worker waits for the study's creator to record the parent run id
 
 
@@ -36,22 +43,44 @@ def space_changed(config: StudyConfig, location: str) -> StudyError:
     )
 
 
-class SearchBackend(ABC):
-    """Chooses parameters and runs trials through ``runner.run``; knows nothing of tracking/export."""
+class StudyStore(ABC):
+    """The persistent state of one study (see the module docstring)."""
 
-    def __init__(self, config: StudyConfig, runner: TrialRunner, state_dir: Path, storage: str | None = None,
+    def __init__(self, config: StudyConfig, state_dir: Path, storage: str | None = None,
                  worker: WorkerId | None = None):
         self.config = config
-        self.runner = runner
         self.state_dir = Path(state_dir)
         self.storage = storage
         self.worker = worker or WorkerId.current()
         self.created = False  # whether this process created the study's persistent state
-        self.run_id_of: Callable[[int], str | None] | None = None  # trial number -> tracking run (optional)
+        self.metric = ""  # the objective's name, set by open()
 
-    # ---- persistent state -------------------------------------------------------------------------
+    # ---- before open: look, create nothing --------------------------------------------------------
+    @property
     @abstractmethod
-    def open(self, fresh: bool = False) -> None:
+    def location(self) -> str:
+        """Where the state lives, for messages."""
+
+    @abstractmethod
+    def peek_attr(self, key: str) -> Any:
+        """A stored study attribute before ``open``, creating nothing (None when there is no study)."""
+
+    @abstractmethod
+    def peek_records(self, metric: str = "") -> list[TrialRecord] | None:
+        """The stored trials before ``open`` (None when there is no stored study)."""
+
+    def is_finished(self, n_trials: int, records: list[TrialRecord] | None = None) -> bool:
+        """Whether the stored study already has ``n_trials`` counted trials, none running, and its best
+        model exported (``records``: :meth:`peek_records`, if already read)."""
+        records = self.peek_records() if records is None else records
+        if not records or any(r.state == RUNNING for r in records):
+            return False
+        counted = sum(r.state in COUNTED for r in records)
+        return counted >= n_trials and self.peek_attr(EXPORTED) == counted
+
+    # ---- state ------------------------------------------------------------------------------------
+    @abstractmethod
+    def open(self, direction: str, metric: str, fresh: bool = False) -> None:
         """Create the study's state, or load it to resume; ``fresh`` deletes what was stored first."""
 
     @abstractmethod
@@ -63,13 +92,8 @@ class SearchBackend(ABC):
         """Store a study attribute (visible to every worker of the study)."""
 
     @abstractmethod
-    def peek_attr(self, key: str) -> Any:
-        """``get_attr`` before ``open``, creating nothing (None when there is no stored study)."""
-
-    @property
-    @abstractmethod
-    def location(self) -> str:
-        """Where the state lives, for messages."""
+    def records(self) -> list[TrialRecord]:
+        """Every trial of the study, as stored."""
 
     def check_space(self) -> None:
         """Refuse to resume a study whose search space changed (its trials would not be comparable)."""
@@ -79,18 +103,18 @@ class SearchBackend(ABC):
         elif stored != space_digest(self.config):
             raise space_changed(self.config, self.location)
 
-    def parent_run(self, create: Callable[[], str], wait_s: float = ATTR_WAIT_S) -> tuple[str, bool]:
-        """The study's MLflow parent run id and whether this call created it.
+    def shared_attr(self, key: str, create: Callable[[], Any], wait_s: float = ATTR_WAIT_S) -> tuple[Any, bool]:
+        """The attribute ``key`` shared by every worker, and whether this call created it.
 
-        The process that created the study creates the run; the others wait for its id to appear (and
+        The process that created the study creates the value; the others wait for it to appear (and
         create it themselves only if it never does, e.g. because the creator died in between).
         """
-        run_id = None if self.created else self.wait_attr(PARENT_RUN, wait_s)
-        if run_id:
-            return run_id, False
-        run_id = create()
-        self.set_attr(PARENT_RUN, run_id)
-        return run_id, True
+        value = None if self.created else self.wait_attr(key, wait_s)
+        if value:
+            return value, False
+        value = create()
+        self.set_attr(key, value)
+        return value, True
 
     def wait_attr(self, key: str, wait_s: float, poll_s: float = 0.5) -> Any:
         """``get_attr(key)``, polling up to ``wait_s`` seconds while it is not there yet."""
@@ -101,16 +125,7 @@ class SearchBackend(ABC):
             value = self.get_attr(key)
         return value
 
-    # ---- running ------------------------------------------------------------------------------------
-    @abstractmethod
-    def run(self, n_trials: int, timeout: float | None) -> list[TrialRecord]:
-        """Run trials until the study has ``n_trials`` counted trials (or ``timeout`` seconds pass);
-        return all the study's records."""
-
-    @abstractmethod
-    def records(self) -> list[TrialRecord]:
-        """Every trial of the study, as stored."""
-
+    # ---- workers ----------------------------------------------------------------------------------
     def recover(self) -> None:
         """Mark trials whose worker died as failed (not counted) and queue their parameters again."""
         return None
@@ -124,26 +139,23 @@ class SearchBackend(ABC):
         Ctrl-C'd trial): number -> parameters. Each such trial is handled by exactly one process."""
         return {}
 
-    # ---- export ---------------------------------------------------------------------------------------
+    # ---- export -----------------------------------------------------------------------------------
+    @abstractmethod
     def export_due(self) -> bool:
         """Whether this process should refit and export the best model now (once per finished study)."""
-        return True
 
+    @abstractmethod
     def mark_exported(self) -> None:
         """Record that the best model of the current trials was exported."""
-        return None
 
 
-def make_backend(config: StudyConfig, runner: TrialRunner, state_dir: Path, storage: str | None = None,
-                 worker: WorkerId | None = None) -> SearchBackend:
-    """The backend named by ``search.backend``."""
-    if config.search.backend == "random":
-        from tuning.backends.random import RandomSearchBackend
+class TrialScheduler(ABC):
+    """Runs a study's trials on a runner until its store holds ``n_trials`` counted trials."""
 
-        if storage:
-            raise StudyError("--storage needs the optuna backend; the random backend keeps its state in "
-                             "random_state.json in the output directory (use search.n_jobs to parallelise it)")
-        return RandomSearchBackend(config, runner, state_dir, worker=worker)
-    from tuning.backends.optuna import OptunaBackend
+    def __init__(self, store: StudyStore) -> None:
+        self.store = store
+        self.config = store.config
 
-    return OptunaBackend(config, runner, state_dir, storage=storage, worker=worker)
+    @abstractmethod
+    def run(self, runner: TrialRunner, n_trials: int, timeout: float | None) -> None:
+        """Run trials until the study has ``n_trials`` counted trials (or ``timeout`` seconds pass)."""

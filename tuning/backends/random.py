@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from sklearn.model_selection import ParameterSampler
 
-from tuning.backends.base import SearchBackend
+from tuning.backends.base import COUNTED, EXPORTED, StudyStore, TrialScheduler
 from tuning.errors import StudyError
-from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecord
+from tuning.records import KILLED, RUNNING, TrialRecord
 from tuning.space import to_distributions, to_python
 from tuning.workers import WorkerId, is_alive, limit_threads
 
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from tuning.trial import TrialRunner
 
 STATE_FILE = "random_state.json"
-COUNTED = (COMPLETE, PRUNED, FAILED)
 
 
 def candidates(config, n_trials: int) -> list[dict]:
@@ -132,20 +131,28 @@ def joblib_config(name: str | None, n_jobs: int):
     return joblib.parallel_config(backend=name, n_jobs=n_jobs) if name else joblib.parallel_config(n_jobs=n_jobs)
 
 
-class RandomSearchBackend(SearchBackend):
-    """Runs the seeded candidates in order until ``n_trials`` are counted or ``timeout`` passes."""
+class RandomStore(StudyStore):
+    """The random search's state file: candidates, trials and study attributes."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.state = StateFile(self.state_dir / STATE_FILE)
         self._killed: dict[int, dict[str, Any]] = {}  # trials recover() marked killed
 
-    # ---- state --------------------------------------------------------------------------------------
     @property
     def location(self) -> str:
         return str(self.state.path)
 
-    def open(self, fresh: bool = False) -> None:
+    # ---- before open --------------------------------------------------------------------------------
+    def peek_attr(self, key: str) -> Any:
+        return self.get_attr(key)
+
+    def peek_records(self, metric: str = "") -> list[TrialRecord] | None:
+        return self.records() if self.state.path.exists() else None
+
+    # ---- state --------------------------------------------------------------------------------------
+    def open(self, direction: str, metric: str, fresh: bool = False) -> None:
+        self.metric = metric
         if fresh:
             self.state.delete()
         config = self.config
@@ -165,10 +172,6 @@ class RandomSearchBackend(SearchBackend):
 
     def get_attr(self, key: str) -> Any:
         return self.state.read().get("attrs", {}).get(key)
-
-    def peek_attr(self, key: str) -> Any:
-        """``get_attr`` before ``open`` (None when there is no stored study)."""
-        return self.get_attr(key)
 
     def set_attr(self, key: str, value: Any) -> None:
         self.state.update(lambda s: s.setdefault("attrs", {}).__setitem__(key, value))
@@ -198,7 +201,18 @@ class RandomSearchBackend(SearchBackend):
         trials = self.state.read().get("trials", {})
         return [TrialRecord(**trials[key]["record"]) for key in sorted(trials, key=int) if trials[key].get("record")]
 
-    # ---- scheduling ---------------------------------------------------------------------------------
+    def _counted(self) -> int:
+        return sum(e.get("state") in COUNTED for e in self.state.read().get("trials", {}).values())
+
+    def export_due(self) -> bool:
+        """Once per set of counted trials (one process runs a random study)."""
+        counted = self._counted()
+        return counted > 0 and self.get_attr(EXPORTED) != counted
+
+    def mark_exported(self) -> None:
+        self.set_attr(EXPORTED, self._counted())
+
+    # ---- the plan -------------------------------------------------------------------------------------
     def plan(self, n_trials: int) -> list[tuple[int, int, dict[str, Any]]]:
         """(trial number, candidate index, params) still to run: candidates without a counted trial, up to
         the budget. A candidate's first attempt has its index as trial number (RandomizedSearchCV's order);
@@ -225,21 +239,26 @@ class RandomSearchBackend(SearchBackend):
             plan.append((number, index, pool[index]))
         return plan
 
+
+class RandomScheduler(TrialScheduler):
+    """Runs the seeded candidates in order until ``n_trials`` are counted or ``timeout`` passes."""
+
+    store: RandomStore
+
     def n_jobs(self) -> int:
         """Parallel candidate fits: ``search.n_jobs`` (-1: every core)."""
         jobs = self.config.search.n_jobs
         return (os.cpu_count() or 1) if jobs == -1 else jobs
 
-    def run(self, n_trials: int, timeout: float | None) -> list[TrialRecord]:
-        plan = self.plan(n_trials)
+    def run(self, runner: TrialRunner, n_trials: int, timeout: float | None) -> None:
+        plan = self.store.plan(n_trials)
         deadline = None if timeout is None else time.monotonic() + timeout
-        recorder = StateRecorder(self.state, self.worker, {number: index for number, index, _ in plan})
+        recorder = StateRecorder(self.store.state, self.store.worker, {number: index for number, index, _ in plan})
         todo = [(number, params) for number, _, params in plan]
         if self.n_jobs() > 1 and len(todo) > 1:
-            self._run_parallel(todo, deadline, recorder)
+            self._run_parallel(runner, todo, deadline, recorder)
         else:
-            self._run_here(todo, deadline, recorder)
-        return self.records()
+            self._run_here(runner, todo, deadline, recorder)
 
     @staticmethod
     def _in_time(plan: list[tuple[int, dict]], deadline: float | None) -> Iterator[tuple[int, dict]]:
@@ -248,27 +267,30 @@ class RandomSearchBackend(SearchBackend):
                 return
             yield item
 
-    def _run_here(self, plan, deadline, recorder: StateRecorder) -> None:
-        self.runner.observers.insert(0, recorder)
+    def _run_here(self, runner: TrialRunner, plan, deadline, recorder: StateRecorder) -> None:
+        runner.observers.insert(0, recorder)
         try:
             for number, params in self._in_time(plan, deadline):
-                self.runner.run(number, params)
+                runner.run(number, params)
         finally:
-            self.runner.observers.remove(recorder)
+            runner.observers.remove(recorder)
 
-    def _run_parallel(self, plan, deadline, recorder: StateRecorder) -> None:
+    def _run_parallel(self, runner: TrialRunner, plan, deadline, recorder: StateRecorder) -> None:
         """Candidates through joblib: portable observers (tracking, state) go with each trial; the others
         (progress display) are told here as results come back."""
         from joblib import Parallel, delayed
 
         jobs = min(self.n_jobs(), len(plan))
         limit_threads(jobs)  # loky workers inherit the environment: TensorFlow threads divided between them
-        portable = [o for o in self.runner.observers if getattr(o, "portable", False)]
-        local = [o for o in self.runner.observers if not getattr(o, "portable", False)]
-        remote = self.runner.detached([recorder, *portable])
+        portable = [o for o in runner.observers if getattr(o, "portable", False)]
+        local = [o for o in runner.observers if not getattr(o, "portable", False)]
+        remote = runner.detached([recorder, *portable])
         tasks = (delayed(_run_remote)(remote, number, params) for number, params in self._in_time(plan, deadline))
         with joblib_config(self.config.search.joblib_backend, jobs):
             for record in Parallel(return_as="generator_unordered")(tasks):
                 for observer in local:
                     observer.on_trial_start(record.number, record.params)
                     observer.on_trial_end(record)
+
+
+STORE, SCHEDULER = RandomStore, RandomScheduler
