@@ -26,7 +26,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, QuantileTransformer, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MinMaxScaler,
+    OneHotEncoder,
+    QuantileTransformer,
+    StandardScaler,
+)
 
 __all__ = ["DATE_PARTS", "RawFrame", "build_preprocessor", "column_kinds", "make_scaler"]
 
@@ -165,11 +171,17 @@ def to_float32(X: Any) -> np.ndarray:
     return np.asarray(X, dtype=np.float32)
 
 
-def build_preprocessor(frame: pd.DataFrame, cfg: Any) -> tuple[Pipeline, list[str]]:
+def build_preprocessor(
+    frame: pd.DataFrame, cfg: Any, keep: list[str] | None = None
+) -> tuple[Pipeline, list[str]]:
     """An unfitted preprocessing pipeline for the training ``frame`` and ``cfg`` (the study's
-    ``preprocessing`` section), and notes on the columns it drops."""
+    ``preprocessing`` section), and notes on the columns it drops. Columns in ``keep`` are never dropped
+    as ID-like (they are encoded as categories)."""
     frame = frame.rename(columns=str)
     kinds = column_kinds(frame)
+    kept = [n for n in kinds["id_like"] if n in (keep or [])]
+    kinds["id_like"] = [n for n in kinds["id_like"] if n not in kept]
+    kinds["categorical"] += kept
     notes = []
     if kinds["timedelta"]:
         raise ValueError(f"time-span feature columns {', '.join(kinds['timedelta'])}: convert them to numbers "
