@@ -37,7 +37,7 @@ from tuning.config import BUILTIN_TASKS, DatasetConfig, _suggest
 from tuning.errors import DataError
 from tuning.readers import read_image_files, read_imdb_npz, read_table
 
-__all__ = ["MAX_CLASSES", "DatasetSplit", "infer_task", "load_dataset"]
+__all__ = ["MAX_CLASSES", "DatasetSplit", "infer_task", "load_dataset", "print_notes"]
 
 #: An integer target is taken as class labels only when its values are consecutive (0, 1, 2 ...) and at
 #: most this many (else it is a quantity: regression).
@@ -168,6 +168,15 @@ def load_dataset(cfg: DatasetConfig) -> DatasetSplit:
         notes=raw.notes,
         keep=cfg.keep,
     )
+
+
+def print_notes(notes: list[str], console: Any = None) -> None:
+    """Tell the user what the data loading decided (inferred task, dropped rows and columns)."""
+    if notes:
+        from rich.console import Console
+
+        for note in notes:
+            (console or Console(stderr=True)).print(f"note: {note}", markup=False, highlight=False)
 
 
 def _check_rows(n: int, cfg: DatasetConfig, name: str) -> None:

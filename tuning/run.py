@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run_study(args.study, **overrides, quiet=args.quiet, console=console, workers=args.workers,
                            storage=args.storage, fresh=args.fresh, worker=args.worker)
     except StudyError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        from rich.markup import escape
+
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)  # brackets in it stay literal
         return 2
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")

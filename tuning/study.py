@@ -14,7 +14,7 @@ import yaml
 from tuning.backends import make_backend
 from tuning.config import StudyConfig, load_study
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers, with_parallel_fits
-from tuning.data import DatasetSplit, load_dataset
+from tuning.data import DatasetSplit, load_dataset, print_notes
 from tuning.export import export_model, make_pipeline, test_metrics
 from tuning.progress import ProgressDisplay
 from tuning.records import COMPLETE, FAILED, PRUNED, TrialRecord, best_record
@@ -165,6 +165,8 @@ def run_study(
     try:
         collector = _Collector()
         runner = TrialRunner(config, split)
+        if not quiet and not worker:
+            print_notes(split.notes + runner.data.notes, console)
         display = ProgressDisplay(config.search.n_trials, runner.metric, runner.direction, quiet=quiet, console=console)
         runner.observers = [tracker, collector, display, *observers]
         for observer in observers:
