@@ -6,7 +6,7 @@ pipeline plus notes for the user:
 1. :class:`RawFrame` takes a DataFrame (columns matched by name, extra ones ignored, missing ones refused) or
    a 2-D numpy array of the original feature columns, and gives every column the type it had in training:
    numbers as float64, categories as strings (missing stays missing), booleans as 0/1, ISO dates as
-   year / month / day / day-of-week numbers.
+   year / month / day / day-of-week / hour numbers.
 2. A ``ColumnTransformer``: numbers imputed (median, optional missing indicator) then scaled as
    ``preprocessing.scaling`` says; categories imputed (``"missing"``) and one-hot encoded, rare ones grouped
    (``min_frequency``) and unseen ones ignored.
@@ -37,7 +37,7 @@ from sklearn.preprocessing import (
 __all__ = ["DATE_PARTS", "RawFrame", "build_preprocessor", "column_kinds", "make_scaler"]
 
 #: Numbers taken out of a date/time column, one new column each (``<column>_<part>``).
-DATE_PARTS = ("year", "month", "day", "dayofweek", "hour")
+DATE_PARTS = ("year", "month", "day", "day_of_week", "hour")
 #: A string column is ID-like when at least this share of its (non-missing) values are distinct.
 ID_SHARE = 0.9
 #: ... and it has at least this many values (tiny tables keep their string columns).
