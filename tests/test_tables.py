@@ -153,35 +153,39 @@ _PYFUNC = """
 import json, sys
 import numpy as np, pandas as pd, mlflow
 from mlflow import MlflowClient
-uri, name, rows_file = sys.argv[1:]
-client = MlflowClient(uri)
-parent = client.search_runs([client.get_experiment_by_name(name).experiment_id], "tags.`tuning.role` = 'study'")[0]
-model = mlflow.pyfunc.load_model(parent.data.tags["model.uri"])
-names = [c.name for c in model.metadata.signature.inputs.inputs]
-rows = pd.read_pickle(rows_file)
-out = model.predict(rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=names))
-print(json.dumps({"predictions": np.asarray(out).tolist(), "names": names}))
+answers = {}
+for uri, name, rows_file in json.loads(sys.argv[1]):
+    client = MlflowClient(uri)
+    parent = client.search_runs([client.get_experiment_by_name(name).experiment_id], "tags.`tuning.role` = 'study'")[0]
+    model = mlflow.pyfunc.load_model(parent.data.tags["model.uri"])
+    names = [c.name for c in model.metadata.signature.inputs.inputs]
+    rows = pd.read_pickle(rows_file)
+    out = model.predict(rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=names))
+    answers[name] = {"predictions": np.asarray(out).tolist(), "names": names}
+print(json.dumps(answers))
 """
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_mlflow_model_predicts_raw_rows_in_a_fresh_process(name, tmp_path):
-    result = run_case(name, tmp_path)
-    assert result["out"].returncode == 0, result["out"].stderr[-3000:]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": result["uri"]}
-    done = subprocess.run([sys.executable, "-c", _PYFUNC, result["uri"], name, str(result["rows_file"])],
-                          capture_output=True, text=True, timeout=300, env=env)
+def test_mlflow_models_predict_raw_rows_in_a_fresh_process(tmp_path_factory):
+    """All the studies' MLflow models, loaded with ``mlflow.pyfunc`` in one new process (start-up costs)."""
+    results = {name: run_case(name, tmp_path_factory.mktemp(name)) for name in sorted(CASES)}
+    failed = [name for name, r in results.items() if r["out"].returncode != 0]
+    assert not failed, f"studies failed: {failed}"
+    jobs = [(r["uri"], name, str(r["rows_file"])) for name, r in results.items()]
+    done = subprocess.run([sys.executable, "-c", _PYFUNC, json.dumps(jobs)], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
-    rows = result["rows"]
-    if isinstance(rows, pd.DataFrame):  # the signature lists the original columns by name
-        assert set(answer["names"]) <= {str(c) for c in rows.columns}
-    expected = np.asarray(load_model(result["export"]).predict(rows))
-    got = np.asarray(answer["predictions"])
-    if expected.dtype.kind == "f":
-        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    else:
-        assert [str(v) for v in got] == [str(v) for v in expected]
+    answers = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, result in results.items():
+        rows = result["rows"]
+        if isinstance(rows, pd.DataFrame):  # the signature lists the original columns by name
+            assert set(answers[name]["names"]) <= {str(c) for c in rows.columns}, name
+        expected = np.asarray(load_model(result["export"]).predict(rows))
+        got = np.asarray(answers[name]["predictions"])
+        if expected.dtype.kind == "f":
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=name)
+        else:
+            assert [str(v) for v in got] == [str(v) for v in expected], name
 
 
 def test_housing_export_predicts_on_the_frame_and_on_float64_arrays(tmp_path):
