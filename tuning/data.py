@@ -335,6 +335,8 @@ def _load_table(cfg: DatasetConfig) -> _Raw:
         labels = y.to_numpy(dtype=bool)
     else:
         labels = y.astype(str).to_numpy(dtype=str)
+    if not cfg.header:  # pandas names a headerless file's columns 0, 1, 2 ...: the MLflow signature does too
+        features.attrs["positional_names"] = True
     return _Raw(features, _labels(labels, task), [str(c) for c in features.columns], task, path.name, notes)
 
 

@@ -20,6 +20,7 @@ def raw_example(pipeline, X: Any):
         used = list(getattr(inner[0][1], "kinds", None) or {}) or None
     frame = X.iloc[:5].copy() if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X)[:5], columns=columns)
     frame.columns = [str(c) for c in frame.columns]
+    positional = isinstance(X, pd.DataFrame) and X.attrs.get("positional_names")
     if used is not None:  # columns the pipeline drops (ID-like) are not asked for
         frame = frame[[c for c in frame.columns if c in used]]
     for name in frame.columns:
@@ -28,6 +29,8 @@ def raw_example(pipeline, X: Any):
             frame[name] = col.astype(np.float64)
         elif not pd.api.types.is_datetime64_any_dtype(col):
             frame[name] = col.astype(object).where(col.notna(), None).map(lambda v: v if v is None else str(v))
+    if positional:  # a headerless file: pandas reads its columns as 0, 1, 2 ... (ints), so name them so
+        frame.columns = [int(c) for c in frame.columns]
     return frame
 
 

@@ -110,9 +110,11 @@ class RawFrame(TransformerMixin, BaseEstimator):
     datetime or categorical (others are dropped).
     """
 
-    def __init__(self, columns: list[str] | None = None, kinds: dict[str, str] | None = None):
+    def __init__(self, columns: list[str] | None = None, kinds: dict[str, str] | None = None,
+                 as_array: bool = False):
         self.columns = columns
         self.kinds = kinds
+        self.as_array = as_array  # all used columns numeric: hand on a float array (no per-column frame)
 
     def fit(self, X: Any, y: Any = None) -> RawFrame:
         self.n_features_in_ = len(self.columns or [])
@@ -139,7 +141,9 @@ class RawFrame(TransformerMixin, BaseEstimator):
             )
         return pd.DataFrame(array, columns=columns)
 
-    def transform(self, X: Any) -> pd.DataFrame:
+    def transform(self, X: Any) -> pd.DataFrame | np.ndarray:
+        if self.as_array:
+            return self._array(X)
         frame = self._frame(X)
         out: dict[str, pd.Series] = {}
         for name in frame.columns:
@@ -158,6 +162,18 @@ class RawFrame(TransformerMixin, BaseEstimator):
             elif kind == "categorical":
                 out[name] = _as_strings(col)
         return pd.DataFrame(out, index=frame.index)
+
+    def _array(self, X: Any) -> np.ndarray:
+        used = list(self.kinds or {})
+        if isinstance(X, pd.DataFrame):
+            frame = self._frame(X)[used]
+            return np.column_stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(np.float64) for c in used])
+        array = np.asarray(self._frame(X).to_numpy() if np.asarray(X).ndim != 2 else X)
+        if array.shape[1] != len(self.columns or []):
+            self._frame(array)  # the clear error
+        if len(used) != array.shape[1]:
+            array = array[:, [list(self.columns or []).index(c) for c in used]]
+        return array if array.dtype.kind == "f" else array.astype(np.float64)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         names = []
@@ -200,6 +216,10 @@ def build_preprocessor(
     scaler = make_scaler(cfg.scaling, len(frame))
     if scaler is not None:
         num_steps.append(("scale", scaler))
+    if not kinds["categorical"] and all(kind == "numeric" for kind in kind_of.values()):
+        steps = [("columns", RawFrame(list(frame.columns), kind_of, as_array=True)), *num_steps,
+                 ("float32", FunctionTransformer(to_float32))]
+        return Pipeline(steps), notes
     transformers = []
     if numeric:
         transformers.append(("numeric", Pipeline(num_steps), numeric))
