@@ -154,3 +154,17 @@ def test_class_missing_from_the_training_rows_is_refused(tmp_path: Path):
     frame.to_csv(path, index=False)
     with pytest.raises(DataError, match="'c' \\(2 rows\\).*at least 3 rows"):
         load_dataset(DatasetConfig(source="csv", path=str(path), target="y"))
+
+
+def test_shared_imdb_npz_loads_offline():
+    import os
+
+    root = Path(__file__).resolve().parents[1]
+    path = Path(os.environ.get("TUNING_SHARED_DATA", root.parent / "shared" / "data")) / "imdb" / \
+        "imdb_keras_numwords500_nopickle.npz"
+    if not path.is_file():
+        pytest.skip(f"shared IMDB file not found: {path}")
+    split = load_dataset(DatasetConfig(source="imdb", path=str(path), num_words=500, max_rows=200))
+    assert split.n_features == 500 and split.task == "binary" and sum(len(p) for p in (
+        split.y_train, split.y_valid, split.y_test)) == 200
+    assert set(np.unique(split.X_train)) <= {0.0, 1.0} and split.X_train.sum(axis=1).min() > 0
