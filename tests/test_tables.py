@@ -155,6 +155,7 @@ import numpy as np, pandas as pd, mlflow
 from mlflow import MlflowClient
 answers = {}
 for uri, name, rows_file in json.loads(sys.argv[1]):
+    mlflow.set_tracking_uri(uri)  # the model URI (models:/m-...) is resolved against it
     client = MlflowClient(uri)
     parent = client.search_runs([client.get_experiment_by_name(name).experiment_id], "tags.`tuning.role` = 'study'")[0]
     model = mlflow.pyfunc.load_model(parent.data.tags["model.uri"])
