@@ -261,10 +261,9 @@ def test_a_study_with_only_name_and_dataset_runs_with_the_defaults(tmp_path, cap
     path.write_text(yaml.safe_dump({"name": "minimal", "dataset": {"source": "csv", "path": "table.csv",
                                                                    "target": "price"}}))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(tmp_path))
     assert main([str(path), "--dry-run"]) == 0
     assert "n_neurons" in capsys.readouterr().out  # the default space
-    assert main([str(path), "--n-trials", "1"]) == 0
+    assert main([str(path), "--n-trials", "1", "--tracking-uri", tracking_uri(tmp_path)]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "task: regression (inferred from the target 'price'" in err and "set dataset.task" in err
     assert (tmp_path / "exports" / "minimal" / "pipeline.joblib").is_file()
