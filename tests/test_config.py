@@ -183,9 +183,14 @@ def test_empty_space(tmp_path: Path) -> None:
     assert "space (line 4): empty space" in msg
 
 
-def test_missing_space(tmp_path: Path) -> None:
-    msg = error_of(tmp_path, "name: x\ndataset:\n  source: iris\n")
-    assert "  space: required key is missing" in msg
+def test_missing_space_gets_the_default_space(tmp_path: Path) -> None:
+    from tuning.config import DEFAULT_SPACE
+
+    path = tmp_path / "study.yaml"
+    path.write_text("name: x\ndataset:\n  source: iris\n")
+    cfg = load_study(path)
+    assert sorted(cfg.space) == sorted(DEFAULT_SPACE)
+    assert cfg.space["learning_rate"].log and cfg.space["n_hidden"].low == DEFAULT_SPACE["n_hidden"]["low"]
 
 
 def test_low_greater_than_high(tmp_path: Path) -> None:
@@ -260,7 +265,7 @@ def test_csv_without_target(tmp_path: Path) -> None:
 
 def test_path_with_builtin_source(tmp_path: Path) -> None:
     msg = error_of(tmp_path, MINIMAL.replace("  source: iris", "  source: iris\n  path: x.csv"))
-    assert "dataset.path (line 4): only used with source csv or parquet" in msg
+    assert "dataset.path (line 4): only used with source csv, parquet or arff" in msg
 
 
 def test_yaml_syntax_error(tmp_path: Path) -> None:

@@ -124,9 +124,13 @@ def test_mlflow_model_predicts_raw_rows(optuna_study):
     from tuning.data import load_dataset
 
     split = load_dataset(config.dataset)
-    pred = np.asarray(model.predict(split.X_test[:20]))
+    pred = np.asarray(model.predict(split.frame("test").head(20)))  # named columns, as the signature lists
     assert pred.shape[0] == 20
-    assert model.metadata.signature is not None
+    assert model.metadata.signature.inputs.input_names() == split.feature_names
+    import mlflow.sklearn  # the bare pipeline (no MLflow schema check) also takes a float64 array
+
+    bare = mlflow.sklearn.load_model(parent.data.tags["model.uri"])
+    np.testing.assert_allclose(bare.predict(np.asarray(split.X_test[:20], dtype=np.float64)), pred, rtol=1e-5)
 
 
 def test_random_backend_with_cross_validation_logs_fold_scores(tmp_path):

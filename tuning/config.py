@@ -28,6 +28,8 @@ from tuning.studyfile import load_file, validate
 
 __all__ = [
     "BUILTIN_TASKS",
+    "DEFAULT_SPACE",
+    "KERAS_FILE_SOURCES",
     "FILE_SOURCES",
     "OPTIMIZERS",
     "TUNABLE_PARAMS",
@@ -52,11 +54,13 @@ __all__ = [
 Task = Literal["regression", "binary", "multiclass"]
 Source = Literal[
     "california_housing", "diabetes", "digits", "breast_cancer", "iris", "wine",
-    "mnist", "fashion_mnist", "imdb", "csv", "parquet",
+    "mnist", "fashion_mnist", "imdb", "csv", "parquet", "arff",
 ]  # fmt: skip
 Metric = Literal["auto", "mse", "rmse", "mae", "r2", "accuracy", "log_loss", "roc_auc"]
 
-FILE_SOURCES: tuple[str, ...] = ("csv", "parquet")
+FILE_SOURCES: tuple[str, ...] = ("csv", "parquet", "arff")
+#: Built-in sources that can also read local files (``dataset.path``) instead of the Keras cache.
+KERAS_FILE_SOURCES: tuple[str, ...] = ("mnist", "fashion_mnist", "imdb")
 #: Task of each built-in data set (csv/parquet tasks are inferred from the target at load time).
 BUILTIN_TASKS: dict[str, str] = {
     "california_housing": "regression",
@@ -85,7 +89,7 @@ class DatasetConfig(_Model):
 
     source: Source
     path: str | None = None
-    target: str | None = None
+    target: str | Int | None = None  # a column name, or its 0-based index when `header: false`
     task: Task | None = None
     test_size: Float = Field(0.25, gt=0, lt=1)
     valid_size: Float = Field(0.25, gt=0, lt=1)
@@ -93,36 +97,52 @@ class DatasetConfig(_Model):
     stratify: bool | None = None
     max_rows: Int | None = Field(None, gt=0)
     num_words: Int = Field(1000, gt=0)
+    # csv: column separator; `whitespace` = any run of spaces/tabs, `tab` = a tab; default ","
+    sep: str | None = None
+    header: bool = True  # csv: false = the first row is data; columns are then named 0, 1, 2 ...
+    na_values: list[str] | None = None  # csv: extra strings that mean "missing" (e.g. ["?", "-"])
+    drop: list[str | Int] = Field(default_factory=list)  # feature columns to leave out
+    keep: list[str | Int] | None = None  # the only feature columns to use (overrides ID-column dropping)
 
     @property
     def is_file(self) -> bool:
-        """True for csv/parquet sources."""
+        """True for csv/parquet/arff sources."""
         return self.source in FILE_SOURCES
+
+    @field_validator("target")
+    @classmethod
+    def _target_text(cls, value: Any) -> Any:
+        return None if value is None else str(value)
+
+    @field_validator("drop", "keep")
+    @classmethod
+    def _names_text(cls, value: Any) -> Any:
+        return None if value is None else [str(v) for v in value]
 
     @model_validator(mode="after")
     def _check(self, info: ValidationInfo) -> "DatasetConfig":
         errors: list[InitErrorDetails] = []
+        if self.path is not None and (self.is_file or self.source in KERAS_FILE_SOURCES):
+            self.path = _resolve_data_path(self.path, (info.context or {}).get("base_dir"))
+            found = Path(self.path)
+            if not (found.is_file() or (self.source not in ("csv", "arff") and found.is_dir())):
+                errors.append(_error(
+                    ("path",),
+                    f"data file not found: '{self.path}' (a relative path is looked up next to the study "
+                    "file, then in the current directory)",
+                    self.path,
+                ))  # fmt: skip
         if self.is_file:
             if self.path is None:
                 errors.append(_error(("path",), f"required when source is '{self.source}'", None))
-            else:
-                self.path = _resolve_data_path(self.path, (info.context or {}).get("base_dir"))
-                found = Path(self.path)
-                ok = found.is_file() or (self.source == "parquet" and found.is_dir())
-                if not ok:
-                    errors.append(_error(
-                        ("path",),
-                        f"data file not found: '{self.path}' (a relative path is looked up next to the study "
-                        "file, then in the current directory)",
-                        self.path,
-                    ))  # fmt: skip
             if self.target is None:
                 errors.append(_error(("target",), f"required when source is '{self.source}'", None))
         else:
-            for key in ("path", "target"):
-                if getattr(self, key) is not None:
+            keys = ("target", "drop", "keep") + (() if self.source in KERAS_FILE_SOURCES else ("path",))
+            for key in keys:
+                if getattr(self, key):
                     errors.append(_error(
-                        (key,), f"only used with source csv or parquet, not '{self.source}'", getattr(self, key)
+                        (key,), f"only used with source csv, parquet or arff, not '{self.source}'", getattr(self, key)
                     ))  # fmt: skip
             known = BUILTIN_TASKS[self.source]
             if self.task is None:
@@ -131,6 +151,13 @@ class DatasetConfig(_Model):
                 errors.append(_error(
                     ("task",), f"'{self.source}' is a {known} data set; task '{self.task}' does not fit", self.task
                 ))  # fmt: skip
+        for key in ("sep", "na_values"):
+            if getattr(self, key) is not None and self.source != "csv":
+                errors.append(_error((key,), "only used with source csv", getattr(self, key)))
+        if not self.header and self.source != "csv":
+            errors.append(_error(("header",), "only used with source csv", False))
+        if self.keep is not None and self.drop:
+            errors.append(_error(("drop",), "give either keep or drop, not both", self.drop))
         if self.stratify and self.task == "regression":
             errors.append(_error(("stratify",), "stratified splits need a classification task", True))
         default_words = type(self).model_fields["num_words"].default
@@ -149,11 +176,15 @@ def _resolve_data_path(path: str, base_dir: Path | None) -> str:
 
 
 class PreprocessingConfig(_Model):
-    """Feature preprocessing done inside the estimator pipeline."""
+    """Feature preprocessing done inside the estimator pipeline (fitted on the training rows only)."""
 
     # quantile: QuantileTransformer to a normal law, so outlying rows stay within a few units (robust)
     scaling: Literal["standard", "minmax", "quantile", "none"] = "standard"
-    target_scaling: Literal["standard", "none"] = "none"  # regression only: train on standardised y
+    # regression only: train on standardised y (predictions stay in the original units); auto = when the
+    # target's mean or spread is far from 0 / 1
+    target_scaling: Literal["auto", "standard", "none"] = "auto"
+    missing_indicator: bool = False  # numeric columns with missing values also get a 0/1 "was missing" column
+    min_frequency: Int = Field(5, ge=1)  # categories seen in fewer training rows are grouped into one
 
 
 class _FixedArguments(_Model):
@@ -276,6 +307,18 @@ class ExportConfig(_Model):
 # ------------------------------------------------------------------------------------------------ study
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+#: The space a study without `space` searches (the recipe's three knobs).
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "n_hidden": {"type": "int", "low": 1, "high": 3},
+    "n_neurons": {"type": "int", "low": 8, "high": 128, "log": True},
+    "learning_rate": {"type": "float", "low": 3.0e-4, "high": 3.0e-2, "log": True},
+}
+
+
+def default_space() -> dict[str, Any]:
+    """Parsed copies of DEFAULT_SPACE."""
+    parsers = {"int": IntParam, "float": FloatParam, "categorical": CategoricalParam}
+    return {name: parsers[spec["type"]](**spec) for name, spec in DEFAULT_SPACE.items()}
 
 
 class StudyConfig(_Model):
@@ -285,7 +328,7 @@ class StudyConfig(_Model):
     dataset: DatasetConfig
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    space: dict[TunableName, ParamSpec]
+    space: dict[TunableName, ParamSpec] = Field(default_factory=lambda: default_space())
     search: SearchConfig = Field(default_factory=SearchConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)

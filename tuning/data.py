@@ -10,12 +10,19 @@ Sources:
 * Keras: mnist, fashion_mnist (train and test joined, flattened to 784 pixels scaled to [0, 1]) and imdb
   (multi-hot vectors over the ``num_words`` most frequent words). Keras caches them in
   ``$KERAS_HOME/datasets`` (default ``~/.keras/datasets``) and downloads them when missing.
-* csv / parquet files: ``target`` names the label column; every other column is a feature. Non-numeric
-  feature columns are one-hot encoded (``pandas.get_dummies``, one 0/1 column per value, named
-  ``<column>_<value>``). Rows whose target is missing are dropped; missing feature values are an error
-  (nothing is imputed silently). When the study gives no task, it is inferred from the target.
+  With ``dataset.path``, they are read from local files instead (IDX files or an ``.npz``, see
+  :mod:`tuning.readers`).
+* csv / parquet / arff files (:mod:`tuning.readers`): ``target`` names the label column (or its index in a
+  headerless file); the other columns (or ``keep``, minus ``drop``) are the features, kept raw, with their
+  types and missing values: encoding them is the job of the fitted pipeline (:mod:`tuning.preprocessing`).
+  Rows whose target is missing are dropped (a note says how many). When the study gives no task, it is
+  inferred from the target (a note says so).
+
+Data that cannot train a model (too few rows, a constant target, a class too small to reach the training
+rows) is refused here, before any training, as a :class:`DataError` naming the study key.
 """
 
+import difflib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -26,13 +33,13 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from tuning.checks import MAX_CLASSES, check_class_sizes, check_rows, check_task, infer_task, print_notes
 from tuning.config import BUILTIN_TASKS, DatasetConfig
 from tuning.errors import DataError
+from tuning.readers import read_image_files, read_imdb_npz, read_table
 
-__all__ = ["MAX_CLASSES", "DatasetSplit", "infer_task", "load_dataset"]
+__all__ = ["MAX_CLASSES", "DatasetSplit", "infer_task", "load_dataset", "print_notes"]
 
-#: An integer or string target with at most this many distinct values is taken as classification.
-MAX_CLASSES = 50
 _ARRAYS = ("X_train", "y_train", "X_valid", "y_valid", "X_test", "y_test")
 _KERAS_FILES = {
     "mnist": "mnist.npz",
@@ -43,18 +50,30 @@ _KERAS_FILES = {
 
 @dataclass
 class DatasetSplit:
-    """The three parts of a data set: X float32 2-D; y float32 (regression) or the labels (classification)."""
+    """The three parts of a data set: y float32 (regression) or the labels (classification).
+
+    X is raw: a pandas DataFrame with the file's own columns and types for tables, a float32 2-D array for
+    the built-in sources. ``notes`` are what the user should be told (inferred task, dropped rows);
+    ``keep`` the columns the study chose explicitly (never dropped as ID-like).
+    """
 
     name: str
     task: str
-    X_train: np.ndarray
+    X_train: np.ndarray | pd.DataFrame
     y_train: np.ndarray
-    X_valid: np.ndarray
+    X_valid: np.ndarray | pd.DataFrame
     y_valid: np.ndarray
-    X_test: np.ndarray
+    X_test: np.ndarray | pd.DataFrame
     y_test: np.ndarray
     feature_names: list[str] = field(default_factory=list)
     classes: list[Any] | None = None
+    notes: list[str] = field(default_factory=list)
+    keep: list[str] | None = None
+
+    def frame(self, part: str = "train") -> pd.DataFrame:
+        """X of ``part`` (train / valid / test) as a DataFrame with the feature names."""
+        X = getattr(self, f"X_{part}")
+        return X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=self.feature_names)
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -70,7 +89,12 @@ class DatasetSplit:
         """sha256 of the six arrays (dtype, shape and bytes), stable across runs and machines."""
         sha = hashlib.sha256()
         for name in _ARRAYS:
-            array = np.ascontiguousarray(getattr(self, name))
+            value = getattr(self, name)
+            if isinstance(value, pd.DataFrame):
+                sha.update(f"{name}|{list(value.columns)}|{[str(t) for t in value.dtypes]}|".encode())
+                sha.update(pd.util.hash_pandas_object(value, index=False).to_numpy().tobytes())
+                continue
+            array = np.ascontiguousarray(value)
             sha.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
             if array.dtype == object:
                 sha.update(repr(array.tolist()).encode())
@@ -81,15 +105,16 @@ class DatasetSplit:
 
 @dataclass
 class _Raw:
-    X: np.ndarray
+    X: np.ndarray | pd.DataFrame
     y: np.ndarray
     feature_names: list[str]
     task: str
     name: str
+    notes: list[str] = field(default_factory=list)
 
 
 def load_dataset(cfg: DatasetConfig) -> DatasetSplit:
-    """Load the data set `cfg` names, subsample it (`max_rows`) and split it train / valid / test."""
+    """Load the data set `cfg` names, subsample it (`max_rows`), check it and split it train / valid / test."""
     raw = _LOADERS[cfg.source](cfg)
     X, y = _subsample(raw.X, raw.y, cfg.max_rows, cfg.seed)
     task = raw.task
@@ -98,6 +123,9 @@ def load_dataset(cfg: DatasetConfig) -> DatasetSplit:
         raise DataError(
             f"dataset.stratify: the target of '{raw.name}' is continuous (regression); cannot stratify"
         )
+    check_rows(len(y), cfg, raw.name)
+    if task != "regression":
+        check_class_sizes(y, cfg, raw.name, stratify)
     try:
         X_full, X_test, y_full, y_test = train_test_split(
             X, y, test_size=cfg.test_size, random_state=cfg.seed, stratify=y if stratify else None
@@ -115,6 +143,13 @@ def load_dataset(cfg: DatasetConfig) -> DatasetSplit:
             f"valid_size={cfg.valid_size}{', stratified' if stratify else ''}: {exc}"
         ) from exc
     classes = None if task == "regression" else np.unique(y).tolist()
+    if classes is not None:
+        absent = [c for c in classes if c not in set(np.unique(y_train).tolist())]
+        if absent:
+            raise DataError(
+                f"dataset.target: class(es) {', '.join(map(repr, absent))} of '{raw.name}' got no training row in "
+                "the split; give them more rows, drop them, or set dataset.stratify: true"
+            )
     return DatasetSplit(
         name=raw.name,
         task=task,
@@ -126,6 +161,8 @@ def load_dataset(cfg: DatasetConfig) -> DatasetSplit:
         y_test=y_test,
         feature_names=raw.feature_names,
         classes=classes,
+        notes=raw.notes,
+        keep=cfg.keep,
     )
 
 
@@ -136,11 +173,11 @@ def _subsample_indices(n: int, max_rows: int | None, seed: int) -> np.ndarray | 
     return np.sort(np.random.default_rng(seed).choice(n, size=max_rows, replace=False))
 
 
-def _subsample(
-    X: np.ndarray, y: np.ndarray, max_rows: int | None, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _subsample(X: Any, y: np.ndarray, max_rows: int | None, seed: int) -> tuple[Any, np.ndarray]:
     index = _subsample_indices(len(y), max_rows, seed)
-    return (X, y) if index is None else (X[index], y[index])
+    if index is None:
+        return X, y
+    return (X.iloc[index].reset_index(drop=True) if isinstance(X, pd.DataFrame) else X[index]), y[index]
 
 
 def _labels(y: np.ndarray, task: str) -> np.ndarray:
@@ -208,18 +245,24 @@ def _keras_load(name: str, **kwargs: Any) -> Any:
 
 
 def _load_images(cfg: DatasetConfig) -> _Raw:
-    (x_train, y_train), (x_test, y_test) = _keras_load(cfg.source)
-    images = np.concatenate([x_train, x_test])
+    if cfg.path:
+        images, y = read_image_files(Path(cfg.path))
+    else:
+        (x_train, y_train), (x_test, y_test) = _keras_load(cfg.source)
+        images = np.concatenate([x_train, x_test])
+        y = np.concatenate([y_train, y_test]).astype(np.int64)
     X = images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)
-    y = np.concatenate([y_train, y_test]).astype(np.int64)
     names = [f"pixel_{i}" for i in range(X.shape[1])]
     return _Raw(X, y, names, cfg.task or "multiclass", cfg.source)
 
 
 def _load_imdb(cfg: DatasetConfig) -> _Raw:
-    (x_train, y_train), (x_test, y_test) = _keras_load("imdb", num_words=cfg.num_words)
-    sequences = list(x_train) + list(x_test)
-    y = np.concatenate([y_train, y_test]).astype(np.int64)
+    if cfg.path:
+        sequences, y = read_imdb_npz(Path(cfg.path), cfg.num_words)
+    else:
+        (x_train, y_train), (x_test, y_test) = _keras_load("imdb", num_words=cfg.num_words)
+        sequences = list(x_train) + list(x_test)
+        y = np.concatenate([y_train, y_test]).astype(np.int64)
     index = _subsample_indices(len(y), cfg.max_rows, cfg.seed)  # before the (large) multi-hot matrix
     if index is not None:
         sequences, y = [sequences[i] for i in index], y[index]
@@ -231,82 +274,60 @@ def _load_imdb(cfg: DatasetConfig) -> _Raw:
     return _Raw(X, y, names, cfg.task or "binary", "imdb")
 
 
-# -------------------------------------------------------------------------------------------- csv/parquet
+# ---------------------------------------------------------------------------------------- csv/parquet/arff
 
 
-def infer_task(y: pd.Series) -> str:
-    """Task from a target column: non-integer numbers -> regression; 2 values -> binary; integers or strings
-    with at most MAX_CLASSES distinct values -> multiclass; more integers -> regression (strings: multiclass)."""
-    n_values = y.nunique()
-    if n_values < 2:
-        raise DataError(f"target '{y.name}' has a single value; there is nothing to learn")
-    if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
-        values = y.to_numpy(dtype=np.float64)
-        if not np.all(np.mod(values, 1) == 0):
-            return "regression"
-        if n_values == 2:
-            return "binary"
-        return "multiclass" if n_values <= MAX_CLASSES else "regression"
-    return "binary" if n_values == 2 else "multiclass"
+def _suggest(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _check_task(y: pd.Series, task: str, source: str) -> None:
-    numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
-    n_values = y.nunique()
-    if task == "regression" and not numeric:
-        raise DataError(f"dataset.task is regression but the target '{y.name}' of {source} is not numeric")
-    if task != "regression":
-        if numeric and not np.all(np.mod(y.to_numpy(dtype=np.float64), 1) == 0):
-            raise DataError(f"dataset.task is {task} but the target '{y.name}' has non-integer numbers")
-        if task == "binary" and n_values != 2:
-            raise DataError(
-                f"dataset.task is binary but the target '{y.name}' has {n_values} distinct values"
-            )
-        if n_values < 2:
-            raise DataError(f"target '{y.name}' has a single value; there is nothing to learn")
+def _target_column(frame: pd.DataFrame, cfg: DatasetConfig, path: Path) -> str:
+    target = str(cfg.target)
+    if target in frame.columns:
+        return target
+    columns = list(frame.columns)
+    hint = _suggest(target, columns)
+    if not cfg.header and target.isdigit():
+        hint = f"; the file has {len(columns)} columns, numbered 0 to {len(columns) - 1}"
+    shown = ", ".join(columns[:30]) + (" ..." if len(columns) > 30 else "")
+    raise DataError(f"dataset.target: column '{target}' not found in '{path}'{hint}; columns: {shown or '(none)'}")
+
+
+def _feature_columns(frame: pd.DataFrame, cfg: DatasetConfig, path: Path) -> pd.DataFrame:
+    """The feature columns the study asks for (`keep`, else all but `drop`), names checked."""
+    key, names = ("keep", cfg.keep) if cfg.keep is not None else ("drop", cfg.drop)
+    unknown = [n for n in names if n not in frame.columns]
+    if unknown:
+        hints = "".join(_suggest(n, list(frame.columns)) for n in unknown[:1])
+        raise DataError(
+            f"dataset.{key}: column(s) {', '.join(map(repr, unknown))} not found among the features of '{path}'"
+            f"{hints}; features: {', '.join(list(frame.columns)[:30])}"
+        )
+    features = frame[list(names)] if cfg.keep is not None else frame.drop(columns=list(names))
+    if features.shape[1] == 0:
+        raise DataError(f"'{path}' has no feature column left besides the target '{cfg.target}'")
+    return features
 
 
 def _load_table(cfg: DatasetConfig) -> _Raw:
     path = Path(str(cfg.path))
-    try:
-        frame = pd.read_csv(path) if cfg.source == "csv" else pd.read_parquet(path)
-    except FileNotFoundError as exc:
-        raise DataError(f"dataset.path: file not found: '{path}'") from exc
-    except Exception as exc:  # parser errors, bad parquet, missing engine...
-        raise DataError(f"cannot read {cfg.source} file '{path}': {exc}") from exc
-    target = str(cfg.target)
-    columns = [str(c) for c in frame.columns]
-    if target not in frame.columns:
-        raise DataError(
-            f"dataset.target: column '{target}' not found in '{path}'; columns: {', '.join(columns) or '(none)'}"
-        )
-    frame = frame.loc[frame[target].notna()]
+    frame = read_table(cfg)
+    target = _target_column(frame, cfg, path)
+    notes = []
+    n_missing = int(frame[target].isna().sum())
+    if n_missing:
+        notes.append(f"dropped {n_missing} row(s) of '{path.name}' with no value in the target '{target}'")
+        frame = frame.loc[frame[target].notna()].reset_index(drop=True)
     if frame.empty:
         raise DataError(f"'{path}' has no row with a value in the target column '{target}'")
     y = frame[target]
-    features = frame.drop(columns=[target])
-    if features.shape[1] == 0:
-        raise DataError(f"'{path}' has no feature column besides the target '{target}'")
-    missing = features.isna().sum()
-    missing = missing[missing > 0]
-    if len(missing):
-        listed = ", ".join(f"{col} ({n} rows)" for col, n in missing.items())
-        raise DataError(
-            f"missing values in feature columns of '{path}': {listed}; fill or drop them before tuning "
-            "(no imputation is done)"
-        )
-    dates = [str(c) for c in features.columns if pd.api.types.is_datetime64_any_dtype(features[c])
-             or pd.api.types.is_timedelta64_dtype(features[c])]  # fmt: skip
-    if dates:
-        raise DataError(
-            f"date/time feature columns in '{path}': {', '.join(dates)}; convert them to numbers first"
-        )
-    categorical = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if categorical:
-        features = pd.get_dummies(features, columns=categorical, dtype=np.float32)
+    features = _feature_columns(frame.drop(columns=[target]), cfg, path)
     task = cfg.task or infer_task(y)
-    _check_task(y, task, f"'{path}'")
-    X = features.to_numpy(dtype=np.float32)
+    if cfg.task is None:
+        notes.append(f"task: {task} (inferred from the target '{target}', {y.nunique()} distinct values); "
+                     "set dataset.task to change it")
+    check_task(y, task, f"'{path}'")
     if task == "regression" or pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
         labels = y.to_numpy(dtype=np.float64)
         labels = labels if task == "regression" else labels.astype(np.int64)
@@ -314,7 +335,9 @@ def _load_table(cfg: DatasetConfig) -> _Raw:
         labels = y.to_numpy(dtype=bool)
     else:
         labels = y.astype(str).to_numpy(dtype=str)
-    return _Raw(X, _labels(labels, task), [str(c) for c in features.columns], task, path.name)
+    if not cfg.header:  # pandas names a headerless file's columns 0, 1, 2 ...: the MLflow signature does too
+        features.attrs["positional_names"] = True
+    return _Raw(features, _labels(labels, task), [str(c) for c in features.columns], task, path.name, notes)
 
 
 _LOADERS = {
@@ -325,4 +348,5 @@ _LOADERS = {
     "imdb": _load_imdb,
     "csv": _load_table,
     "parquet": _load_table,
+    "arff": _load_table,
 }  # fmt: skip

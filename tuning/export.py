@@ -59,5 +59,10 @@ def export_model(pipeline: Pipeline, out_dir: Path, best: dict[str, Any], metric
 
 
 def load_model(export_dir: str | Path) -> Pipeline:
-    """The exported pipeline: ``load_model(dir).predict(raw_rows)``."""
+    """The exported pipeline: ``load_model(dir).predict(raw_rows)``.
+
+    ``raw_rows`` is a DataFrame with the training feature columns by name (any numeric dtype, text, missing
+    values, unseen categories; extra columns ignored, a missing one refused by name) or a numeric array of
+    the feature columns in training order. Predictions are in the target's units / original labels.
+    """
     return joblib.load(Path(export_dir) / PIPELINE_FILE)

@@ -128,12 +128,10 @@ def finished_result(config: StudyConfig, options: RunOptions) -> StudyResult | N
     return result
 
 
-def load_data(config: StudyConfig, console: Console) -> DatasetSplit:
-    """The dataset split; its notes (columns dropped, the task inferred ...) are printed first."""
-    split = load_dataset(config.dataset)
-    for note in getattr(split, "notes", []):
+def print_notes(notes: list[str], console: Console) -> None:
+    """What loading and preprocessing decided (columns dropped, the task inferred ...), before the search."""
+    for note in notes:
         console.print(f"[bold]note:[/] {escape(note)}", highlight=False)
-    return split
 
 
 def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Session:
@@ -141,7 +139,7 @@ def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Sess
     each given what it needs; open the store and the shared parent run; start ``--workers`` helpers."""
     started = time.monotonic()
     console = options.console or Console(stderr=True, log_path=False)
-    split = load_data(config, console)
+    split = load_dataset(config.dataset)
     config.export_dir.mkdir(parents=True, exist_ok=True)
     metric, direction = config.search.resolved_metric(split.task), config.search.direction(split.task)
     tracker = MlflowTracker(config.mlflow.tracking_uri, config.experiment_name)
@@ -149,6 +147,8 @@ def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Sess
         display = ProgressDisplay(config.search.n_trials, metric, direction, quiet=options.quiet, console=console)
         collector = _Collector()
         runner = TrialRunner(config, split, observers=[tracker, collector, display, *options.observers])
+        if not (options.quiet or options.worker):
+            print_notes(split.notes + runner.data.notes, console)
         for observer in options.observers:
             if hasattr(observer, "attach"):
                 observer.attach(runner)

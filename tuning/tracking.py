@@ -199,16 +199,26 @@ class MlflowTracker:
         return self.parent_run_id
 
     def log_dataset(self, split) -> None:
-        """Name, shapes and digest of the dataset, through MLflow's dataset inputs."""
+        """Name, shapes and digest of the dataset, through MLflow's dataset inputs (tables with their columns)."""
+        import warnings
+
         import mlflow.data
+        import pandas as pd
         from mlflow.entities import DatasetInput, InputTag
 
         for context, X, y in (("train", split.X_train, split.y_train), ("validation", split.X_valid, split.y_valid),
                               ("test", split.X_test, split.y_test)):
-            dataset = mlflow.data.from_numpy(X, targets=y, name=f"{split.name}-{context}")
+            with warnings.catch_warnings():  # MLflow's hint about integer columns is meant for model schemas
+                warnings.simplefilter("ignore", UserWarning)
+                if isinstance(X, pd.DataFrame):
+                    target = "target" if "target" not in X.columns else "__target__"
+                    dataset = mlflow.data.from_pandas(X.assign(**{target: y}), targets=target,
+                                                      name=f"{split.name}-{context}")
+                else:
+                    dataset = mlflow.data.from_numpy(X, targets=y, name=f"{split.name}-{context}")
+                entity = dataset._to_mlflow_entity()
             self.client.log_inputs(
-                self.parent_run_id,
-                [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])],
+                self.parent_run_id, [DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
             )
         self.client.log_batch(self.parent_run_id, tags=[
             RunTag("dataset.name", split.name),
@@ -300,13 +310,21 @@ class MlflowTracker:
         self.client.log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)
 
     def log_model(self, pipeline, X_example, registered_model_name: str | None) -> None:
-        """The whole fitted pipeline as an MLflow model (signature + input example), optionally registered."""
+        """The whole fitted pipeline as an MLflow model, optionally registered.
+
+        Its signature lists the original feature columns by name: numbers (and booleans) as ``double``, so
+        integer columns, and integer columns that pandas read as float because of a missing value, both
+        pass MLflow's schema check; text as ``string``; dates as ``datetime``. The input example is raw rows.
+        """
         import mlflow
         import mlflow.sklearn
-        from mlflow.models import infer_signature
+        from mlflow.models import ModelSignature, infer_signature
 
-        example = X_example[:5]
-        signature = infer_signature(example, pipeline.predict(example))
+        from tuning.model_schema import column_schema, feature_types, raw_example
+
+        example = raw_example(pipeline, X_example)
+        inputs = column_schema(example)
+        outputs = infer_signature(example, pipeline.predict(example)).outputs
         previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(self.tracking_uri)
         try:
@@ -314,11 +332,12 @@ class MlflowTracker:
                 info = mlflow.sklearn.log_model(
                     pipeline,
                     name="model",
-                    signature=signature,
+                    signature=ModelSignature(inputs=inputs, outputs=outputs),
                     input_example=example,
                     registered_model_name=registered_model_name,
                     serialization_format="cloudpickle",
                     pip_requirements=model_requirements(),  # inferring them costs ~20 s per study
+                    metadata={"feature_types": feature_types(X_example)},
                 )
                 mlflow.set_tag("model.uri", info.model_uri)
         finally:
@@ -326,3 +345,4 @@ class MlflowTracker:
 
     def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.parent_run_id, str(directory), artifact_path)
+

@@ -11,20 +11,21 @@ import gc
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import check_cv
-from sklearn.preprocessing import MinMaxScaler, QuantileTransformer, StandardScaler
 
 from estimators import KerasMLPClassifier, KerasMLPRegressor
 from estimators.callbacks import EpochReporter
 from estimators.hyperparams import for_estimator
 from tuning import interrupt, metrics, process
-from tuning.config import StudyConfig
+from tuning.config import PreprocessingConfig, StudyConfig
 from tuning.data import DatasetSplit
+from tuning.errors import DataError
+from tuning.preprocessing import build_preprocessor, make_scaler  # noqa: F401  (make_scaler: re-export)
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord, better
 from tuning.space import to_python
 
@@ -39,43 +40,58 @@ class TrialObserver(Protocol):
     def on_trial_end(self, record: TrialRecord) -> None: ...
 
 
-def make_scaler(kind: str):
-    """The preprocessing step for ``preprocessing.scaling`` (None for ``none``)."""
-    if kind == "quantile":  # each feature mapped to a standard normal through its train quantiles
-        return QuantileTransformer(output_distribution="normal", random_state=0)
-    return {"standard": StandardScaler, "minmax": MinMaxScaler}.get(kind, lambda: None)()
 
 
 @dataclass
 class PreparedData:
-    """The split after preprocessing: scaler fitted on train only, applied to train and valid."""
+    """The split after preprocessing: fitted on train only, applied to train and valid (float32 arrays).
+
+    ``scaler`` is the fitted preprocessing pipeline (raw rows -> network input; the first step of the
+    exported pipeline), also reachable as ``preprocessing``; ``notes`` say which columns it dropped.
+    ``standardize_target`` says whether regression trials train on standardised y.
+    """
 
     scaler: Any
     X_train: np.ndarray
     y_train: np.ndarray
     X_valid: np.ndarray
     y_valid: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    standardize_target: bool = False
+
+    @property
+    def preprocessing(self) -> Any:
+        return self.scaler
 
     @classmethod
-    def from_split(cls, split: DatasetSplit, scaling: str) -> PreparedData:
-        scaler = make_scaler(scaling)
-        if scaler is None:
-            return cls(None, split.X_train, split.y_train, split.X_valid, split.y_valid)
-        scaler.fit(split.X_train)
-        return cls(
-            scaler,
-            scaler.transform(split.X_train).astype("float32"),
-            split.y_train,
-            scaler.transform(split.X_valid).astype("float32"),
-            split.y_valid,
-        )
+    def from_split(cls, split: DatasetSplit, preprocessing: PreprocessingConfig | str) -> PreparedData:
+        if isinstance(preprocessing, str):  # the scaling name alone
+            preprocessing = PreprocessingConfig(scaling=preprocessing)
+        try:
+            pipeline, notes = build_preprocessor(split.frame("train"), preprocessing, keep=split.keep)
+        except ValueError as exc:
+            raise DataError(f"preprocessing of '{split.name}': {exc}") from exc
+        X_train = pipeline.fit_transform(split.X_train)
+        standardize = split.task == "regression" and target_needs_scaling(split.y_train, preprocessing.target_scaling)
+        return cls(pipeline, X_train, split.y_train, pipeline.transform(split.X_valid), split.y_valid, notes,
+                   standardize)
+
+
+def target_needs_scaling(y: np.ndarray, mode: str) -> bool:
+    """``target_scaling``: standard -> yes; none -> no; auto -> when y's mean or spread is far from 0 / 1."""
+    if mode != "auto":
+        return mode == "standard"
+    y = np.asarray(y, dtype=np.float64)
+    mean, std = float(np.mean(y)), float(np.std(y))
+    return abs(mean) > 3 or not 0.3 <= std <= 3
 
 
 def check_diverged(estimator) -> None:
     """A fit whose loss went NaN/inf is a failed trial, with the reason."""
     if estimator.diverged_:
         raise FloatingPointError(
-            f"training loss became NaN or infinite at epoch {estimator.n_epochs_} (learning rate too high?)"
+            f"training loss became NaN or infinite at epoch {estimator.n_epochs_} (learning rate too high? "
+            "targets far from unit scale? try preprocessing.target_scaling: standard)"
         )
 
 
@@ -99,7 +115,7 @@ class TrialRunner:
         self.task = split.task
         self.metric = config.search.resolved_metric(split.task)
         self.direction = config.search.direction(split.task)
-        self.data = PreparedData.from_split(split, config.preprocessing.scaling)
+        self.data = PreparedData.from_split(split, config.preprocessing)
         self.observers = list(observers or [])
         self.best_value: float | None = None
         self.best_estimator: Any = None
@@ -121,6 +137,8 @@ class TrialRunner:
             if param.study:
                 value = self.config.value_of(param.study)
                 params[param.name] = param.study_value(value) if param.study_value else value
+        if self.task == "regression":  # target_scaling: auto is decided on the training targets
+            params["standardize_target"] = self.data.standardize_target
         params.update(self.config.model.fixed_params())
         return params
 
