@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         frame = read_input(args.input, args.sep, not args.no_header)
-        from tuning.quiet import import_tensorflow_quietly
+        from tuning.process import configure_study_process
 
-        import_tensorflow_quietly()
+        configure_study_process(start_tensorflow=True)
         out = predict_frame(load_any(args.model), frame, args.proba)
         if args.output is None:
             out.to_csv(sys.stdout, index=False)

@@ -312,9 +312,10 @@ class MlflowTracker:
     def log_model(self, pipeline, X_example, registered_model_name: str | None) -> None:
         """The whole fitted pipeline as an MLflow model, optionally registered.
 
-        Its signature lists the original feature columns by name: numbers (and booleans) as ``double``, so
+        Its signature lists the original feature columns by name: numbers (and booleans) as ``Any``, so
         integer columns, and integer columns that pandas read as float because of a missing value, both
-        pass MLflow's schema check; text as ``string``; dates as ``datetime``. The input example is raw rows.
+        pass MLflow's schema check (the pipeline casts them); text as ``string``; dates as ``datetime``.
+        The input example is raw rows.
         """
         import mlflow
         import mlflow.sklearn
@@ -325,9 +326,11 @@ class MlflowTracker:
         example = raw_example(pipeline, X_example)
         inputs = column_schema(example)
         outputs = infer_signature(example, pipeline.predict(example)).outputs
-        previous = mlflow.get_tracking_uri()
-        mlflow.set_tracking_uri(self.tracking_uri)
-        try:
+        # mlflow.sklearn.log_model needs the global tracking URI and an active run; both are put back as
+        # they were (unset stays unset, so a later study without a URI still gets MLflow's default).
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+        with _use_tracking_uri(self.tracking_uri):
             with mlflow.start_run(run_id=self.parent_run_id):
                 info = mlflow.sklearn.log_model(
                     pipeline,
@@ -340,8 +343,6 @@ class MlflowTracker:
                     metadata={"feature_types": feature_types(X_example)},
                 )
                 mlflow.set_tag("model.uri", info.model_uri)
-        finally:
-            mlflow.set_tracking_uri(previous)
 
     def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifacts(self.parent_run_id, str(directory), artifact_path)
