@@ -1,10 +1,10 @@
 """Pictures of a study, drawn from plain trial records: no training, no MLflow, no backend.
 
-Static pictures are matplotlib ``Figure`` objects made without pyplot: nothing is registered globally,
-so a figure is freed like any other object, nothing depends on (or changes) the process's matplotlib
-backend, and ``savefig`` renders PNG through Agg. Each study picture comes as a :class:`Chart` that
-holds the figure *and the data it plots* (what tests and ``data.json`` read), or a note saying why it
-was skipped.
+Each study picture comes as a :class:`~tuning.figures.Chart` that holds a matplotlib figure (made
+without pyplot, see `tuning.figures`) *and the data it plots* (what tests and ``data.json`` read), or a
+note saying why it was skipped. This module draws the history, importance, parallel-coordinate and
+slice charts and puts every chart in report order (:func:`study_charts`); the learning curves come from
+`tuning.curves`. The names of both helper modules are importable from here too.
 
 Parameter importances (fANOVA) and the interactive plotly extras come from Optuna, run on an in-memory
 Optuna study rebuilt from the records (:func:`optuna_study`), so both backends get the same pictures.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,89 +21,62 @@ import matplotlib
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
 from tuning.config import CategoricalParam, IntParam
+from tuning.curves import (
+    TOP_K,
+    LearningCurvePainter,
+    best_curve_chart,
+    learning_curve_figure,
+    top_curves_chart,
+)
+from tuning.figures import (
+    BEST_COLOR,
+    TRAIN_COLOR,
+    VALID_COLOR,
+    Chart,
+    finished,
+    fmt,
+    new_figure,
+    ranked,
+    save_png,
+    set_scale,
+    value_scale,
+)
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, TrialRecord, better
 from tuning.space import Space, to_optuna_distributions
 
+__all__ = [
+    "BEST_COLOR",
+    "MIN_TRIALS_FOR_IMPORTANCE",
+    "TOP_K",
+    "TRAIN_COLOR",
+    "VALID_COLOR",
+    "Chart",
+    "LearningCurvePainter",
+    "best_curve_chart",
+    "finished",
+    "fmt",
+    "history_series",
+    "importance_chart",
+    "learning_curve_figure",
+    "optimization_history",
+    "optuna_study",
+    "parallel_coordinates",
+    "param_importances",
+    "ranked",
+    "save_png",
+    "set_scale",
+    "slice_chart",
+    "slice_series",
+    "study_charts",
+    "top_curves_chart",
+    "value_scale",
+    "write_interactive",
+]
+
 MIN_TRIALS_FOR_IMPORTANCE = 2
-TOP_K = 5
-TRAIN_COLOR, VALID_COLOR, BEST_COLOR = "C0", "C1", "C3"
-
-
-@dataclass
-class Chart:
-    """One picture of a study: its figure and the data drawn, or a note saying why there is none."""
-
-    name: str
-    title: str
-    caption: str
-    figure: Figure | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    note: str | None = None
-
-
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def fmt(value: Any) -> str:
-    """A compact number (4 significant digits), or the value as text."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    return f"{value:.4g}"
-
-
-def finished(records: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """Complete trials with a finite objective, by trial number."""
-    return sorted((r for r in records if r.finished), key=lambda r: r.number)
-
-
-def ranked(records: Sequence[TrialRecord], direction: str) -> list[TrialRecord]:
-    """Complete trials, best first."""
-    return sorted(finished(records), key=lambda r: r.value, reverse=direction == "maximize")
-
-
-def value_scale(values: Sequence[float], ratio: float = 10.0) -> str:
-    """``log`` when positive values span more than ``ratio`` (a poor trial, a first epoch), else ``linear``."""
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values or min(values) <= 0:
-        return "linear"
-    return "log" if max(values) / min(values) > ratio else "linear"
-
-
-def save_png(figure: Figure, path: str | Path, dpi: int = 100) -> Path:
-    """Write ``figure`` as a PNG file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png", dpi=dpi)
-    return path
-
-
-def set_scale(ax, which: str, scale: str) -> None:
-    """Linear or log scale on the ``x`` or ``y`` axis; log ticks read as plain numbers (0.01, 0.3, 2).
-
-    On a log axis spanning at most two decades, the 2x, 3x and 5x ticks between decades are labelled too.
-    """
-    getattr(ax, f"set_{which}scale")(scale)
-    if scale != "log":
-        return
-    axis = ax.xaxis if which == "x" else ax.yaxis
-
-    def minor(value: float, _pos: int | None = None) -> str:
-        low, high = sorted(axis.get_view_interval())
-        if low <= 0 or math.log10(high / low) > 2:
-            return ""
-        mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
-        return f"{value:g}" if round(mantissa, 6) in (2, 3, 5) else ""
-
-    axis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
-    axis.set_minor_formatter(FuncFormatter(minor))
-
-
-def _new_figure(width: float, height: float, dpi: int = 100) -> Figure:
-    return Figure(figsize=(width, height), dpi=dpi, layout="constrained")
 
 
 def _objective_label(metric: str, direction: str) -> str:
@@ -141,7 +113,7 @@ def optimization_history(records: Sequence[TrialRecord], direction: str, metric:
     if not records:
         chart.note = "no trial has run yet"
         return chart
-    fig = _new_figure(7, 4)
+    fig = new_figure(7, 4)
     ax = fig.add_subplot()
     ax.scatter(series["trials"], series["values"], color=TRAIN_COLOR, zorder=3, gid="complete",
                label=f"complete ({len(series['trials'])})")
@@ -229,7 +201,7 @@ def importance_chart(study, metric: str) -> Chart:
     chart.data = {"importances": importances}
     names = list(importances)[::-1]
     values = [importances[k] for k in names]
-    fig = _new_figure(6.5, 1.2 + 0.45 * len(names))
+    fig = new_figure(6.5, 1.2 + 0.45 * len(names))
     ax = fig.add_subplot()
     bars = ax.barh(names, values, color=TRAIN_COLOR)
     ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize="small")
@@ -294,7 +266,7 @@ def parallel_coordinates(records: Sequence[TrialRecord], space: Space, direction
     chart.data = {"axes": names + [metric],
                   "lines": [{"trial": r.number, "params": {k: r.params[k] for k in names}, "value": r.value}
                             for r in done]}
-    fig = _new_figure(max(6.0, 1.6 * (len(names) + 1)), 4.2)
+    fig = new_figure(max(6.0, 1.6 * (len(names) + 1)), 4.2)
     ax = fig.add_subplot()
     xs = list(range(len(names) + 1))
     for rank, record in reversed(list(enumerate(done))):  # worst first, so the best is drawn on top
@@ -356,7 +328,7 @@ def slice_chart(records: Sequence[TrialRecord], space: Space, direction: str, me
         return chart
     ncols = min(3, len(space))
     nrows = math.ceil(len(space) / ncols)
-    fig = _new_figure(3.6 * ncols + 0.8, 3.0 * nrows)
+    fig = new_figure(3.6 * ncols + 0.8, 3.0 * nrows)
     axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
     norm = Normalize(min(r.number for r in done), max(max(r.number for r in done), min(r.number for r in done) + 1))
     scale = value_scale([r.value for r in done])
@@ -373,162 +345,6 @@ def slice_chart(records: Sequence[TrialRecord], space: Space, direction: str, me
         axes[row * ncols].set_ylabel(f"validation {metric}")
     fig.colorbar(ScalarMappable(norm, "viridis"), ax=list(axes), label="trial", pad=0.01)
     fig.suptitle(chart.title)
-    chart.figure = fig
-    return chart
-
-
-# ----------------------------------------------------------------------------------------- learning curves
-
-
-def _curve_scale(series: Sequence[Sequence[float]]) -> str:
-    return value_scale([v for values in series for v in values])
-
-
-def _draw_losses(ax, history: dict[str, list[float]], legend: bool = True) -> None:
-    """Training and validation loss per epoch, the best validation epoch marked."""
-    for key, label, color in (("loss", "training", TRAIN_COLOR), ("val_loss", "validation", VALID_COLOR)):
-        values = history.get(key) or []
-        if values:
-            ax.plot(range(1, len(values) + 1), values, color=color, label=f"{label} loss", gid=key)
-    val = history.get("val_loss") or []
-    finite = [(v, i) for i, v in enumerate(val, start=1) if math.isfinite(v)]
-    if finite:
-        best, epoch = min(finite)
-        ax.axvline(epoch, color="0.5", ls=":", lw=1)
-        ax.plot([epoch], [best], "o", color=VALID_COLOR, ms=5)
-    set_scale(ax, "y", _curve_scale([history.get("loss") or [], val]))
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if legend:
-        ax.legend(fontsize="small")
-
-
-def _extra_metrics(history: dict[str, list[float]]) -> list[str]:
-    """Validation metrics other than the loss that Keras logged (``val_accuracy`` ...)."""
-    return [k for k in history if k.startswith("val_") and k != "val_loss" and history[k]]
-
-
-def learning_curve_figure(history: dict[str, list[float]], title: str = "", *, size: tuple[float, float] = (6.5, 3.8),
-                          dpi: int = 100) -> Figure | None:
-    """Training vs validation loss per epoch (plus other validation metrics beside it); None without a loss."""
-    return LearningCurvePainter(size, dpi).figure(history, title)
-
-
-class LearningCurvePainter:
-    """The learning-curve picture (:func:`learning_curve_figure`), drawn for many trials.
-
-    One figure per layout (losses only; losses + the validation metrics Keras logged) is built once and
-    updated in place for every trial, with fixed margins instead of a constrained-layout pass: one draw
-    per picture instead of two, no figure or axes creation (about 3x cheaper). Not thread-safe: one
-    painter per thread (the tracker's writer thread owns one).
-    """
-
-    def __init__(self, size: tuple[float, float] = (5.0, 3.2), dpi: int = 80):
-        self.size, self.dpi = size, dpi
-        self._layouts: dict[tuple, dict[str, Any]] = {}
-
-    def figure(self, history: dict[str, list[float]], title: str = "") -> Figure | None:
-        """The reused figure, redrawn for ``history`` (None without a loss); valid until the next call."""
-        if not history.get("loss"):
-            return None
-        extras = _extra_metrics(history)
-        key = tuple((name, bool(history.get(name[len("val_"):]))) for name in extras)
-        parts = self._layouts.get(key) or self._layouts.setdefault(key, self._build(key))
-        loss_ax = parts["axes"][0]
-        for name, line in parts["losses"].items():
-            values = history.get(name) or []
-            line.set_data(range(1, len(values) + 1), values)
-            line.set_visible(bool(values))
-        val = history.get("val_loss") or []
-        finite = [(v, i) for i, v in enumerate(val, start=1) if math.isfinite(v)]
-        if finite:
-            best, epoch = min(finite)
-            parts["best_epoch"].set_xdata([epoch, epoch])
-            parts["best_point"].set_data([epoch], [best])
-        parts["best_epoch"].set_visible(bool(finite))
-        parts["best_point"].set_visible(bool(finite))
-        set_scale(loss_ax, "y", _curve_scale([history.get("loss") or [], val]))
-        visible = [line for line in parts["losses"].values() if line.get_visible()]
-        loss_ax.legend(handles=visible, fontsize="small")
-        for (name, has_training), lines in zip(key, parts["extras"], strict=True):
-            series = ([history[name[len("val_"):]]] if has_training else []) + [history[name]]
-            for line, values in zip(lines, series, strict=True):
-                line.set_data(range(1, len(values) + 1), values)
-        for ax in parts["axes"]:
-            ax.relim(visible_only=True)
-            ax.autoscale_view()
-        parts["title"].set_text(title)
-        return parts["figure"]
-
-    def _build(self, key: tuple) -> dict[str, Any]:
-        width = self.size[0] * (1.7 if key else 1)
-        fig = Figure(figsize=(width, self.size[1]), dpi=self.dpi)
-        axes = fig.subplots(1, 2 if key else 1, squeeze=False).ravel()
-        # Room for tick labels, axis labels and the title (what constrained layout would find, fixed).
-        fig.subplots_adjust(left=0.8 / width, right=1 - 0.15 / width, bottom=0.5 / self.size[1],
-                            top=1 - 0.4 / self.size[1], wspace=0.3)
-        ax = axes[0]
-        losses = {key_: ax.plot([], [], color=color, label=f"{label} loss", gid=key_)[0]
-                  for key_, label, color in (("loss", "training", TRAIN_COLOR), ("val_loss", "validation", VALID_COLOR))}
-        best_epoch = ax.axvline(1, color="0.5", ls=":", lw=1)
-        (best_point,) = ax.plot([], [], "o", color=VALID_COLOR, ms=5)
-        ax.set(xlabel="epoch", ylabel="loss")
-        extras = []
-        if key:
-            for i, (name, has_training) in enumerate(key):
-                short = name[len("val_"):]
-                lines = []
-                if has_training:
-                    lines += axes[1].plot([], [], color=f"C{2 * i}", ls="--", label=f"training {short}")
-                lines += axes[1].plot([], [], color=f"C{2 * i + 1}", label=f"validation {short}")
-                extras.append(lines)
-            axes[1].set(xlabel="epoch", ylabel=", ".join(name[len("val_"):] for name, _ in key))
-            axes[1].legend(fontsize="small")
-        for each in axes:
-            each.xaxis.set_major_locator(MaxNLocator(integer=True))
-            each.grid(alpha=0.3)
-        return {"figure": fig, "axes": list(axes), "losses": losses, "best_epoch": best_epoch,
-                "best_point": best_point, "extras": extras, "title": fig.suptitle("", fontsize="medium")}
-
-
-def _params_text(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={fmt(v)}" for k, v in params.items())
-
-
-def best_curve_chart(records: Sequence[TrialRecord], direction: str, metric: str) -> Chart:
-    """The best trial's learning curves."""
-    chart = Chart("best_learning_curve", "Learning curves of the best trial",
-                  "Training vs validation loss per epoch of the best trial; the dotted line marks the epoch "
-                  "with the lowest validation loss.")
-    best = next((r for r in ranked(records, direction) if r.history.get("loss")), None)
-    if best is None:
-        chart.note = "no complete trial with recorded curves yet"
-        return chart
-    chart.data = {"trial": best.number, "value": best.value, "history": best.history}
-    chart.caption += f" Trial {best.number}: {_params_text(best.params)}."
-    chart.figure = learning_curve_figure(best.history, f"best trial {best.number}: validation {metric} = {fmt(best.value)}")
-    return chart
-
-
-def top_curves_chart(records: Sequence[TrialRecord], direction: str, metric: str, k: int = TOP_K) -> Chart:
-    """Training vs validation loss of the ``k`` best trials side by side, on a shared scale."""
-    top = [r for r in ranked(records, direction) if r.history.get("loss")][:k]
-    chart = Chart("top_learning_curves", f"Learning curves of the top {len(top) or k} trials",
-                  "Training (blue) vs validation (orange) loss per epoch of the best trials, best first, on one "
-                  "shared loss scale.")
-    if not top:
-        chart.note = "no complete trial with recorded curves yet"
-        return chart
-    chart.data = {"trials": [r.number for r in top], "values": [r.value for r in top]}
-    fig = _new_figure(max(5.0, 3.1 * len(top)), 3.5)
-    axes = fig.subplots(1, len(top), sharey=True, squeeze=False).ravel()
-    scale = _curve_scale([r.history.get(key) or [] for r in top for key in ("loss", "val_loss")])
-    for rank, (ax, record) in enumerate(zip(axes, top, strict=True), start=1):
-        _draw_losses(ax, record.history, legend=rank == 1)
-        set_scale(ax, "y", scale)
-        ax.set_title(f"#{rank}: trial {record.number}\n{metric} = {fmt(record.value)}", fontsize="small")
-    axes[0].set_ylabel("loss")
     chart.figure = fig
     return chart
 

@@ -285,7 +285,8 @@ class MlflowTracker:
 
     def log_learning_curve(self, run_id: str, record: TrialRecord) -> None:
         """A small training vs validation loss PNG on the trial's run; a drawing problem only warns."""
-        from tuning.plots import LearningCurvePainter, fmt
+        from tuning.curves import LearningCurvePainter
+        from tuning.figures import fmt
 
         title = f"trial {record.number}: validation {record.metric or 'objective'} = {fmt(record.value)}"
         try:
