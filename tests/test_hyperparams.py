@@ -133,8 +133,10 @@ def test_base_params_map_the_study_keys_of_the_table():
     expected = {"epochs": 7, "batch_size": 16, "early_stopping": False, "patience": 2, "min_delta": 0.5,
                 "restore_best_weights": False, "validation_fraction": None, "random_state": 3,
                 "optimizer": "adam"}  # fmt: skip
-    regression = TrialRunner.base_params(SimpleNamespace(config=cfg, task="regression"))
-    assert regression == {**expected, "standardize_target": True}
+    # target_scaling is decided on the training targets (PreparedData), which base_params passes on.
+    for decided in (True, False):
+        runner = SimpleNamespace(config=cfg, task="regression", data=SimpleNamespace(standardize_target=decided))
+        assert TrialRunner.base_params(runner) == {**expected, "standardize_target": decided}
     assert TrialRunner.base_params(SimpleNamespace(config=cfg, task="binary")) == expected
 
 
