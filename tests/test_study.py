@@ -183,3 +183,28 @@ def test_failed_and_pruned_trials_are_recorded_as_such(tmp_path):
             assert record.epochs_run < 20
         else:
             assert optuna_state[record.number] == "COMPLETE"
+
+
+def test_per_epoch_values_of_a_standardised_target_are_in_the_target_units(tmp_path):
+    """Pruners and pruned trials see the validation MSE in the target's units, not standardised units."""
+    from tuning.data import load_dataset
+    from tuning.records import PruneTrial
+    from tuning.trial import TrialRunner
+
+    config = study_config(tmp_path, preprocessing={"target_scaling": "standard"})
+    runner = TrialRunner(config, load_dataset(config.dataset))
+    assert runner.data.standardize_target and runner.target_scale > 10  # diabetes: y around 150 +- 77
+    reported = []
+
+    def report(epoch, value):
+        reported.append(value)
+        if epoch == 2:
+            raise PruneTrial()
+
+    params = {"n_hidden": 1, "n_neurons": 8, "learning_rate": 0.01}
+    pruned = runner.run(0, params, report)
+    complete = runner.run(1, params)
+    assert pruned.state == PRUNED and len(reported) == 3
+    assert pruned.value == pytest.approx(reported[-1])
+    # Both in squared target units: the same order of magnitude (standardised values would be ~6,000x smaller).
+    assert 0.1 < pruned.value / complete.value < 10

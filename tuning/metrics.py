@@ -48,19 +48,20 @@ def score(metric: str, estimator: Any, X: np.ndarray, y: np.ndarray) -> float:
     return SCORERS[metric](estimator, X, y)
 
 
-def epoch_value(metric: str, direction: str, logs: dict[str, float]) -> float | None:
+def epoch_value(metric: str, direction: str, logs: dict[str, float], target_scale: float = 1.0) -> float | None:
     """A per-epoch stand-in for ``metric`` from Keras validation logs, oriented like the metric.
 
     Pruners compare these across trials, so they must rank trials the way the final metric does:
-    ``val_loss`` is the MSE for regression; ``val_accuracy`` is the accuracy; for other metrics the
-    validation loss is used (negated when the metric is maximised).
+    ``val_loss`` is the MSE for regression (``target_scale`` is the target's standard deviation when the
+    network trains on a standardised target, so the value is in the target's units); ``val_accuracy`` is
+    the accuracy; for other metrics the validation loss is used (negated when the metric is maximised).
     """
     if metric == "accuracy" and "val_accuracy" in logs:
         return float(logs["val_accuracy"])
     loss = logs.get("val_loss")
     if loss is None:
         return None
-    loss = float(loss)
+    loss = float(loss) * target_scale**2
     if metric == "rmse":
         return math.sqrt(loss) if loss >= 0 else loss
     return loss if direction == "minimize" else -loss

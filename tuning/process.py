@@ -52,6 +52,7 @@ def quiet_libraries() -> None:
     import logging
     import warnings
 
+    import mlflow  # noqa: F401  (MLflow sets its loggers' levels when it loads: load it first)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import math
 import time
 import traceback
 from collections.abc import Callable
@@ -116,6 +117,10 @@ class TrialRunner:
         self.metric = config.search.resolved_metric(split.task)
         self.direction = config.search.direction(split.task)
         self.data = PreparedData.from_split(split, config.preprocessing)
+        # Keras' regression losses are in standardised units when the target is standardised for training:
+        # per-epoch values are reported (to pruners, to pruned records) in the target's own units.
+        standardized = self.task == "regression" and self.data.standardize_target
+        self.target_scale = float(np.std(np.asarray(self.data.y_train, dtype=np.float64))) if standardized else 1.0
         self.observers = list(observers or [])
         self.best_value: float | None = None
         self.best_estimator: Any = None
@@ -185,7 +190,7 @@ class TrialRunner:
             for key, value in logs.items():
                 record.history.setdefault(key, []).append(float(value))
             record.epochs_run = epoch + 1
-            value = metrics.epoch_value(self.metric, self.direction, logs)
+            value = metrics.epoch_value(self.metric, self.direction, logs, self.target_scale)
             if report is not None and value is not None and np.isfinite(value):
                 report(epoch, value)
 
@@ -217,11 +222,15 @@ class TrialRunner:
         return [first[0]] + [score for score, _ in rest], first[1]
 
 
-    @staticmethod
-    def _last_intermediate(record: TrialRecord) -> float | None:
+    def _last_intermediate(self, record: TrialRecord) -> float | None:
+        """A pruned trial's value: its last validation accuracy, or loss (in the target's units)."""
         for key in ("val_accuracy", "val_loss"):
             if record.history.get(key):
-                return record.history[key][-1]
+                value = record.history[key][-1]
+                if key == "val_loss" and self.task == "regression":
+                    value *= self.target_scale**2
+                    value = math.sqrt(value) if self.metric == "rmse" and value >= 0 else value
+                return value
         return None
 
     def _release_memory(self) -> None:
