@@ -11,13 +11,7 @@ import contextlib
 import math
 import os
 import shutil
-import signal
-import socket
 import struct
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +21,7 @@ import yaml
 from mlflow import MlflowClient
 
 from tests.helpers import study_dict
+from tests.mlflow_server import mlflow_server, wait_healthy
 from tuning.report import CHART_NAMES
 from tuning.study import run_study
 from tuning.tracking import MlflowTracker
@@ -129,42 +124,11 @@ def test_report_renders_its_images_and_tables(browser, study, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- MLflow UI
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def mlflow_ui(tracking_uri: str, directory: Path, timeout: float = 180) -> Iterator[str]:
     """``mlflow server`` on a free loopback port over ``tracking_uri``; yields its URL once it is healthy."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1", "--artifacts-destination", str(directory / "artifacts")]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = directory / "mlflow-server.log"
-    with open(log, "ab") as out:
-        server = subprocess.Popen(cmd, cwd=directory, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # its own process group: stopped as a whole
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, f"mlflow server did not answer in {timeout:.0f} s"
-                time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+    with mlflow_server(directory, tracking_uri, timeout) as server:
+        yield wait_healthy(server)
 
 
 def run_link(page, run_id: str):

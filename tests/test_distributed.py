@@ -6,14 +6,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +22,7 @@ from resume_helpers import (
     write_study,
 )
 
+from tests.mlflow_server import mlflow_server, wait_healthy
 from tuning.backends.optuna import SURPLUS, WORKER, Budget, OptunaStore, counts_toward_budget, driver_url
 
 POSTGRES_URL = os.environ.get("TUNING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -107,50 +103,6 @@ def _postgres_or_skip() -> str:
     return POSTGRES_URL
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def mlflow_server(directory: Path, timeout: float = 300) -> Iterator[str]:
-    """A real ``mlflow server`` on a free loopback port (SQLite backend store), stopped at the end.
-
-    It yields its URL at once; ``wait_healthy(url)`` waits for it (clients retry refused connections)."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-           "--backend-store-uri", f"sqlite:///{mlflow_db(directory, 'server.db')}",
-           "--artifacts-destination", str(directory / "artifacts")]
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    with open(directory / "server.log", "ab") as log:
-        server = subprocess.Popen(cmd, cwd=directory, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # its own process group: stopped as a whole
-    url = f"http://127.0.0.1:{port}"
-    server.url, server.log, server.deadline = url, directory / "server.log", time.monotonic() + timeout
-    try:
-        yield server
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def wait_healthy(server: subprocess.Popen) -> str:
-    """The server's URL once it answers ``/health``."""
-    while True:
-        try:
-            with urllib.request.urlopen(f"{server.url}/health", timeout=2):
-                return server.url
-        except OSError:
-            assert server.poll() is None, server.log.read_text()[-3000:]
-            assert time.monotonic() < server.deadline, "mlflow server did not start"
-            time.sleep(0.5)
-
-
 def test_three_workers_on_postgres_and_an_mlflow_server(tmp_path):
     """Three independent workers (as on three machines): exactly n_trials counted trials with unique
     numbers and parameters, one parent run, one run per trial, the best model exported once."""
@@ -161,7 +113,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server(tmp_path):
     n_trials = 6
     study = write_study(tmp_path, name, n_trials=n_trials, epochs=10)
     try:
-        with mlflow_server(tmp_path) as server:
+        with mlflow_server(tmp_path, f"sqlite:///{mlflow_db(tmp_path, 'server.db')}") as server:
             procs = []  # started with the server: it comes up while they import TensorFlow
             for i in range(3):
                 cmd = cli(study, "--storage", storage, "--tracking-uri", server.url, "--output-dir", str(tmp_path / f"w{i}"))
