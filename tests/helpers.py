@@ -64,3 +64,17 @@ def write_study(tmp_path: Path, name: str = "study.yaml", **changes: Any) -> Pat
     path = tmp_path / name
     path.write_text(yaml.safe_dump(study_dict(tmp_path, **changes), sort_keys=False))
     return path
+
+
+def run_study_without_model_logging(path: Path, tmp: Path):
+    """``run_study(path, quiet=True)`` from ``tmp`` (MLflow's artifact store lands there), skipping the
+    MLflow model upload (slow; tested in test_study)."""
+    import pytest
+
+    from tuning.study import run_study
+    from tuning.tracking import MlflowTracker
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp)
+        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)
+        return run_study(path, quiet=True)

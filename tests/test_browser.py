@@ -20,11 +20,9 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.helpers import study_dict
+from tests.helpers import run_study_without_model_logging, study_dict
 from tests.mlflow_server import mlflow_server, wait_healthy
 from tuning.report import CHART_NAMES
-from tuning.study import run_study
-from tuning.tracking import MlflowTracker
 
 VIEWPORT = {"width": 1280, "height": 900}
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -71,10 +69,7 @@ def study(tmp_path_factory):
     data = study_dict(tmp, name="tiny-browser", search={"n_trials": 2})
     path = tmp / "study.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(tmp)  # MLflow's artifact store lands in the temp dir
-        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow, tested in test_study
-        result = run_study(path, quiet=True)
+    result = run_study_without_model_logging(path, tmp)
     assert result.report_path is not None and result.n_complete == 2
     uri = data["mlflow"]["tracking_uri"]
     return SimpleNamespace(tmp=tmp, result=result, tracking_uri=uri, client=MlflowClient(uri))

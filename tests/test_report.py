@@ -18,7 +18,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.helpers import BASE, merge, tracking_uri
+from tests.helpers import BASE, merge, run_study_without_model_logging, tracking_uri
 from tuning import plots
 from tuning.config import load_study, load_study_dict
 from tuning.records import COMPLETE, FAILED, PRUNED, TrialRecord
@@ -32,8 +32,6 @@ from tuning.report import (
     parse_param,
     report_safely,
 )
-from tuning.study import run_study
-from tuning.tracking import MlflowTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -57,10 +55,7 @@ def study(tmp_path_factory):
     data = {**STUDY, "mlflow": {"tracking_uri": tracking_uri(tmp)}, "export": {"dir": str(tmp / "out")}}
     path = tmp / "study.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(tmp)  # MLflow's artifact store lands in the temp dir
-        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow, tested in test_study
-        result = run_study(path, quiet=True)
+    result = run_study_without_model_logging(path, tmp)
     config = load_study(path)
     return SimpleNamespace(path=path, tmp=tmp, result=result, config=config, report_dir=tmp / "out" / "report",
                            client=MlflowClient(config.mlflow.tracking_uri))
