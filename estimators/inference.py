@@ -5,8 +5,10 @@ Training runs in float32, but float32 matrix products on CPU are not batch-invar
 in a register tile (the last rows of a batch that do not fill a tile take a narrower kernel; one row
 alone takes the matrix-vector path). The same row then scores ~1e-7 relative apart in different
 batches, and which rows differ depends on the kernels the processor gets (its vector width). In float64
-the same effect is ~1e-16 relative, so predictions use a float64 copy of the fitted model, built at predict time from its weights
-and rebuilt whenever those weights change (it is never pickled).
+the same effect is ~1e-16 relative, so predictions are computed in float64 from the fitted weights: for the
+networks ``build_model`` makes (Dense layers with the usual activations, Dropout) by a NumPy forward
+pass, which costs nothing to set up; for any other network by a float64 copy of the Keras model, built
+at predict time and rebuilt whenever the weights change (it is never pickled).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import weakref
 
 import numpy as np
+from scipy import special
 from sklearn.utils.validation import check_array
 
 PREDICT_CHUNK = 8192
@@ -95,12 +98,65 @@ class _Float64Predictor:
 _PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _softmax(x: np.ndarray) -> np.ndarray:
+    return special.softmax(x, axis=-1)
+
+
+#: Activations the NumPy forward pass knows, by their Keras names (others use the Keras twin).
+ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": special.expit,
+    "tanh": np.tanh,
+    "softmax": _softmax,
+    "elu": lambda x: np.where(x > 0, x, np.expm1(np.minimum(x, 0.0))),
+    "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(np.minimum(x, 0.0))),
+    "gelu": lambda x: 0.5 * x * (1.0 + special.erf(x / np.sqrt(2.0))),
+    "silu": lambda x: x * special.expit(x),
+    "swish": lambda x: x * special.expit(x),
+    "softplus": lambda x: np.logaddexp(0.0, x),
+}
+
+
+def numpy_layers(model) -> list | None:
+    """``model``'s layers as (kernel, bias, activation) steps in float64, or None when a layer is not a
+    plain Dense (known activation), Dropout or input layer."""
+    import keras
+
+    steps = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer | keras.layers.Dropout):
+            continue  # dropout is the identity at inference
+        if type(layer) is not keras.layers.Dense:
+            return None
+        name = layer.get_config().get("activation")
+        activation = ACTIVATIONS.get(name) if isinstance(name, str) else None
+        if activation is None:
+            return None
+        weights = [np.asarray(w, dtype=np.float64) for w in layer.get_weights()]
+        steps.append((weights[0], weights[1] if layer.use_bias else None, activation))
+    return steps
+
+
+def _numpy_forward(steps: list, X: np.ndarray) -> np.ndarray:
+    out = X
+    for kernel, bias, activation in steps:
+        out = out @ kernel
+        if bias is not None:
+            out += bias
+        out = activation(out)
+    return out
+
+
 def predict_float64(model, X: np.ndarray) -> np.ndarray:
     """Outputs of Keras ``model`` on ``X``, computed in float64, in chunks of ``PREDICT_CHUNK`` rows."""
+    X = np.asarray(X, dtype="float64")
+    steps = numpy_layers(model)
+    if steps is not None:
+        return _numpy_forward(steps, X)
     predictor = _PREDICTORS.get(model)
     if predictor is None:
         predictor = _PREDICTORS[model] = _Float64Predictor()
     forward = predictor.forward(model)
-    X = np.asarray(X, dtype="float64")
     chunks = [np.asarray(forward(X[i : i + PREDICT_CHUNK])) for i in range(0, max(len(X), 1), PREDICT_CHUNK)]
     return np.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]

@@ -88,3 +88,28 @@ def test_non_numeric_columns_are_refused_with_a_clear_message(regressor):
     frame[0] = "abc"
     with pytest.raises(ValueError, match="KerasMLPRegressor needs numeric features"):
         est.predict(frame)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "softplus"])
+def test_numpy_forward_pass_equals_the_keras_float64_model(activation):
+    """build_model's networks are scored by a NumPy pass; it computes what Keras computes in float64."""
+    from estimators.inference import float64_twin, numpy_layers
+
+    X, y = load_diabetes(return_X_y=True)
+    X = _float32(X)
+    est = KerasMLPRegressor(**{**FAST, "activation": activation, "epochs": 2}).fit(X, y.astype("float32") / 100)
+    assert numpy_layers(est.model_) is not None
+    keras_out = np.asarray(float64_twin(est.model_)(X.astype("float64"), training=False)).ravel()
+    np.testing.assert_allclose(est.predict(X), keras_out, rtol=0, atol=1e-7 * np.abs(keras_out).max())
+
+
+def test_a_network_the_numpy_pass_does_not_know_uses_the_keras_float64_copy(regressor):
+    """An activation outside the NumPy table (here hard_sigmoid): the float64 Keras copy, still batch-invariant."""
+    from estimators.inference import numpy_layers
+
+    est, X = regressor
+    odd = KerasMLPRegressor(**{**FAST, "activation": "hard_sigmoid", "epochs": 2}).fit(X, est.predict(X).astype("float32"))
+    assert numpy_layers(odd.model_) is None
+    batch = odd.predict(X[:33])
+    alone = np.array([odd.predict(X[i : i + 1])[0] for i in (0, 16, 32)])
+    np.testing.assert_allclose(alone, batch[[0, 16, 32]], rtol=1e-9, atol=1e-12)
