@@ -8,12 +8,10 @@ batches, and which rows differ depends on the kernels the processor gets (its ve
 the same effect is ~1e-16 relative, so predictions are computed in float64 from the fitted weights: for the
 networks ``build_model`` makes (Dense layers with the usual activations, Dropout) by a NumPy forward
 pass, which costs nothing to set up; for any other network by a float64 copy of the Keras model, built
-at predict time and rebuilt whenever the weights change (it is never pickled).
+from the current weights at each predict (never stored, so never stale and never pickled).
 """
 
 from __future__ import annotations
-
-import weakref
 
 import numpy as np
 from scipy import special
@@ -34,10 +32,6 @@ def numeric_input(X, estimator_name: str) -> np.ndarray:
         raise
 
 
-def _weights_of(model) -> list[np.ndarray]:
-    return [np.asarray(w) for w in model.get_weights()]
-
-
 def float64_twin(model):
     """A float64 Keras model with ``model``'s layers and weights (inference only)."""
     import keras
@@ -55,47 +49,6 @@ def float64_twin(model):
     for twin_layer, layer in zip(layers, model.layers, strict=True):
         twin_layer.set_weights([np.asarray(w, dtype="float64") for w in layer.get_weights()])
     return twin
-
-
-class _Float64Predictor:
-    """The float64 twin of one Keras model, rebuilt when that model's weights change.
-
-    The first calls on newly fitted weights run eagerly (a study scores a model once or twice, and
-    tracing costs more than that); later calls use one traced function, for any number of rows.
-    """
-
-    EAGER_CALLS = 2
-
-    def __init__(self) -> None:
-        self._weights: list[np.ndarray] = []
-        self._twin = None
-        self._traced = None
-        self._calls = 0
-
-    def forward(self, model):
-        weights = _weights_of(model)
-        stale = (
-            self._twin is None
-            or len(weights) != len(self._weights)
-            or not all(np.array_equal(a, b) for a, b in zip(weights, self._weights, strict=True))
-        )
-        if stale:
-            self._twin, self._weights, self._traced, self._calls = float64_twin(model), weights, None, 0
-        self._calls += 1
-        twin = self._twin
-        if self._calls <= self.EAGER_CALLS:
-            return lambda x: twin(x, training=False)
-        if self._traced is None:
-            import tensorflow as tf
-
-            spec = tf.TensorSpec([None, *twin.input_shape[1:]], tf.float64)
-            self._traced = tf.function(lambda x: twin(x, training=False), input_signature=[spec])
-        return self._traced
-
-
-# Keyed by the fitted Keras model itself, so that neither the estimator's attributes nor its pickle
-# change; an entry goes away with its model.
-_PREDICTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -154,9 +107,6 @@ def predict_float64(model, X: np.ndarray) -> np.ndarray:
     steps = numpy_layers(model)
     if steps is not None:
         return _numpy_forward(steps, X)
-    predictor = _PREDICTORS.get(model)
-    if predictor is None:
-        predictor = _PREDICTORS[model] = _Float64Predictor()
-    forward = predictor.forward(model)
-    chunks = [np.asarray(forward(X[i : i + PREDICT_CHUNK])) for i in range(0, max(len(X), 1), PREDICT_CHUNK)]
+    twin = float64_twin(model)  # any other network: a float64 copy, built from the current weights
+    chunks = [np.asarray(twin(X[i : i + PREDICT_CHUNK], training=False)) for i in range(0, max(len(X), 1), PREDICT_CHUNK)]
     return np.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]

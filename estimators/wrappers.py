@@ -26,11 +26,9 @@ from estimators import hyperparams
 from estimators.build import build_model
 from estimators.callbacks import StopOnNaN, early_stopping
 from estimators.data_pipeline import array_dataset
-from estimators.inference import numeric_input, predict_float64
+from estimators.inference import PREDICT_CHUNK, numeric_input, predict_float64
 from estimators.seeding import seeded
 from estimators.targets import StandardizedTargetEncoder
-
-PREDICT_CHUNK = 8192
 
 
 class _KerasMLPMixin:

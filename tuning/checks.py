@@ -1,13 +1,12 @@
 """Checks that run on the loaded data before any training: task inference, row and class counts.
 
-Each problem is a :class:`DataError` naming the study key to change; ``print_notes`` tells the user what
-loading decided on their behalf.
+Each problem is a :class:`DataError` naming the study key to change; what loading decides on the user's
+behalf goes into ``DatasetSplit.notes`` (the study prints them).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,23 +14,13 @@ import pandas as pd
 from tuning.config import DatasetConfig
 from tuning.errors import DataError
 
-__all__ = ["MAX_CLASSES", "MIN_TRAIN_ROWS", "check_class_sizes", "check_rows", "check_task", "infer_task",
-           "print_notes"]
+__all__ = ["MAX_CLASSES", "MIN_TRAIN_ROWS", "check_class_sizes", "check_rows", "check_task", "infer_task"]
 
 #: An integer target is taken as class labels only when its values are consecutive (0, 1, 2 ...) and at
 #: most this many (else it is a quantity: regression).
 MAX_CLASSES = 20
 #: The split must leave at least this many training rows (and 2 validation and 2 test rows).
 MIN_TRAIN_ROWS = 10
-
-
-def print_notes(notes: list[str], console: Any = None) -> None:
-    """Tell the user what the data loading decided (inferred task, dropped rows and columns)."""
-    if notes:
-        from rich.console import Console
-
-        for note in notes:
-            (console or Console(stderr=True)).print(f"note: {note}", markup=False, highlight=False)
 
 
 def check_rows(n: int, cfg: DatasetConfig, name: str) -> None:

@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from tuning.checks import MAX_CLASSES, check_class_sizes, check_rows, check_task, infer_task, print_notes
+from tuning.checks import MAX_CLASSES, check_class_sizes, check_rows, check_task, infer_task
 from tuning.config import BUILTIN_TASKS, DatasetConfig
 from tuning.errors import DataError
 from tuning.readers import read_image_files, read_imdb_npz, read_table
 
-__all__ = ["MAX_CLASSES", "DatasetSplit", "infer_task", "load_dataset", "print_notes"]
+__all__ = ["MAX_CLASSES", "DatasetSplit", "infer_task", "load_dataset"]
 
 _ARRAYS = ("X_train", "y_train", "X_valid", "y_valid", "X_test", "y_test")
 _KERAS_FILES = {
