@@ -6,6 +6,7 @@ from typing import Literal
 
 import keras
 
+from estimators.embeddings import PeriodicEmbedding
 from estimators.hyperparams import OPTIMIZERS, build_knobs
 
 Task = Literal["regression", "binary", "multiclass"]
@@ -85,6 +86,10 @@ def build_model(
     momentum: float = 0.0,
     dropout: float = 0.0,
     weight_decay: float | None = None,
+    numeric_embedding: str = "none",
+    n_frequencies: int = 16,
+    frequency_scale: float = 0.1,
+    embedding_dim: int = 16,
     seed: int | None = None,
     steps_per_execution: int = 1,
 ) -> keras.Model:
@@ -92,7 +97,9 @@ def build_model(
 
     The output layer and loss follow ``task``: one linear unit and MSE for regression, one sigmoid
     unit and binary cross-entropy for binary, ``n_classes`` softmax units and sparse categorical
-    cross-entropy for multi-class. ``n_hidden=0`` gives a linear / logistic model. With ``seed``
+    cross-entropy for multi-class. ``n_hidden=0`` gives a linear / logistic model. With
+    ``numeric_embedding="periodic"`` the features first go through a :class:`PeriodicEmbedding`
+    (``n_frequencies``, ``frequency_scale``, ``embedding_dim``). With ``seed``
     every initializer and dropout layer is seeded, so the weights do not depend on global state.
     Each knob is checked against the hyperparameter table (``estimators.hyperparams``).
     """
@@ -105,6 +112,9 @@ def build_model(
         return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
 
     layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,))]
+    if numeric_embedding == "periodic":
+        layers.append(PeriodicEmbedding(n_frequencies, frequency_scale, embedding_dim,
+                                        seed=None if seed is None else seed + 2000, name="periodic_embedding"))
     for i in range(n_hidden):
         layers.append(
             keras.layers.Dense(n_neurons, activation=activation, kernel_initializer=init(i), name=f"hidden_{i + 1}")

@@ -52,3 +52,22 @@ def early_stopping(monitor: str, patience: int, min_delta: float, restore_best_w
         restore_best_weights=restore_best_weights,
         verbose=0,
     )
+
+
+def lr_schedule(name: str, learning_rate: float, epochs: int, patience: int, monitor: str):
+    """A new learning-rate callback for schedule ``name`` (None for ``constant``).
+
+    ``plateau`` halves the rate after ``patience // 2`` epochs (at least 1) without improvement of ``monitor``
+    (so it acts before early stopping gives up); ``cosine`` sets epoch ``e``'s rate to
+    ``learning_rate * (1 + cos(pi * e / epochs)) / 2``.
+    """
+    name = name.lower()
+    if name == "constant":
+        return None
+    if name == "plateau":
+        return keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, patience // 2),
+                                                 min_lr=learning_rate * 1e-3, verbose=0)
+    if name == "cosine":
+        return keras.callbacks.LearningRateScheduler(
+            lambda epoch: learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs)), verbose=0)
+    raise ValueError(f"lr_schedule must be one of ('constant', 'plateau', 'cosine'), got {name!r}")

@@ -175,10 +175,25 @@ HYPERPARAMS: dict[str, HyperParam] = _rows(
                model=True, build=True),
     HyperParam("weight_decay", "float", None, "optimizer weight decay (None: the optimizer's default, 0.004 for "
                "adamw)", ge=0, nullable=True, tunable=True, model=True, build=True, aliases=("l2",)),
+    HyperParam("numeric_embedding", "str", "none", "`periodic`: each feature goes through trainable sines and "
+               "cosines, then a linear map and ReLU, before the hidden layers (PLR embeddings, Gorishniy et al. "
+               "2022); `none`: the features enter the first hidden layer as they are",
+               choices=("none", "periodic"), tunable=True, model=True, build=True, aliases=("embedding",)),
+    HyperParam("n_frequencies", "int", 16, "periodic embedding: frequencies per feature", ge=1, tunable=True,
+               model=True, build=True),
+    HyperParam("frequency_scale", "float", 0.1, "periodic embedding: standard deviation of the initial "
+               "frequencies (finer patterns when larger; tune on a log scale, about 0.01-1)", gt=0,
+               tunable=True, model=True, build=True, aliases=("sigma",)),
+    HyperParam("embedding_dim", "int", 16, "periodic embedding: units per feature", ge=1, tunable=True,
+               model=True, build=True),
     # ---- training
     HyperParam("epochs", "int", 100, "maximum number of epochs", ge=1, tunable=True, study="training.epochs"),
     HyperParam("batch_size", "int", 32, "rows per gradient step", ge=1, tunable=True,
                study="training.batch_size", aliases=("batch",)),
+    HyperParam("lr_schedule", "str", "constant", "`plateau`: halve the learning rate after `patience // 2` "
+               "epochs without improvement of the monitored loss; `cosine`: decay it to 0 along a half cosine "
+               "over `epochs`; `constant`: leave it", choices=("constant", "plateau", "cosine"), tunable=True,
+               model=True, aliases=("schedule",)),
     HyperParam("early_stopping", "bool", True, "Keras EarlyStopping on `val_loss`",
                study="training.early_stopping.enabled"),
     HyperParam("patience", "int", 10, "epochs without improvement before early stopping", ge=0, tunable=True,

@@ -6,9 +6,9 @@ in a register tile (the last rows of a batch that do not fill a tile take a narr
 alone takes the matrix-vector path). The same row then scores ~1e-7 relative apart in different
 batches, and which rows differ depends on the kernels the processor gets (its vector width). In float64
 the same effect is ~1e-16 relative, so predictions are computed in float64 from the fitted weights: for the
-networks ``build_model`` makes (Dense layers with the usual activations, Dropout) by a NumPy forward
-pass, which costs nothing to set up; for any other network by a float64 copy of the Keras model, built
-from the current weights at each predict (never stored, so never stale and never pickled).
+networks ``build_model`` makes (Dense layers with the usual activations, Dropout, periodic embeddings) by
+a NumPy forward pass, which costs nothing to set up; for any other network by a float64 copy of the Keras
+model, built from the current weights at each predict (never stored, so never stale and never pickled).
 """
 
 from __future__ import annotations
@@ -71,15 +71,30 @@ ACTIVATIONS = {
 }
 
 
+def _dense_step(kernel: np.ndarray, bias: np.ndarray | None, activation):
+    def forward(X: np.ndarray) -> np.ndarray:
+        out = X @ kernel
+        if bias is not None:
+            out += bias
+        return activation(out)
+
+    return forward
+
+
 def numpy_layers(model) -> list | None:
-    """``model``'s layers as (kernel, bias, activation) steps in float64, or None when a layer is not a
-    plain Dense (known activation), Dropout or input layer."""
+    """``model``'s layers as float64 NumPy functions of the previous layer's output, or None when a layer is
+    not a plain Dense (known activation), a periodic embedding, Dropout or an input layer."""
     import keras
+
+    from estimators.embeddings import PeriodicEmbedding, periodic_embedding_numpy
 
     steps = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer | keras.layers.Dropout):
             continue  # dropout is the identity at inference
+        if type(layer) is PeriodicEmbedding:
+            steps.append(periodic_embedding_numpy(layer))
+            continue
         if type(layer) is not keras.layers.Dense:
             return None
         name = layer.get_config().get("activation")
@@ -87,17 +102,14 @@ def numpy_layers(model) -> list | None:
         if activation is None:
             return None
         weights = [np.asarray(w, dtype=np.float64) for w in layer.get_weights()]
-        steps.append((weights[0], weights[1] if layer.use_bias else None, activation))
+        steps.append(_dense_step(weights[0], weights[1] if layer.use_bias else None, activation))
     return steps
 
 
 def _numpy_forward(steps: list, X: np.ndarray) -> np.ndarray:
     out = X
-    for kernel, bias, activation in steps:
-        out = out @ kernel
-        if bias is not None:
-            out += bias
-        out = activation(out)
+    for step in steps:
+        out = step(out)
     return out
 
 

@@ -24,7 +24,7 @@ from sklearn.utils._tags import ClassifierTags, RegressorTags
 
 from estimators import hyperparams
 from estimators.build import build_model
-from estimators.callbacks import StopOnNaN, early_stopping
+from estimators.callbacks import StopOnNaN, early_stopping, lr_schedule
 from estimators.data_pipeline import array_dataset
 from estimators.inference import PREDICT_CHUNK, numeric_input, predict_float64
 from estimators.seeding import seeded
@@ -245,7 +245,8 @@ class _KerasMLPMixin:
         stopper = None
         if self.early_stopping:
             stopper = early_stopping(monitor, int(self.patience), float(self.min_delta), bool(self.restore_best_weights))
-        callbacks = [cb for cb in (nan_stop, stopper, *extra_callbacks) if cb is not None]
+        schedule = lr_schedule(self.lr_schedule, float(self.learning_rate), int(epochs), int(self.patience), monitor)
+        callbacks = [cb for cb in (nan_stop, stopper, schedule, *extra_callbacks) if cb is not None]
         history = self.model_.fit(
             array_dataset((X, y, sample_weight), int(self.batch_size), shuffle=True, seed=seed),
             validation_data=None if valid is None else array_dataset(valid, max(int(self.batch_size), PREDICT_CHUNK)),
@@ -324,8 +325,13 @@ class KerasMLPRegressor(_KerasMLPMixin, KerasRegressor):
         momentum=0.0,
         dropout=0.0,
         weight_decay=None,
+        numeric_embedding="none",
+        n_frequencies=16,
+        frequency_scale=0.1,
+        embedding_dim=16,
         epochs=100,
         batch_size=32,
+        lr_schedule="constant",
         early_stopping=True,
         patience=10,
         min_delta=0.0,
@@ -369,8 +375,13 @@ class KerasMLPClassifier(_KerasMLPMixin, KerasClassifier):
         momentum=0.0,
         dropout=0.0,
         weight_decay=None,
+        numeric_embedding="none",
+        n_frequencies=16,
+        frequency_scale=0.1,
+        embedding_dim=16,
         epochs=100,
         batch_size=32,
+        lr_schedule="constant",
         early_stopping=True,
         patience=10,
         min_delta=0.0,

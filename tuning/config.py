@@ -38,6 +38,7 @@ __all__ = [
     "CategoricalParam",
     "DatasetConfig",
     "EarlyStoppingConfig",
+    "EnsembleConfig",
     "ExportConfig",
     "FloatParam",
     "IntParam",
@@ -188,11 +189,33 @@ class MlflowConfig(_Model):
     experiment: str | None = None
 
 
+class EnsembleConfig(_Model):
+    """The exported model as a weighted average of the best trials' models (off while ``size`` is 0)."""
+
+    # greedy: ``size`` rounds of greedy selection with replacement on the validation set among the
+    # ``candidates`` best trials (auto-sklearn's ensemble selection); top_k: the ``size`` best, equal weights
+    method: Literal["greedy", "top_k"] = "greedy"
+    size: Int = Field(0, ge=0)
+    candidates: Int = Field(10, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
+    @property
+    def pool(self) -> int:
+        """How many best trials' fitted models a run keeps for the ensemble."""
+        if not self.enabled:
+            return 1
+        return self.candidates if self.method == "greedy" else self.size
+
+
 class ExportConfig(_Model):
     """Where the best model goes; dir None means exports/<study name>."""
 
     dir: str | None = None
     registered_model_name: str | None = None
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
 
 
 # ------------------------------------------------------------------------------------------------ study

@@ -1,7 +1,8 @@
 """Export the refitted best model: a pipeline that predicts on raw rows, plus its metadata.
 
 The export directory holds ``pipeline.joblib`` (preprocessing + estimator, the thing to load),
-``model.keras`` (the bare Keras network), ``preprocessing.joblib``, ``best_params.json`` and
+``model.keras`` (the bare Keras network; for an ensemble ``model_1.keras``, ``model_2.keras``, ... in the
+order of ``best_params.json``'s ``ensemble.members``), ``preprocessing.joblib``, ``best_params.json`` and
 ``metrics.json``. ``load_model(dir)`` returns the pipeline.
 """
 
@@ -51,7 +52,14 @@ def export_model(pipeline: Pipeline, out_dir: Path, best: dict[str, Any], metric
         "metrics": out_dir / "metrics.json",
     }
     joblib.dump(pipeline, paths["pipeline"])
-    pipeline.named_steps["model"].model_.save(paths["keras"])
+    model = pipeline.named_steps["model"]
+    if hasattr(model, "estimators_"):  # an ensemble: one Keras file per member, in best_params.json's order
+        del paths["keras"]
+        for i, member in enumerate(model.estimators_, start=1):
+            paths[f"keras_{i}"] = out_dir / f"model_{i}.keras"
+            member.model_.save(paths[f"keras_{i}"])
+    else:
+        model.model_.save(paths["keras"])
     joblib.dump(pipeline.named_steps.get("preprocessing"), paths["preprocessing"])
     paths["best_params"].write_text(json.dumps(best, indent=2, default=str) + "\n")
     paths["metrics"].write_text(json.dumps(metrics, indent=2) + "\n")

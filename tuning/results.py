@@ -30,6 +30,7 @@ class StudyResult:
     report_path: Path | None = None
     already_complete: bool = False  # a re-run of a finished study: nothing trained, results as stored
     n_trials: int = 0  # the budget asked for
+    ensemble: dict | None = None  # the exported ensemble's members and validation score, when there is one
 
     def _count(self, state: str) -> int:
         return sum(r.state == state for r in self.records)
@@ -77,4 +78,5 @@ def stored_result(name: str, records: list[TrialRecord], export_dir: Path, n_tri
                            value=best_info.get(f"valid_{metric}"), metric=metric)
     report = export_dir / "report" / "report.html"
     return StudyResult(name, records, best, test_metrics=dict(scores.get("test", {})), export_dir=export_dir,
-                       report_path=report if report.exists() else None, already_complete=True, n_trials=n_trials)
+                       report_path=report if report.exists() else None, already_complete=True, n_trials=n_trials,
+                       ensemble=best_info.get("ensemble"))

@@ -23,6 +23,7 @@ from tuning.backends.base import PARENT_RUN, SPACE_DIGEST
 from tuning.config import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers, with_parallel_fits
 from tuning.data import DatasetSplit, load_dataset
+from tuning.ensembling import build_ensemble, fitted_estimator
 from tuning.export import export_model, make_pipeline, test_metrics
 from tuning.overrides import Overrides
 from tuning.progress import ProgressDisplay
@@ -186,24 +187,25 @@ def search(session: Session) -> bool:
 # ----------------------------------------------------------------------------------------------- finish
 
 
-def refit_best(runner: TrialRunner, best: TrialRecord, split: DatasetSplit):
-    """The fitted estimator of the best trial: reused when this process trained it, else refitted."""
-    if runner.best_number == best.number and runner.best_estimator is not None:
-        return runner.best_estimator
-    d = runner.data
-    return runner.make_estimator(best.params).fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid))
-
-
 def export_best(session: Session, result: StudyResult) -> None:
-    """Refit (or reuse) the best trial's model, score it on the test set, export it and log it."""
+    """Refit (or reuse) the best trial's model, or build the ensemble of the best trials, score it on the
+    test set, export it and log it."""
     runner, split, best, out_dir = session.runner, session.split, result.best, session.config.export_dir
-    pipeline = make_pipeline(runner.data.scaler, refit_best(runner, best, split))
-    result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
     best_info = {"trial": best.number, "params": best.params, f"valid_{runner.metric}": best.value,
                  "metric": runner.metric}
-    export_model(pipeline, out_dir, best_info, {"valid": {runner.metric: best.value}, "test": result.test_metrics})
+    valid = {runner.metric: best.value}
+    ensemble_config = session.config.export.ensemble
+    if ensemble_config.enabled:
+        model, best_info["ensemble"] = build_ensemble(runner, result.records, ensemble_config)
+        valid[f"ensemble_{runner.metric}"] = best_info["ensemble"][f"valid_{runner.metric}"]
+    else:
+        model = fitted_estimator(runner, best)
+    pipeline = make_pipeline(runner.data.scaler, model)
+    result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
+    result.ensemble = best_info.get("ensemble")
+    export_model(pipeline, out_dir, best_info, {"valid": valid, "test": result.test_metrics})
     result.export_dir = out_dir
-    session.tracker.log_best(best, result.test_metrics, out_dir)
+    session.tracker.log_best(best, result.test_metrics, out_dir, ensemble=result.ensemble)
     session.tracker.log_model(pipeline, split.X_test, session.config.export.registered_model_name)
     session.store.mark_exported()
 

@@ -298,14 +298,22 @@ class MlflowTracker:
             logger.warning("no learning curve for trial %s: %s", record.number, exc)
 
     # ---- results ---------------------------------------------------------------------------------
-    def log_best(self, best: TrialRecord | None, test_metrics: dict[str, float], export_dir: Path | None) -> None:
+    def log_best(self, best: TrialRecord | None, test_metrics: dict[str, float], export_dir: Path | None,
+                 ensemble: dict | None = None) -> None:
+        """The best trial's parameters and validation score, the exported model's test scores and, for an
+        ensemble, its members (tag ``ensemble_members``: ``trial:weight`` pairs) and validation score."""
         if best is None:
             return
         now = layout.now_ms()
         params = [Param(f"{layout.BEST_PARAM}{k}", layout.param_text(v)) for k, v in best.params.items()]
         metrics = [Metric(layout.best_valid_key(best.metric), float(best.value), now, 0)]
+        tags = []
+        if ensemble:
+            metrics.append(Metric(f"ensemble_valid_{best.metric}", float(ensemble[f"valid_{best.metric}"]), now, 0))
+            tags.append(RunTag("ensemble_members", " ".join(f"{m['trial']}:{m['weight']:.3g}"
+                                                            for m in ensemble["members"])))
         metrics += [Metric(f"{layout.TEST_PREFIX}{k}", float(v), now, 0) for k, v in test_metrics.items()]
-        tags = [RunTag(layout.BEST_TRIAL, str(best.number))]
+        tags.append(RunTag(layout.BEST_TRIAL, str(best.number)))
         if export_dir is not None:
             tags.append(RunTag(layout.EXPORT_DIR, str(Path(export_dir).resolve())))
         self.client.log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)

@@ -125,6 +125,9 @@ class TrialRunner:
         self.best_value: float | None = None
         self.best_estimator: Any = None
         self.best_number: int | None = None
+        #: the fitted estimators of the best trials run here, by trial number (at most ``keep`` of them)
+        self.kept: dict[int, tuple[float, Any]] = {}
+        self.keep = config.export.ensemble.pool
         self.freeze_heap = process.heap_freezing()  # travels with a detached copy to a joblib worker
 
     def detached(self, observers: list[TrialObserver]) -> TrialRunner:
@@ -132,6 +135,7 @@ class TrialRunner:
         twin = copy.copy(self)
         twin.observers = list(observers)
         twin.best_value = twin.best_estimator = twin.best_number = None
+        twin.kept = {}
         return twin
 
     # ---- estimator -----------------------------------------------------------------------------
@@ -205,8 +209,17 @@ class TrialRunner:
         if not np.isfinite(record.value):
             raise ValueError(f"the {self.metric} is not finite")
         record.state = COMPLETE
-        if self.config.search.cv == "validation" and better(record.value, self.best_value, self.direction):
+        if self.config.search.cv == "validation":
+            self._keep(record, estimator)
+
+    def _keep(self, record: TrialRecord, estimator) -> None:
+        """Remember the fitted estimator if it is among the ``keep`` best of this process (and the best)."""
+        if better(record.value, self.best_value, self.direction):
             self.best_value, self.best_estimator, self.best_number = record.value, estimator, record.number
+        self.kept[record.number] = (record.value, estimator)
+        if len(self.kept) > self.keep:
+            ranked = sorted(self.kept.items(), key=lambda item: item[1][0], reverse=self.direction == "maximize")
+            self.kept = dict(ranked[: self.keep])
 
     def _cross_validate(self, estimator, on_epoch) -> tuple[list[float], Any]:
         """K-fold on train as RandomizedSearchCV does; every fold stops early on the validation set."""
