@@ -20,6 +20,7 @@ SMOKE = {
     "vs_classic": ["vs_classic.py", "--smoke", "--out", "{tmp}/vs"],
     "overhead": ["overhead.py", "--smoke"],
     "memory": ["memory.py", "--smoke", "--csv", "{tmp}/rss.csv"],
+    "levers": ["levers.py", "--smoke", "--variants", "default", "plain+ensemble", "--out", "{tmp}/levers"],
 }
 
 
@@ -62,13 +63,16 @@ def test_vs_classic_smoke(smoke):
     for name in ("results.jsonl", "results.md", "test_mse_vs_time.png", "time_to_quality.png"):
         assert (out / name).stat().st_size > 0, name
     runs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert sorted(r["method"] for r in runs) == ["classic", "ours"]  # the second run replaced the first's
+    assert sorted(r["method"] for r in runs) == ["classic", "hgb", "ours"]  # the second run replaced the first's
+    hgb = next(r for r in runs if r["method"] == "hgb")
+    assert hgb["test_mse"] > 0 and hgb["test_mse_full"] > 0 and hgb["y_test_digest"] == runs[0]["y_test_digest"]
+    assert re.search(r"test MSE ours/HGB \d+\.\d+", stdout)
     assert "test MSE –" not in stdout
     ours = next(r for r in runs if r["method"] == "ours")
     assert ours["best_so_far"] and ours["best_so_far"][0]["elapsed_s"] > 0  # the run_study(observers=) hook
     assert ours["test_mse"] > 0 and ours["n_trials"] == 2  # trained again, not the first run's study resumed
     table = (out / "results.md").read_text()
-    assert table.startswith("| seed |") and "| 42 |" in table
+    assert table.startswith("| seed |") and "| 42 |" in table and "HGB test MSE" in table
     report = subprocess.run([sys.executable, str(BENCH / "vs_classic.py"), "--report", str(out)], cwd=tmp,
                             env=_env(), capture_output=True, text=True, timeout=120)
     assert "median" in _check(report, "vs_classic.py --report")  # rebuilt from results.jsonl
@@ -88,7 +92,19 @@ def test_memory_smoke(smoke):
     assert (tmp / "rss.csv").read_text().startswith("trials,rss_mb\n")
 
 
-@pytest.mark.parametrize("script", ["vs_classic.py", "overhead.py", "memory.py"])
+def test_levers_smoke(smoke):
+    done, tmp = smoke["levers"]
+    stdout = _check(done, "levers.py")
+    assert re.search(r"^default without the ensemble \(its best trial\) +test MSE \d+\.\d+", stdout, re.M)
+    assert re.search(r"^plain\+ensemble +test MSE \d+\.\d+ \([+-]\d+\.\d+\)", stdout, re.M)
+    runs = [json.loads(line) for line in (tmp / "levers" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["variant"] for r in runs) == ["default", "plain+ensemble"]  # the second run replaced the first's
+    by = {r["variant"]: r for r in runs}
+    assert by["default"]["ensemble_members"] >= 1 and by["plain+ensemble"]["ensemble_members"] >= 1
+    assert (tmp / "levers" / "results.md").read_text().startswith("| variant |")
+
+
+@pytest.mark.parametrize("script", ["vs_classic.py", "overhead.py", "memory.py", "levers.py"])
 def test_help(script):
     done = subprocess.run([sys.executable, str(BENCH / script), "--help"], env=_env(), capture_output=True,
                           text=True, timeout=60)
