@@ -126,6 +126,9 @@ class SearchConfig(_Model):
     n_jobs: Int = 1
     joblib_backend: Literal["loky", "threading", "multiprocessing", "dask", "ray"] | None = None
     metric: Metric = "auto"
+    # first, a learning-rate range test replaces space.learning_rate (a float range) by the bounds it
+    # suggests, stored in the export dir for resumes (tuning.lr_bounds)
+    lr_range_test: bool = False
 
     @field_validator("n_jobs")
     @classmethod

@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             out.print(describe_plan(config))
             return 0
         from tuning.coordination import check_resumable
+        from tuning.lr_bounds import with_stored_bounds
 
-        check_resumable(config, args.storage, args.fresh or args.worker)
+        check_resumable(with_stored_bounds(config), args.storage, args.fresh or args.worker)
         from tuning.workers import limit_threads
 
         limit_threads(args.workers)  # before TensorFlow starts its thread pools

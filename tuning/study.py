@@ -18,6 +18,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from tuning import lr_bounds
 from tuning.backends import StudyStore, TrialScheduler, make_scheduler, make_store
 from tuning.backends.base import PARENT_RUN, SPACE_DIGEST
 from tuning.config import StudyConfig, load_study, space_digest
@@ -142,6 +143,8 @@ def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Sess
     console = options.console or Console(stderr=True, log_path=False)
     split = load_dataset(config.dataset)
     config.export_dir.mkdir(parents=True, exist_ok=True)
+    lr_step = lr_bounds.resolve(config, split, fresh=options.fresh and not options.worker)
+    config = lr_step.config  # search.lr_range_test: the learning_rate range the test suggests
     metric, direction = config.search.resolved_metric(split.task), config.search.direction(split.task)
     tracker = MlflowTracker(config.mlflow.tracking_uri, config.experiment_name)
     try:
@@ -149,13 +152,15 @@ def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Sess
         collector = _Collector()
         runner = TrialRunner(config, split, observers=[tracker, collector, display, *options.observers])
         if not (options.quiet or options.worker):
-            print_notes(split.notes + runner.data.notes, console)
+            print_notes(split.notes + lr_step.notes + runner.data.notes, console)
         for observer in options.observers:
             if hasattr(observer, "attach"):
                 observer.attach(runner)
         store = make_store(config, config.export_dir, storage=options.storage)
         store.open(direction, metric, fresh=options.fresh and not options.worker)
+        lr_files = lr_bounds.save(lr_step)  # once the store accepted the space: what resumes reuse
         open_parent_run(tracker, store, config, flat_settings(config), path, study_text(config, path), split)
+        tracker.log_files(lr_files, "lr_range")
         close_orphan_runs(tracker, store)
         display.resume(store.records())
         session = Session(config, options, split, runner, store, make_scheduler(store), tracker, display,
@@ -287,6 +292,7 @@ def run_study(
     options = RunOptions(quiet, console, tuple(observers), workers, storage, fresh, worker)
     config, path = resolve_config(study, overrides)
     config = with_parallel_fits(config, workers)
+    config = lr_bounds.with_stored_bounds(config, fresh=fresh and not worker)
     done = finished_result(config, options)
     if done is not None:
         return done
