@@ -25,18 +25,22 @@ SMOKE_DATASET = {"source": "diabetes"}  # ships with scikit-learn: 442 rows, wor
 
 
 def study_config(study: str | os.PathLike, *, smoke: bool = False, dataset: dict[str, Any] | None = None,
-                 search: dict[str, Any] | None = None, training: dict[str, Any] | None = None):
+                 search: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
+                 name: str | None = None):
     """The study file as our CLI reads it, with sections replaced or updated for a benchmark.
 
-    ``smoke`` swaps in the diabetes data set; ``search`` and ``training`` entries update those sections
-    (a ``None`` value removes a key, e.g. ``timeout``).
+    ``smoke`` swaps in the diabetes data set, ``dataset`` replaces the whole section; ``search`` and
+    ``training`` entries update those sections (a ``None`` value removes a key, e.g. ``timeout``); ``name``
+    renames the study (its MLflow experiment and report title).
     """
     from tuning.config import load_study, load_study_dict
 
     config = load_study(study)
-    if not (smoke or dataset or search or training):
+    if not (smoke or dataset or search or training or name):
         return config
     data = config.model_dump(exclude_unset=True)
+    if name:
+        data["name"] = name
     if dataset or smoke:
         data["dataset"] = dict(SMOKE_DATASET if smoke else dataset)
     for section, changes in (("search", search), ("training", training)):
