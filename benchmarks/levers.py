@@ -9,6 +9,8 @@ the other):
 * ``no-embedding``: ``numeric_embedding: none`` (and ``frequency_scale`` out of the space).
 * ``constant-lr``: ``lr_schedule: constant``.
 * ``no-dropout``: ``dropout`` out of the space.
+* ``lr-range-test``: ``search.lr_range_test: true`` (the learning-rate range test sets the space's
+  learning-rate bounds first).
 * ``plain``: ``studies/housing_plain.yaml``, the default before the levers (plain MLP, best trial alone).
 * ``plain+ensemble``: the same with the default's ensemble.
 
@@ -31,7 +33,7 @@ from _common import DEFAULT_STUDY, ROOT, SMOKE_DATASET
 from vs_classic import _fmt, _median, load_results, run_ours, save_result
 
 PLAIN_STUDY = ROOT / "studies" / "housing_plain.yaml"
-VARIANTS = ("default", "no-embedding", "constant-lr", "no-dropout", "plain", "plain+ensemble")
+VARIANTS = ("default", "no-embedding", "constant-lr", "no-dropout", "lr-range-test", "plain", "plain+ensemble")
 
 
 def variant_config(name: str, study: Path, smoke: bool):
@@ -47,6 +49,8 @@ def variant_config(name: str, study: Path, smoke: bool):
         data["model"] = {**data.get("model", {}), "lr_schedule": "constant"}
     elif name == "no-dropout":
         data["space"].pop("dropout", None)
+    elif name == "lr-range-test":
+        data["search"] = {**data.get("search", {}), "lr_range_test": True}
     elif name == "plain+ensemble":
         data["export"] = {**data.get("export", {}), "ensemble": default.get("export", {}).get("ensemble", {})}
     if smoke:
