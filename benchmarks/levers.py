@@ -9,6 +9,7 @@ the other):
 * ``no-embedding``: ``numeric_embedding: none`` (and ``frequency_scale`` out of the space).
 * ``constant-lr``: ``lr_schedule: constant``.
 * ``no-dropout``: ``dropout`` out of the space.
+* ``adamw``: AdamW, with ``weight_decay`` tuned in 1e-4..0.1 (log).
 * ``lr-range-test``: ``search.lr_range_test: true`` (the learning-rate range test sets the space's
   learning-rate bounds first).
 * ``plain``: ``studies/housing_plain.yaml``, the default before the levers (plain MLP, best trial alone).
@@ -33,7 +34,8 @@ from _common import DEFAULT_STUDY, ROOT, SMOKE_DATASET
 from vs_classic import _fmt, _median, load_results, run_ours, save_result
 
 PLAIN_STUDY = ROOT / "studies" / "housing_plain.yaml"
-VARIANTS = ("default", "no-embedding", "constant-lr", "no-dropout", "lr-range-test", "plain", "plain+ensemble")
+VARIANTS = ("default", "no-embedding", "constant-lr", "no-dropout", "adamw", "lr-range-test", "plain",
+            "plain+ensemble")
 
 
 def variant_config(name: str, study: Path, smoke: bool):
@@ -49,6 +51,9 @@ def variant_config(name: str, study: Path, smoke: bool):
         data["model"] = {**data.get("model", {}), "lr_schedule": "constant"}
     elif name == "no-dropout":
         data["space"].pop("dropout", None)
+    elif name == "adamw":
+        data["model"] = {**data.get("model", {}), "optimizer": "adamw"}
+        data["space"]["weight_decay"] = {"type": "float", "low": 1e-4, "high": 0.1, "log": True}
     elif name == "lr-range-test":
         data["search"] = {**data.get("search", {}), "lr_range_test": True}
     elif name == "plain+ensemble":

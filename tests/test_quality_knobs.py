@@ -196,6 +196,16 @@ def test_a_study_exports_a_greedy_ensemble_of_its_best_trials(tmp_path):
     assert metrics["valid"]["ensemble_mse"] == pytest.approx(info["valid_mse"])
     assert metrics["valid"]["ensemble_mse"] <= metrics["valid"]["mse"] + 1e-9  # greedy starts from the best
     assert result.ensemble == info
+    from rich.console import Console
+
+    from tuning.progress import summary_table
+
+    console = Console(record=True, width=200)
+    console.print(summary_table(result))
+    text = console.export_text()
+    first = members[0]
+    assert f"ensemble of trials {first['trial']} ({first['weight']:.2f})" in text
+    assert "validation mse (ensemble)" in text
 
 
 def test_a_classification_study_exports_a_top_k_ensemble(tmp_path):

@@ -83,7 +83,8 @@ class _PlainTable(Table):
 
 
 def summary_table(result: Any) -> Table:
-    """The final table: best params, validation and test scores, epochs, wall time, export."""
+    """The final table: best params, validation and test scores (the exported model's: the ensemble's when
+    there is one), epochs, wall time, export."""
     table = _PlainTable(title=f"study {escape(result.name)}", show_header=False)
     best = result.best
     table.add_row("trials", f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed")
@@ -94,6 +95,11 @@ def summary_table(result: Any) -> Table:
         for key, value in best.params.items():
             table.add_row(f"  {key}", _fmt(value) if isinstance(value, float) else str(value))
         table.add_row(f"validation {best.metric}", _fmt(best.value))
+        ensemble = getattr(result, "ensemble", None)
+        if ensemble:
+            members = ", ".join(f"{m['trial']} ({m['weight']:.2f})" for m in ensemble["members"])
+            table.add_row("exported model", f"ensemble of trials {members}")
+            table.add_row(f"validation {best.metric} (ensemble)", _fmt(ensemble.get(f"valid_{best.metric}")))
         for key, value in result.test_metrics.items():
             table.add_row(f"test {key}", _fmt(value))
         table.add_row("epochs (best trial)", str(best.epochs_run))
