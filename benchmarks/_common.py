@@ -68,3 +68,24 @@ def rss_mb() -> float:
 
 def sqlite_uri(path: Path) -> str:
     return f"sqlite:///{Path(path).resolve()}"
+
+
+RESULTS = "results.jsonl"
+
+
+def load_results(out: Path) -> list[dict]:
+    """The runs recorded in ``out/results.jsonl`` (one JSON object a line)."""
+    import json
+
+    path = Path(out) / RESULTS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def save_result(out: Path, result: dict, key: tuple[str, ...] = ("method", "seed")) -> None:
+    """Add a run's result to ``out/results.jsonl``, replacing an earlier run with the same ``key`` fields."""
+    import json
+
+    kept = [r for r in load_results(out) if tuple(r.get(k) for k in key) != tuple(result.get(k) for k in key)]
+    (Path(out) / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in [*kept, result]))

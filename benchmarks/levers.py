@@ -30,8 +30,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import DEFAULT_STUDY, ROOT, SMOKE_DATASET
-from vs_classic import _fmt, _median, load_results, run_ours, save_result
+from _common import DEFAULT_STUDY, ROOT, SMOKE_DATASET, load_results, save_result
+from vs_classic import _fmt, _median, run_ours
 
 PLAIN_STUDY = ROOT / "studies" / "housing_plain.yaml"
 VARIANTS = ("default", "no-embedding", "constant-lr", "no-dropout", "adamw", "lr-range-test", "plain",

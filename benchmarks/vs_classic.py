@@ -41,11 +41,19 @@ import sys
 import time
 from pathlib import Path
 
-from _common import DEFAULT_STUDY, ROOT, sqlite_uri, study_config, study_process
+from _common import (
+    DEFAULT_STUDY,
+    RESULTS,
+    ROOT,
+    load_results,
+    save_result,
+    sqlite_uri,
+    study_config,
+    study_process,
+)
 
 PUBLISHED = {"cv_mse": 0.320, "test_mse": 0.303}
 TARGET_TEST_MSE = 0.21  #: below HistGradientBoosting defaults on the same rows (0.2217)
-RESULTS = "results.jsonl"
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -214,19 +222,6 @@ def run_ours(seed: int, smoke: bool, study: Path, workdir: Path, config=None) ->
 
 
 # -------------------------------------------------------------------------------------- reporting
-
-
-def save_result(out: Path, result: dict) -> None:
-    """Add a run's result to ``results.jsonl``, replacing an earlier run of the same method and seed."""
-    kept = [r for r in load_results(out) if (r["method"], r["seed"]) != (result["method"], result["seed"])]
-    (out / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in [*kept, result]))
-
-
-def load_results(out: Path) -> list[dict]:
-    path = out / RESULTS
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def time_to(curve: list[dict], target: float) -> float | None:

@@ -37,14 +37,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import DEFAULT_STUDY, ROOT, sqlite_uri, study_config, study_process
+from _common import (
+    DEFAULT_STUDY,
+    RESULTS,
+    ROOT,
+    load_results,
+    save_result,
+    sqlite_uri,
+    study_config,
+    study_process,
+)
 
 DATASETS = ("kin8nm", "power-plant", "concrete")
 BIG_DATASET = "protein-tertiary-structure"
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 SPLIT = {"test_size": 0.25, "valid_size": 0.25, "seed": 42}
 SMOKE_NAME = "smoke"
-RESULTS = "results.jsonl"
 PLOT = "rmse_ratio.png"
 
 
@@ -211,20 +219,6 @@ def run_ours(ds: UCISet, seed: int, smoke: bool, study: Path, workdir: Path) -> 
 
 
 # -------------------------------------------------------------------------------------- reporting
-
-
-def save_result(out: Path, result: dict) -> None:
-    """Add a run's result to ``results.jsonl``, replacing an earlier run of the same method, set and seed."""
-    key = ("method", "dataset", "seed")
-    kept = [r for r in load_results(out) if tuple(r[k] for k in key) != tuple(result[k] for k in key)]
-    (out / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in [*kept, result]))
-
-
-def load_results(out: Path) -> list[dict]:
-    path = out / RESULTS
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _median(values) -> float | None:
@@ -407,7 +401,7 @@ def worker(args: argparse.Namespace) -> int:
         workdir = args.out / "runs" / f"ours-{ds.name}-{args.seed}"
         result = run_ours(ds, args.seed, args.smoke, args.study, workdir)
     result["smoke"] = args.smoke
-    save_result(args.out, result)
+    save_result(args.out, result, key=("method", "dataset", "seed"))
     print(f"{result['method']} {ds.name} seed {args.seed}: {result['wall_time_s']:.1f} s, "
           f"test RMSE {_fmt(result['test_rmse'])}", flush=True)
     return 0
