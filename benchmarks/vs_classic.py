@@ -350,7 +350,10 @@ def plot(results: list[dict], out: Path) -> list[Path]:
     for r in (r for r in results if r["method"] == "ours" and r.get("best_so_far")):
         xs = [p["elapsed_s"] for p in r["best_so_far"]] + [r["wall_time_s"]]
         ys = [p["test_mse"] for p in r["best_so_far"]] + [r["best_so_far"][-1]["test_mse"]]
-        ax.step(xs, ys, where="post", label=f"ours, seed {r['seed']}")
+        line = ax.step(xs, ys, where="post", label=f"ours, seed {r['seed']} (best trial so far)")[0]
+        if r.get("test_mse") is not None:  # the exported model (the ensemble, when the study builds one)
+            ax.scatter([r["wall_time_s"]], [r["test_mse"]], marker="*", s=90, color=line.get_color(),
+                       label=f"ours, seed {r['seed']}: exported model")
     classic = [r for r in results if r["method"] == "classic"]
     if classic:
         c_time = statistics.median(r["wall_time_s"] for r in classic)
