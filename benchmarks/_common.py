@@ -89,3 +89,15 @@ def save_result(out: Path, result: dict, key: tuple[str, ...] = ("method", "seed
 
     kept = [r for r in load_results(out) if tuple(r.get(k) for k in key) != tuple(result.get(k) for k in key)]
     (Path(out) / RESULTS).write_text("".join(json.dumps(r) + "\n" for r in [*kept, result]))
+
+
+def run_worker(script: str, args: list[str], label: str) -> int:
+    """Run ``script`` (a benchmark file) with ``args`` in a child process from the repository root, saying
+    what runs and, if it fails, its exit code; returns that code."""
+    import subprocess
+
+    print(f"running {label} ...", flush=True)
+    done = subprocess.run([sys.executable, str(Path(script).resolve()), *args], cwd=ROOT)
+    if done.returncode != 0:
+        print(f"{label} failed (exit {done.returncode})", flush=True)
+    return done.returncode

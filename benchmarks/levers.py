@@ -26,11 +26,10 @@ and the change against ``default``).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
-from _common import DEFAULT_STUDY, ROOT, SMOKE_DATASET, load_results, save_result
+from _common import DEFAULT_STUDY, ROOT, SMOKE_DATASET, load_results, run_worker, save_result
 from vs_classic import _fmt, _median, run_ours
 
 PLAIN_STUDY = ROOT / "studies" / "housing_plain.yaml"
@@ -133,13 +132,11 @@ def main(argv=None) -> int:
         return 0
     for name in args.variants:
         for seed in args.seeds:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--seed", str(seed),
-                   "--out", str(args.out), "--study", str(args.study)] + (["--smoke"] if args.smoke else [])
-            print(f"running {name} seed {seed} ...", flush=True)
-            done = subprocess.run(cmd, cwd=ROOT)
-            if done.returncode != 0:
-                print(f"{name} seed {seed} failed (exit {done.returncode})", flush=True)
-                return done.returncode
+            code = run_worker(__file__, ["--worker", name, "--seed", str(seed), "--out", str(args.out),
+                                         "--study", str(args.study)] + (["--smoke"] if args.smoke else []),
+                              f"{name} seed {seed}")
+            if code:
+                return code
     return report(args.out)
 
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,8 +43,8 @@ from pathlib import Path
 from _common import (
     DEFAULT_STUDY,
     RESULTS,
-    ROOT,
     load_results,
+    run_worker,
     save_result,
     sqlite_uri,
     study_config,
@@ -437,13 +436,10 @@ def main(argv=None) -> int:
     seeds = args.seeds or ([42] if args.smoke else [42, 43, 44])
     classic_seeds = seeds if args.classic_seeds is None else args.classic_seeds
     for method, seed in schedule(seeds, classic_seeds):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--seed", str(seed),
-               "--out", str(out), "--study", str(args.study)] + (["--smoke"] if args.smoke else [])
-        print(f"running {method} seed {seed} ...", flush=True)
-        done = subprocess.run(cmd, cwd=ROOT)
-        if done.returncode != 0:
-            print(f"{method} seed {seed} failed (exit {done.returncode})", flush=True)
-            return done.returncode
+        code = run_worker(__file__, ["--worker", method, "--seed", str(seed), "--out", str(out), "--study",
+                                     str(args.study)] + (["--smoke"] if args.smoke else []), f"{method} seed {seed}")
+        if code:
+            return code
     return report(out)
 
 

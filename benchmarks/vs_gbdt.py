@@ -31,7 +31,6 @@ import json
 import math
 import re
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from _common import (
     RESULTS,
     ROOT,
     load_results,
+    run_worker,
     save_result,
     sqlite_uri,
     study_config,
@@ -432,14 +432,12 @@ def main(argv=None) -> int:
     for seed in seeds:
         for ds in datasets:
             for method in ("hgb", "ours"):
-                cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--dataset", ds.name,
-                       "--seed", str(seed), "--data", str(args.data.resolve()), "--out", str(args.out.resolve()),
-                       "--study", str(args.study.resolve())] + (["--smoke"] if args.smoke else [])
-                print(f"running {method} {ds.name} seed {seed} ...", flush=True)
-                done = subprocess.run(cmd, cwd=ROOT)
-                if done.returncode != 0:
-                    print(f"{method} {ds.name} seed {seed} failed (exit {done.returncode})", flush=True)
-                    return done.returncode
+                code = run_worker(__file__, ["--worker", method, "--dataset", ds.name, "--seed", str(seed),
+                                             "--data", str(args.data.resolve()), "--out", str(args.out.resolve()),
+                                             "--study", str(args.study.resolve())] + (["--smoke"] if args.smoke else []),
+                                  f"{method} {ds.name} seed {seed}")
+                if code:
+                    return code
     return report(args.out)
 
 
