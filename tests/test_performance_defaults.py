@@ -45,6 +45,7 @@ def test_default_housing_study():
     assert (cfg.dataset.test_size, cfg.dataset.valid_size, cfg.dataset.seed) == (0.25, 0.25, 42)
     # the quality levers (benchmarks/levers.py) are on in the default study, off in the estimators
     assert cfg.model.numeric_embedding == "periodic" and cfg.export.ensemble.enabled
+    assert cfg.export.train_on == "train+valid" and cfg.search.workers == 2
     plain = load_study(ROOT / "studies" / "housing_plain.yaml")
     assert plain.model.numeric_embedding is None and not plain.export.ensemble.enabled
 

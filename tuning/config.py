@@ -129,6 +129,8 @@ class SearchConfig(_Model):
     # first, a learning-rate range test replaces space.learning_rate (a float range) by the bounds it
     # suggests, stored in the export dir for resumes (tuning.lr_bounds)
     lr_range_test: bool = False
+    # processes running trials on this machine (the optuna backend; random: parallel fits), as --workers
+    workers: Int = Field(1, ge=1)
 
     @field_validator("n_jobs")
     @classmethod
@@ -219,6 +221,9 @@ class ExportConfig(_Model):
     dir: str | None = None
     registered_model_name: str | None = None
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    # the rows the exported model(s) learn from: the trials' own models (train), or each trained again on
+    # training + validation rows for its best epoch count with its learning rates (train+valid)
+    train_on: Literal["train", "train+valid"] = "train"
 
 
 # ------------------------------------------------------------------------------------------------ study
@@ -288,6 +293,13 @@ class StudyConfig(_Model):
                         f"the grid sampler needs a finite grid, but space.{name} is a float range without step",
                         "grid",
                     ))  # fmt: skip
+        if self.export.train_on == "train+valid" and self.search.cv != "validation":
+            errors.append(_error(
+                ("export", "train_on"),
+                "train_on: train+valid retrains each exported model for its trial's best epoch count, which "
+                "only cv: validation records; use cv: validation or train_on: train",
+                self.export.train_on,
+            ))  # fmt: skip
         problem = _metric_problem(self.search.metric, self.dataset.task)
         if problem:
             errors.append(_error(("search", "metric"), problem, self.search.metric))

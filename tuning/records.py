@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 COMPLETE = "complete"
 PRUNED = "pruned"
@@ -19,7 +22,10 @@ class TrialRecord:
 
     ``value`` is the objective on the validation data (mean over folds when ``cv`` > 1);
     ``history`` maps a Keras log name (``loss``, ``val_loss``, ``val_accuracy`` ...) to one value per
-    epoch (of the first fold when cross-validating).
+    epoch (of the first fold when cross-validating). For ensembles, a complete trial also carries
+    ``best_epoch`` (its best validation epoch, whose weights early stopping restores), ``learning_rates`` (the rate of each epoch up to it)
+    and ``valid_output`` (its predictions, or class probabilities, on the validation rows, float32), so
+    the exporting process can select and retrain members it did not train itself.
     """
 
     number: int
@@ -34,6 +40,9 @@ class TrialRecord:
     reason: str | None = None
     started_at: float = 0.0
     traceback: str | None = None
+    best_epoch: int = 0
+    learning_rates: list[float] = field(default_factory=list)
+    valid_output: Any = None
 
     @property
     def finished(self) -> bool:
@@ -41,6 +50,20 @@ class TrialRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def encode_output(output: Any) -> dict[str, Any]:
+    """A float32 array as JSON (shape + base64 of its little-endian bytes): a trial's validation output
+    kept in a study store, about 5 characters a value."""
+    array = np.ascontiguousarray(output, dtype="<f4")
+    return {"shape": list(array.shape), "f4": base64.b64encode(array.tobytes()).decode("ascii")}
+
+
+def decode_output(stored: dict[str, Any] | None) -> np.ndarray | None:
+    """The array :func:`encode_output` stored (None for None)."""
+    if not stored:
+        return None
+    return np.frombuffer(base64.b64decode(stored["f4"]), dtype="<f4").reshape(stored["shape"]).copy()
 
 
 class PruneTrial(Exception):

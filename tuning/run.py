@@ -25,8 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_arguments(p)  # --n-trials --timeout --seed --tracking-uri --experiment --output-dir
     p.add_argument("--dry-run", action="store_true", help="validate the study and print the plan; train nothing")
     p.add_argument("--quiet", action="store_true", help="no progress display")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="worker processes on this machine (default 1); TensorFlow threads are divided among them")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes on this machine (default: the study's search.workers, 1); TensorFlow "
+                        "threads are divided among them")
     p.add_argument("--storage", metavar="URL", default=os.environ.get("TUNING_STORAGE") or None,
                    help="Optuna storage shared by all workers, e.g. postgresql://user@host/db (default: "
                         "$TUNING_STORAGE, else SQLite in the output directory)")
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start the study over instead of resuming it (deletes its stored trials)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a process started by --workers
     args = p.parse_args(argv)
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         p.error("--workers must be >= 1")
     return args
 
@@ -69,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         check_resumable(with_stored_bounds(config), args.storage, args.fresh or args.worker)
         from tuning.workers import limit_threads
 
-        limit_threads(args.workers)  # before TensorFlow starts its thread pools
+        workers = args.workers or config.search.workers
+        limit_threads(workers)  # before TensorFlow starts its thread pools
         configure_study_process(start_tensorflow=True)
         from tuning.study import run_study
 
         result = run_study(args.study, overrides=overrides, quiet=args.quiet, console=console,
-                           workers=args.workers, storage=args.storage, fresh=args.fresh, worker=args.worker)
+                           workers=workers, storage=args.storage, fresh=args.fresh, worker=args.worker)
     except StudyError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2

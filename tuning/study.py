@@ -24,7 +24,7 @@ from tuning.backends.base import PARENT_RUN, SPACE_DIGEST
 from tuning.config import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers, with_parallel_fits
 from tuning.data import DatasetSplit, load_dataset
-from tuning.ensembling import build_ensemble, fitted_estimator
+from tuning.ensembling import build_ensemble, exported_estimator
 from tuning.export import export_model, make_pipeline, test_metrics
 from tuning.overrides import Overrides
 from tuning.progress import ProgressDisplay
@@ -201,10 +201,11 @@ def export_best(session: Session, result: StudyResult) -> None:
     valid = {runner.metric: best.value}
     ensemble_config = session.config.export.ensemble
     if ensemble_config.enabled:
-        model, best_info["ensemble"] = build_ensemble(runner, result.records, ensemble_config)
+        model, best_info["ensemble"] = build_ensemble(runner, result.records, ensemble_config,
+                                                      n_jobs=session.options.workers)
         valid[f"ensemble_{runner.metric}"] = best_info["ensemble"][f"valid_{runner.metric}"]
     else:
-        model = fitted_estimator(runner, best)
+        model = exported_estimator(runner, best)
     pipeline = make_pipeline(runner.data.scaler, model)
     result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
     result.ensemble = best_info.get("ensemble")
@@ -264,7 +265,7 @@ def run_study(
     quiet: bool = False,
     console: Any = None,
     observers: Sequence[TrialObserver] = (),
-    workers: int = 1,
+    workers: int | None = None,
     storage: str | None = None,
     fresh: bool = False,
     worker: bool = False,
@@ -279,7 +280,8 @@ def run_study(
 
     The study's state persists under its name (Optuna storage, by default ``<output>/optuna.db``, or
     ``<output>/random_state.json``): running it again resumes it, ``fresh`` starts it over; a finished
-    study is not run again (``result.already_complete``). ``workers`` > 1 runs that many processes on it
+    study is not run again (``result.already_complete``). ``workers`` > 1 (default: the study's
+    ``search.workers``) runs that many processes on it
     (joblib fits for the random backend); ``storage`` is a database URL that workers on several machines
     share. ``worker`` is the mode of the processes started for ``workers``: trials only, no export and no
     say on the parent run's status.
@@ -289,8 +291,9 @@ def run_study(
     """
     overrides = overrides or Overrides(n_trials=n_trials, timeout=timeout, seed=seed, tracking_uri=tracking_uri,
                                        experiment=experiment, output_dir=output_dir)
-    options = RunOptions(quiet, console, tuple(observers), workers, storage, fresh, worker)
     config, path = resolve_config(study, overrides)
+    workers = config.search.workers if workers is None else workers
+    options = RunOptions(quiet, console, tuple(observers), workers, storage, fresh, worker)
     config = with_parallel_fits(config, workers)
     config = lr_bounds.with_stored_bounds(config, fresh=fresh and not worker)
     done = finished_result(config, options)

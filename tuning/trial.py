@@ -210,7 +210,19 @@ class TrialRunner:
             raise ValueError(f"the {self.metric} is not finite")
         record.state = COMPLETE
         if self.config.search.cv == "validation":
+            self._describe_fit(record, estimator)
             self._keep(record, estimator)
+
+    def _describe_fit(self, record: TrialRecord, estimator) -> None:
+        """What retraining on more rows and ensemble selection need from a complete trial: the epoch it
+        kept, its learning rates up to there and (for ensembles) its output on the validation rows."""
+        record.best_epoch = int(getattr(estimator, "best_epoch_", 0) or estimator.n_epochs_)
+        rates = estimator.history_.get("learning_rate", [])
+        record.learning_rates = [float(r) for r in rates[: record.best_epoch]]
+        if self.config.export.ensemble.enabled:
+            X_valid = self.data.X_valid
+            out = estimator.predict(X_valid) if self.task == "regression" else estimator.predict_proba(X_valid)
+            record.valid_output = np.asarray(out, dtype=np.float32)
 
     def _keep(self, record: TrialRecord, estimator) -> None:
         """Remember the fitted estimator if it is among the ``keep`` best of this process (and the best)."""

@@ -50,7 +50,7 @@ from tuning.backends.optuna_storage import (  # noqa: F401
     storage_url,
 )
 from tuning.errors import StudyError
-from tuning.records import COMPLETE, PRUNED, PruneTrial, TrialRecord
+from tuning.records import COMPLETE, PRUNED, PruneTrial, TrialRecord, encode_output
 from tuning.space import suggest
 from tuning.workers import group_alive, is_alive
 
@@ -274,6 +274,11 @@ class OptunaScheduler(TrialScheduler):
         record = runner.run(trial.number, suggest(trial, self.config.space), report=report)
         trial.set_user_attr("epochs_run", record.epochs_run)
         trial.set_user_attr("fold_scores", record.fold_scores)
+        if record.state == COMPLETE and record.best_epoch:  # what an ensemble or a retrain needs elsewhere
+            trial.set_user_attr("best_epoch", record.best_epoch)
+            trial.set_user_attr("learning_rates", record.learning_rates)
+            if record.valid_output is not None:
+                trial.set_user_attr("valid_output", encode_output(record.valid_output))
         if record.reason:
             trial.set_user_attr("reason", record.reason)
         if record.state == PRUNED:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecord
+from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecord, decode_output
 
 WORKER = "worker"  # user attr: the WorkerId of the process running the trial
 SURPLUS = "surplus"  # user attr: the trial started after the budget was full; it trained nothing
@@ -41,6 +41,9 @@ def to_record(trial: optuna.trial.FrozenTrial, metric: str) -> TrialRecord:
         duration_s=duration,
         reason=reason,
         started_at=trial.datetime_start.timestamp() if trial.datetime_start else 0.0,
+        best_epoch=int(attrs.get("best_epoch", 0)),
+        learning_rates=list(attrs.get("learning_rates", [])),
+        valid_output=decode_output(attrs.get("valid_output")),
     )
 
 

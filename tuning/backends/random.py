@@ -26,7 +26,7 @@ from sklearn.model_selection import ParameterSampler
 
 from tuning.backends.base import COUNTED, EXPORTED, StudyStore, TrialScheduler
 from tuning.errors import StudyError
-from tuning.records import KILLED, RUNNING, TrialRecord
+from tuning.records import KILLED, RUNNING, TrialRecord, decode_output, encode_output
 from tuning.space import to_distributions, to_python
 from tuning.workers import WorkerId, is_alive, limit_threads
 
@@ -99,13 +99,18 @@ class StateRecorder:
         self.state.update(lambda s: s.setdefault("trials", {}).__setitem__(str(number), entry))
 
     def on_trial_end(self, record: TrialRecord) -> None:
-        stored = {**record.to_dict(), "history": {}, "traceback": None}  # curves live in MLflow
+        stored = {**record.to_dict(), "history": {}, "traceback": None,  # curves live in MLflow
+                  "valid_output": None if record.valid_output is None else encode_output(record.valid_output)}
 
         def change(s: dict[str, Any]) -> None:
             entry = s.setdefault("trials", {}).setdefault(str(record.number), {})
             entry.update(state=record.state, record=stored)
 
         self.state.update(change)
+
+
+def _stored_record(stored: dict[str, Any]) -> TrialRecord:
+    return TrialRecord(**{**stored, "valid_output": decode_output(stored.get("valid_output"))})
 
 
 def _run_remote(runner: TrialRunner, number: int, params: dict[str, Any]) -> TrialRecord:
@@ -199,7 +204,7 @@ class RandomStore(StudyStore):
 
     def records(self) -> list[TrialRecord]:
         trials = self.state.read().get("trials", {})
-        return [TrialRecord(**trials[key]["record"]) for key in sorted(trials, key=int) if trials[key].get("record")]
+        return [_stored_record(trials[key]["record"]) for key in sorted(trials, key=int) if trials[key].get("record")]
 
     def _counted(self) -> int:
         return sum(e.get("state") in COUNTED for e in self.state.read().get("trials", {}).values())
