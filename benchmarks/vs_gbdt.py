@@ -208,7 +208,9 @@ def run_ours(ds: UCISet, seed: int, smoke: bool, study: Path, workdir: Path) -> 
     scores = {"valid_rmse": None, "test_rmse": None}
     if result.best is not None and result.export_dir is not None:
         pipeline = load_model(result.export_dir)  # the exported model, on the baseline's own rows
-        scores = {"valid_rmse": rmse(base["y_valid"], pipeline.predict(base["X_valid"])),
+        # the validation score of the trials' own models (the exported ones may have trained on those rows)
+        valid_mse = (result.ensemble or {}).get("valid_mse", result.best.value)
+        scores = {"valid_rmse": math.sqrt(valid_mse),
                   "test_rmse": rmse(base["y_test"], pipeline.predict(base["X_test"]))}
     return {
         "method": "ours", **_common_fields(ds, seed, base), "wall_time_s": wall, **scores,
