@@ -207,3 +207,13 @@ def test_ctrl_c_marks_the_running_trial_and_the_study_killed_and_prints_the_best
     assert len(killed) <= 1
     for run in killed:
         assert run.data.tags["trial.state"] == "killed"
+
+
+def test_dry_run_names_the_workers_and_the_exported_model(tmp_path, capsys):
+    path = write_study(tmp_path, search={"workers": 2},
+                       export={"ensemble": {"method": "greedy", "size": 10, "candidates": 6}, "train_on": "train+valid"})
+    assert main([str(path), "--dry-run"]) == 0
+    out = re.sub(r"[\s│]+", " ", capsys.readouterr().out)  # the table wraps long cells
+    assert "workers 2" in out
+    assert "greedy ensemble of 10 picks among the 6 best trials, trained on train+valid" in out
+

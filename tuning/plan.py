@@ -29,12 +29,16 @@ def describe_plan(config: StudyConfig) -> Table:
     for name, spec in config.space.items():
         table.add_row(f"space {name}", _space_line(spec))
     backend = f"{s.backend}" + (f", sampler {s.sampler}, pruner {s.pruner}" if s.backend == "optuna" else "")
-    table.add_row("search", f"{backend}, {s.n_trials} trials, cv {s.cv}, seed {s.seed}, n_jobs {s.n_jobs}"
+    table.add_row("search", f"{backend}, {s.n_trials} trials, cv {s.cv}, seed {s.seed}, n_jobs {s.n_jobs}, "
+                  f"workers {s.workers}"
                   + (f", timeout {s.timeout:g} s" if s.timeout else ""))
     table.add_row("metric", s.metric)
     es = t.early_stopping
     table.add_row("training", f"epochs {t.epochs}, batch {t.batch_size}, early stopping "
                   + (f"on {es.monitor}, patience {es.patience}" if es.enabled else "off"))
     table.add_row("mlflow", f"{config.mlflow.tracking_uri or 'MLflow default store'}, experiment {config.experiment_name}")
-    table.add_row("export", str(config.export_dir))
+    e = config.export.ensemble
+    model = (f"{e.method} ensemble of {e.size}" + (f" picks among the {e.candidates} best trials" if e.method == "greedy"
+             else " best trials") if e.enabled else "the best trial")
+    table.add_row("export", f"{config.export_dir}: {model}, trained on {config.export.train_on}")
     return table
