@@ -71,3 +71,10 @@ def lr_schedule(name: str, learning_rate: float, epochs: int, patience: int, mon
         return keras.callbacks.LearningRateScheduler(
             lambda epoch: learning_rate * 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs)), verbose=0)
     raise ValueError(f"lr_schedule must be one of ('constant', 'plateau', 'cosine'), got {name!r}")
+
+
+def replay_learning_rates(rates: list[float]):
+    """A callback setting epoch ``e``'s rate to ``rates[e]`` (the last one after the list): a fit's
+    recorded rates, replayed by a fit that has no validation set to drive its own schedule."""
+    return keras.callbacks.LearningRateScheduler(lambda epoch, lr: float(rates[min(epoch, len(rates) - 1)]), verbose=0)
+

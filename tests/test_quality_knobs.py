@@ -259,13 +259,14 @@ print(json.dumps({"pipeline": load_model(export).predict(rows).tolist(),
 """
 
 
-def test_an_exported_ensemble_predicts_raw_rows_in_a_fresh_process_and_through_mlflow(tmp_path):
+@pytest.mark.parametrize("train_on", ["train", "train+valid"])
+def test_an_exported_ensemble_predicts_raw_rows_in_a_fresh_process_and_through_mlflow(tmp_path, train_on):
     csv = _table(tmp_path)
     path = write_study(tmp_path, dataset={"source": "csv", "path": str(csv), "target": "price", "seed": 0},
                        space=ENSEMBLE_SPACE, search={"n_trials": 3},
                        model={"optimizer": "adam", "numeric_embedding": "periodic", "n_frequencies": 4,
                               "embedding_dim": 2},
-                       export={"ensemble": {"size": 4, "candidates": 3}})
+                       export={"ensemble": {"size": 4, "candidates": 3}, "train_on": train_on})
     done = subprocess.run([sys.executable, "-m", "tuning.run", str(path), "--quiet"], capture_output=True,
                           text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -40,13 +40,10 @@ def fitted_estimator(runner: TrialRunner, record: TrialRecord):
 
 def _fit_again(estimator, epochs: int, rates: list[float], X: np.ndarray, y: np.ndarray):
     """Fit ``estimator`` for ``epochs`` epochs at ``rates`` (one a epoch; module level, so it pickles)."""
-    import keras
+    from estimators.callbacks import replay_learning_rates
 
     estimator.set_params(epochs=epochs, early_stopping=False, validation_fraction=0.0, lr_schedule="constant")
-    callbacks = []
-    if rates:
-        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: float(rates[min(epoch, len(rates) - 1)])))
-    return estimator.fit(X, y, callbacks=callbacks)
+    return estimator.fit(X, y, callbacks=[replay_learning_rates(rates)] if rates else [])
 
 
 def retrained_estimators(runner: TrialRunner, records: list[TrialRecord], n_jobs: int = 1) -> list[Any]:
