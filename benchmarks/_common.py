@@ -24,6 +24,11 @@ def study_process() -> None:
 SMOKE_DATASET = {"source": "diabetes"}  # ships with scikit-learn: 442 rows, works offline
 
 
+# The search section of a smoke run: two trials in one process (extra worker processes would only add
+# TensorFlow start-ups to a check that the script works; the workers have tests of their own).
+SMOKE_SEARCH = {"n_trials": 2, "timeout": None, "workers": 1}
+
+
 def study_config(study: str | os.PathLike, *, smoke: bool = False, dataset: dict[str, Any] | None = None,
                  search: dict[str, Any] | None = None, training: dict[str, Any] | None = None,
                  name: str | None = None):

@@ -66,7 +66,7 @@ def variant_config(name: str, study: Path, smoke: bool):
         data["export"] = {**data.get("export", {}), "ensemble": default.get("export", {}).get("ensemble", {})}
     if smoke:
         data["dataset"] = dict(SMOKE_DATASET)
-        data["search"] = {**data.get("search", {}), "n_trials": 2}
+        data["search"] = {**data.get("search", {}), "n_trials": 2, "workers": 1}  # as SMOKE_SEARCH
         data["training"] = {**data.get("training", {}), "epochs": 2}
     data["name"] = f"{data['name']}-{name}".replace("+", "-")
     return load_study_dict(data, source=f"{study.name} ({name})")

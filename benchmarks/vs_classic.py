@@ -43,6 +43,7 @@ from pathlib import Path
 from _common import (
     DEFAULT_STUDY,
     RESULTS,
+    SMOKE_SEARCH,
     load_results,
     run_worker,
     save_result,
@@ -195,9 +196,9 @@ def run_ours(seed: int, smoke: bool, study: Path, workdir: Path, config=None) ->
     from tuning.data import load_dataset
     from tuning.study import run_study
 
-    # smoke: diabetes data, 2 trials of 2 epochs, no time limit
+    # smoke: diabetes data, 2 trials of 2 epochs in one process, no time limit
     if config is None:
-        config = (study_config(study, smoke=True, search={"n_trials": 2, "timeout": None}, training={"epochs": 2})
+        config = (study_config(study, smoke=True, search=SMOKE_SEARCH, training={"epochs": 2})
                   if smoke else study_config(study))
     split = load_dataset(config.dataset)  # the same seeded split run_study makes, for the test-set observer
     workdir.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from _common import (
     DEFAULT_STUDY,
     RESULTS,
     ROOT,
+    SMOKE_SEARCH,
     load_results,
     run_worker,
     save_result,
@@ -174,7 +175,7 @@ def run_hgb(ds: UCISet, seed: int) -> dict:
 
 def make_config(study: Path, ds: UCISet, smoke: bool):
     """The study file with the UCI set as its data (smoke: 2 trials of 2 epochs, no time limit)."""
-    search, training = ({"n_trials": 2, "timeout": None}, {"epochs": 2}) if smoke else (None, None)
+    search, training = (SMOKE_SEARCH, {"epochs": 2}) if smoke else (None, None)
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{Path(study).stem}-{ds.name}")
     return study_config(study, dataset=dataset_section(ds), search=search, training=training, name=name)
 
