@@ -32,7 +32,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from _common import DEFAULT_STUDY, ROOT, SMOKE_DATASET, load_results, run_worker, save_result
+from _common import DEFAULT_STUDY, ROOT, SMOKE_DATASET, SMOKE_SEARCH, load_results, run_worker, save_result
 from vs_classic import _fmt, _median, run_ours
 
 PLAIN_STUDY = ROOT / "studies" / "housing_plain.yaml"
@@ -66,7 +66,8 @@ def variant_config(name: str, study: Path, smoke: bool):
         data["export"] = {**data.get("export", {}), "ensemble": default.get("export", {}).get("ensemble", {})}
     if smoke:
         data["dataset"] = dict(SMOKE_DATASET)
-        data["search"] = {**data.get("search", {}), "n_trials": 2, "workers": 1}  # as SMOKE_SEARCH
+        search = {**data.get("search", {}), **SMOKE_SEARCH}
+        data["search"] = {key: value for key, value in search.items() if value is not None}  # None removes
         data["training"] = {**data.get("training", {}), "epochs": 2}
     data["name"] = f"{data['name']}-{name}".replace("+", "-")
     return load_study_dict(data, source=f"{study.name} ({name})")

@@ -77,4 +77,3 @@ def replay_learning_rates(rates: list[float]):
     """A callback setting epoch ``e``'s rate to ``rates[e]`` (the last one after the list): a fit's
     recorded rates, replayed by a fit that has no validation set to drive its own schedule."""
     return keras.callbacks.LearningRateScheduler(lambda epoch, lr: float(rates[min(epoch, len(rates) - 1)]), verbose=0)
-
