@@ -18,7 +18,7 @@ DEFAULT_STUDY = ROOT / "studies" / "housing.yaml"
 def study_process() -> None:
     """The settings of a process that runs studies (oneDNN default, quiet libraries, heap freezing), as
     ``python -m tuning.run`` applies them: call before TensorFlow loads. The classic recipe's runs do not."""
-    from tuning.process import configure_study_process
+    from tuning.parallel.process import configure_study_process
 
     configure_study_process()
 SMOKE_DATASET = {"source": "diabetes"}  # ships with scikit-learn: 442 rows, works offline
@@ -38,7 +38,7 @@ def study_config(study: str | os.PathLike, *, smoke: bool = False, dataset: dict
     ``training`` entries update those sections (a ``None`` value removes a key, e.g. ``timeout``); ``name``
     renames the study (its MLflow experiment and report title).
     """
-    from tuning.config import load_study, load_study_dict
+    from tuning.config.schema import load_study, load_study_dict
 
     config = load_study(study)
     if not (smoke or dataset or search or training or name):

@@ -42,7 +42,7 @@ VARIANTS = ("default", "train-only", "one-worker", "no-embedding", "constant-lr"
 
 def variant_config(name: str, study: Path, smoke: bool):
     """The study config of variant ``name`` (see the module docstring)."""
-    from tuning.config import load_study, load_study_dict
+    from tuning.config.schema import load_study, load_study_dict
 
     default = load_study(study).model_dump(exclude_unset=True)
     data = load_study(PLAIN_STUDY).model_dump(exclude_unset=True) if name.startswith("plain") else default

@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         p.error("need 0 < --first < --last")
 
     study_process()
-    from tuning.config import load_study
+    from tuning.config.schema import load_study
 
     dataset = None if args.smoke else {**load_study(args.study).dataset.model_dump(exclude_unset=True),
                                        "max_rows": args.rows}

@@ -193,7 +193,7 @@ class BestSoFar:
 def run_ours(seed: int, smoke: bool, study: Path, workdir: Path, config=None) -> dict:
     """Our study (``config``, else the study file) with ``seed``; the smoke mode shrinks it to seconds."""
     study_process()
-    from tuning.data import load_dataset
+    from tuning.data.sources import load_dataset
     from tuning.study import run_study
 
     # smoke: diabetes data, 2 trials of 2 epochs in one process, no time limit

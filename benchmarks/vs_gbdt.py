@@ -193,8 +193,8 @@ def check_same_split(split, base: dict) -> None:
 
 def run_ours(ds: UCISet, seed: int, smoke: bool, study: Path, workdir: Path) -> dict:
     study_process()
-    from tuning.data import load_dataset
-    from tuning.export import load_model
+    from tuning.data.sources import load_dataset
+    from tuning.export.files import load_model
     from tuning.study import run_study
 
     config = make_config(study, ds, smoke)

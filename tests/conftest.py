@@ -9,7 +9,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # The settings of a study process (oneDNN off before TensorFlow loads, quiet libraries, heap freezing),
 # whichever test module imports TensorFlow first; subprocesses of the tests inherit the environment, so a
 # seeded fit is the same in both.
-from tuning.process import configure_study_process  # noqa: E402
+from tuning.parallel.process import configure_study_process  # noqa: E402
 
 configure_study_process()
 

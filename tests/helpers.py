@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tuning.config import StudyConfig, load_study_dict
+from tuning.config.schema import StudyConfig, load_study_dict
 
 BASE: dict[str, Any] = {
     "name": "tiny",
@@ -72,7 +72,7 @@ def run_study_without_model_logging(path: Path, tmp: Path):
     import pytest
 
     from tuning.study import run_study
-    from tuning.tracking import MlflowTracker
+    from tuning.tracking.tracker import MlflowTracker
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp)

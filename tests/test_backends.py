@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import study_config
-from tuning.backends import StudyStore, TrialScheduler, make_scheduler, make_store
-from tuning.backends.base import EXPORTED
 from tuning.errors import StudyError
 from tuning.records import COMPLETE, TrialRecord
+from tuning.search.backends import StudyStore, TrialScheduler, make_scheduler, make_store
+from tuning.search.backends.base import EXPORTED
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_contract_module_imports_no_backend():
-    code = ("import sys, tuning.backends.base, tuning.backends.registry; "
-            "print(sorted(m for m in sys.modules if m.startswith('tuning.backends.') and 'base' not in m "
+    code = ("import sys, tuning.search.backends.base, tuning.search.backends.registry; "
+            "print(sorted(m for m in sys.modules if m.startswith('tuning.search.backends.') and 'base' not in m "
             "and 'registry' not in m), 'optuna' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["[]", "False"], done.stderr
@@ -37,7 +37,7 @@ def test_a_store_is_built_and_opened_without_a_runner(tmp_path, backend):
 
 
 def test_the_random_store_knows_when_the_study_is_finished(tmp_path):
-    from tuning.backends.random import RandomStore
+    from tuning.search.backends.random import RandomStore
 
     config = study_config(tmp_path, search={"backend": "random", "n_trials": 1})
     store = RandomStore(config, tmp_path)
@@ -57,7 +57,7 @@ def test_unknown_backend_and_storage_for_a_local_backend_are_refused(tmp_path):
     config = study_config(tmp_path, search={"backend": "random"})
     with pytest.raises(StudyError, match="--storage needs the optuna backend"):
         make_store(config, tmp_path, storage="sqlite:///x.db")
-    from tuning.backends import registry
+    from tuning.search.backends import registry
 
     with pytest.raises(StudyError, match="unknown backend 'nope'"):
         registry._module("nope")

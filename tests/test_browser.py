@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from tests.helpers import run_study_without_model_logging, study_dict
 from tests.mlflow_server import mlflow_server, wait_healthy
-from tuning.report import CHART_NAMES
+from tuning.report.html import CHART_NAMES
 
 VIEWPORT = {"width": 1280, "height": 900}
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

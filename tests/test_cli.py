@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.helpers import study_dict, write_study
-from tuning.run import main
+from tuning.cli.run import main
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.config import (
+from tuning.config.schema import (
     TUNABLE_PARAMS,
     CategoricalParam,
     FloatParam,
@@ -184,7 +184,7 @@ def test_empty_space(tmp_path: Path) -> None:
 
 
 def test_missing_space_gets_the_default_space(tmp_path: Path) -> None:
-    from tuning.config import DEFAULT_SPACE
+    from tuning.config.schema import DEFAULT_SPACE
 
     path = tmp_path / "study.yaml"
     path.write_text("name: x\ndataset:\n  source: iris\n")

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuning.config import DatasetConfig
-from tuning.data import DatasetSplit, load_dataset
+from tuning.config.schema import DatasetConfig
+from tuning.data.sources import DatasetSplit, load_dataset
 from tuning.errors import DataError, StudyConfigError
 
 
@@ -180,7 +180,7 @@ def test_dataset_path_checked_by_config(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="data file not found"):
         DatasetConfig(source="csv", path=str(tmp_path / "none.csv"), target="y")
     with pytest.raises(StudyConfigError):
-        from tuning.config import load_study_dict
+        from tuning.config.schema import load_study_dict
 
         load_study_dict({"name": "x", "dataset": {"source": "csv", "path": "none.csv", "target": "y"},
                          "space": {"epochs": {"type": "int", "low": 1, "high": 2}}})  # fmt: skip

@@ -23,14 +23,21 @@ from resume_helpers import (
 )
 
 from tests.mlflow_server import mlflow_server, wait_healthy
-from tuning.backends.optuna import SURPLUS, WORKER, Budget, OptunaStore, counts_toward_budget, driver_url
+from tuning.search.backends.optuna import (
+    SURPLUS,
+    WORKER,
+    Budget,
+    OptunaStore,
+    counts_toward_budget,
+    driver_url,
+)
 
 POSTGRES_URL = os.environ.get("TUNING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask/tell here
 
 
 def _backend(tmp_path: Path, n_trials: int) -> OptunaStore:
-    from tuning.config import load_study
+    from tuning.config.schema import load_study
 
     config = load_study(write_study(tmp_path, "race", n_trials=n_trials)).with_overrides(output_dir=tmp_path)
     backend = OptunaStore(config, tmp_path)  # a study store needs no runner

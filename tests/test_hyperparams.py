@@ -13,7 +13,7 @@ import pytest
 
 from estimators import hyperparams
 from estimators.hyperparams import HYPERPARAMS, HyperParam
-from tuning.config import TUNABLE_PARAMS, ModelConfig, StudyConfigError, load_study_dict
+from tuning.config.schema import TUNABLE_PARAMS, ModelConfig, StudyConfigError, load_study_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 ESTIMATOR_KINDS = {"KerasMLPRegressor": "regressor", "KerasMLPClassifier": "classifier"}
@@ -47,7 +47,7 @@ CHECKED = [(p.name, value) for p in HYPERPARAMS.values() if p.kind != "any" for 
 
 
 def test_importing_the_table_loads_no_tensorflow():
-    code = "import sys, estimators.hyperparams, tuning.config; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    code = "import sys, estimators.hyperparams, tuning.config.schema; print(sorted({m.split('.')[0] for m in sys.modules}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout  # fmt: skip
     loaded = set(json.loads(out.replace("'", '"')))
@@ -122,7 +122,7 @@ def test_edge_values_of_the_table_are_accepted():
 
 
 def test_base_params_map_the_study_keys_of_the_table():
-    from tuning.trial import TrialRunner
+    from tuning.search.trial import TrialRunner
 
     cfg = load_study_dict(study(
         space={"n_neurons": {"type": "int", "low": 1, "high": 4}},
@@ -166,7 +166,7 @@ HYPERPARAMS["width_multiplier"] = HyperParam(
     aliases=("width",),
 )
 HYPERPARAMS["funnel"] = HyperParam("funnel", "bool", False, "halve each next layer", tunable=True, model=True)
-from tuning.config import StudyConfigError, load_study_dict
+from tuning.config.schema import StudyConfigError, load_study_dict
 
 def study(**sections):
     return {"name": "t", "dataset": {"source": "diabetes"},

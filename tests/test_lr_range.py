@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from tests.helpers import run_study_without_model_logging, study_config, study_dict, write_study
-from tuning import lr_bounds
-from tuning.config import load_study_dict
-from tuning.lr_find import main
-from tuning.lr_range import LRRangeResult, lr_range_test, middle_params, suggest_bounds
-from tuning.run import main as run_main
+from tuning.cli.lr_find import main
+from tuning.cli.run import main as run_main
+from tuning.config.schema import load_study_dict
+from tuning.search import lr_bounds
+from tuning.search.lr_range import LRRangeResult, lr_range_test, middle_params, suggest_bounds
 
 STEPS = 30
 
@@ -121,7 +121,7 @@ def test_command_bad_option_exits_2(tmp_path, capsys):
 def test_study_step_sets_the_bounds_and_a_resume_reuses_them(tmp_path, monkeypatch, capsys):
     from mlflow import MlflowClient
 
-    import tuning.lr_range
+    import tuning.search.lr_range
 
     study = write_study(tmp_path, search={"lr_range_test": True, "n_trials": 2},
                         training={"epochs": 2})
@@ -141,7 +141,7 @@ def test_study_step_sets_the_bounds_and_a_resume_reuses_them(tmp_path, monkeypat
     def no_second_test(*args, **kwargs):
         raise AssertionError("the range test ran again on resume")
 
-    monkeypatch.setattr(tuning.lr_range, "lr_range_test", no_second_test)
+    monkeypatch.setattr(tuning.search.lr_range, "lr_range_test", no_second_test)
     again = run_study_without_model_logging(study, tmp_path)  # finished: the stored space matches
     assert again.already_complete
     monkeypatch.chdir(tmp_path)

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuning.backends.optuna import pruning_steps
-from tuning.config import StudyConfigError, load_study, load_study_dict
-from tuning.trial import make_scaler
+from tuning.config.schema import StudyConfigError, load_study, load_study_dict
+from tuning.search.backends.optuna import pruning_steps
+from tuning.search.trial import make_scaler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,8 +108,8 @@ print("TF_ENABLE_ONEDNN_OPTS" in os.environ, "TF_CPP_MIN_LOG_LEVEL" in os.enviro
 def test_importing_the_library_leaves_the_process_alone():
     """No environment variable, exit hook, log level, warning filter or frozen heap from our imports."""
     env = _env_without("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")
-    code = _IMPORT_PROBE.format(modules="tuning, tuning.config, tuning.process, tuning.overrides, tuning.study, "
-                                        "tuning.tracking, tuning.trial, tuning.report, tuning.run")
+    code = _IMPORT_PROBE.format(modules="tuning, tuning.config.schema, tuning.parallel.process, tuning.config.overrides, tuning.study, "
+                                        "tuning.tracking.tracker, tuning.search.trial, tuning.report, tuning.run")
     onednn, *rest = _python(code, env)
     assert rest == ["False"] + ["True"] * 4
     if onednn == "True" and "TF_ENABLE_ONEDNN_OPTS" in (ROOT / "estimators" / "__init__.py").read_text():
@@ -119,7 +119,7 @@ def test_importing_the_library_leaves_the_process_alone():
 
 def test_configure_study_process_applies_the_settings():
     env = _env_without("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")
-    code = ("import optuna, os, tuning.process as p; p.configure_study_process(); p.freeze_heap_once(); "
+    code = ("import optuna, os, tuning.parallel.process as p; p.configure_study_process(); p.freeze_heap_once(); "
             "import gc; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], optuna.logging.get_verbosity() == optuna.logging.ERROR, "
             "gc.get_freeze_count() > 0)")
     assert _python(code, env) == ["0", "True", "True"]

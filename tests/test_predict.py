@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuning.config import PreprocessingConfig
-from tuning.export import export_model, make_pipeline
-from tuning.predict import main
-from tuning.preprocessing import build_preprocessor
+from tuning.cli.predict import main
+from tuning.config.schema import PreprocessingConfig
+from tuning.data.preprocessing import build_preprocessor
+from tuning.export.files import export_model, make_pipeline
 
 
 def table(n: int = 80, seed: int = 0) -> pd.DataFrame:

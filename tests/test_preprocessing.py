@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuning.config import PreprocessingConfig
-from tuning.preprocessing import build_preprocessor, column_kinds
+from tuning.config.schema import PreprocessingConfig
+from tuning.data.preprocessing import build_preprocessor, column_kinds
 
 
 def frame(n: int = 60, seed: int = 0) -> pd.DataFrame:

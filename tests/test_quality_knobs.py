@@ -20,7 +20,7 @@ from estimators import KerasMLPClassifier, KerasMLPRegressor, build_model
 from estimators.embeddings import PeriodicEmbedding
 from estimators.ensemble import AveragingClassifier, AveragingRegressor, greedy_selection
 from tests.helpers import run_study_without_model_logging, tracking_uri, write_study
-from tuning.export import load_model
+from tuning.export.files import load_model
 
 FAST = {"epochs": 3, "batch_size": 32, "optimizer": "adam", "random_state": 0}
 EMBED = {"numeric_embedding": "periodic", "n_frequencies": 4, "frequency_scale": 0.3, "embedding_dim": 3}
@@ -198,7 +198,7 @@ def test_a_study_exports_a_greedy_ensemble_of_its_best_trials(tmp_path):
     assert result.ensemble == info
     from rich.console import Console
 
-    from tuning.progress import summary_table
+    from tuning.tracking.progress import summary_table
 
     console = Console(record=True, width=200)
     console.print(summary_table(result))
@@ -244,7 +244,7 @@ _FRESH = """
 import json, sys
 import numpy as np, pandas as pd, mlflow
 from mlflow import MlflowClient
-from tuning.export import load_model
+from tuning.export.files import load_model
 uri, export, csv = sys.argv[1:4]
 rows = pd.read_csv(csv).drop(columns="price").head(6)
 rows.loc[0, "city"] = "never-seen"

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tuning.config import DatasetConfig
-from tuning.data import infer_task, load_dataset
+from tuning.config.schema import DatasetConfig
+from tuning.data.readers import read_image_files, read_imdb_npz
+from tuning.data.sources import infer_task, load_dataset
 from tuning.errors import DataError
-from tuning.readers import read_image_files, read_imdb_npz
 
 ARFF = """% a tiny ARFF file
 @relation pets

@@ -19,10 +19,10 @@ import yaml
 from mlflow import MlflowClient
 
 from tests.helpers import BASE, merge, run_study_without_model_logging, tracking_uri
-from tuning import plots
-from tuning.config import load_study, load_study_dict
+from tuning.config.schema import load_study, load_study_dict
 from tuning.records import COMPLETE, FAILED, PRUNED, TrialRecord
-from tuning.report import (
+from tuning.report import plots
+from tuning.report.html import (
     CHART_NAMES,
     DATA_FILE,
     REPORT_FILE,

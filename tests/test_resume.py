@@ -22,7 +22,7 @@ from resume_helpers import (
     write_study,
 )
 
-from tuning.backends.optuna import SURPLUS, counts_toward_budget
+from tuning.search.backends.optuna import SURPLUS, counts_toward_budget
 
 
 def _log(path) -> str:
@@ -80,8 +80,8 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path):
 
 def test_changed_space_is_refused_unless_fresh(tmp_path):
     """A stored study with another search space: exit 2 with the reason, before TensorFlow loads."""
-    from tuning.backends.optuna import OptunaStore
-    from tuning.config import load_study, space_digest
+    from tuning.config.schema import load_study, space_digest
+    from tuning.search.backends.optuna import OptunaStore
 
     study = write_study(tmp_path, "space")
     out = tmp_path / "out"
@@ -112,8 +112,8 @@ def test_random_backend_resumes_after_a_dead_process(tmp_path, monkeypatch):
     fitted in two joblib (loky) processes, each tracking its own trials."""
     from mlflow import MlflowClient
 
-    from tuning.backends.random import STATE_FILE, candidates
-    from tuning.config import load_study, space_digest
+    from tuning.config.schema import load_study, space_digest
+    from tuning.search.backends.random import STATE_FILE, candidates
     from tuning.study import run_study
 
     monkeypatch.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")  # see resume_helpers.cli_env
@@ -159,10 +159,10 @@ def test_random_backend_resumes_after_a_dead_process(tmp_path, monkeypatch):
 
 def test_random_study_run_by_a_live_process_is_refused(tmp_path):
     """Two processes on one random_state.json would run the same candidates: the second one stops."""
-    from tuning.backends.random import STATE_FILE, RandomStore
-    from tuning.config import load_study
+    from tuning.config.schema import load_study
     from tuning.errors import StudyError
-    from tuning.workers import WorkerId
+    from tuning.parallel.workers import WorkerId
+    from tuning.search.backends.random import STATE_FILE, RandomStore
 
     config = load_study(write_study(tmp_path, "busy", backend="random")).with_overrides(output_dir=tmp_path)
     RandomStore(config, tmp_path).open("minimize", "mse")

@@ -9,9 +9,9 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.helpers import tracking_uri
-from tuning import runlayout as layout
 from tuning.records import COMPLETE, FAILED, PRUNED, TrialRecord
-from tuning.tracking import MlflowTracker
+from tuning.tracking import runlayout as layout
+from tuning.tracking.tracker import MlflowTracker
 
 RECORDS = [
     TrialRecord(0, {"n_hidden": 2, "learning_rate": 0.003, "optimizer": "adam"}, state=COMPLETE, value=0.25,

@@ -5,9 +5,9 @@ import optuna
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import ParameterSampler, RandomizedSearchCV
 
-from tuning.backends.random import candidates
-from tuning.config import CategoricalParam, FloatParam, IntParam, load_study_dict
-from tuning.space import IntLogUniform, grid, suggest, to_distributions, to_python
+from tuning.config.schema import CategoricalParam, FloatParam, IntParam, load_study_dict
+from tuning.search.backends.random import candidates
+from tuning.search.space import IntLogUniform, grid, suggest, to_distributions, to_python
 
 SPACE = {
     "n_hidden": IntParam(type="int", low=0, high=3),

@@ -98,9 +98,9 @@ def test_export_reloads_in_a_fresh_process_and_reproduces_the_test_score(optuna_
     code = (
         "import json, sys\n"
         "from sklearn.metrics import mean_squared_error\n"
-        "from tuning.config import load_study_dict\n"
-        "from tuning.data import load_dataset\n"
-        "from tuning.export import load_model\n"
+        "from tuning.config.schema import load_study_dict\n"
+        "from tuning.data.sources import load_dataset\n"
+        "from tuning.export.files import load_model\n"
         f"cfg = load_study_dict(json.loads({json.dumps(json.dumps(config.model_dump(mode='json')))}))\n"
         "split = load_dataset(cfg.dataset)\n"
         f"model = load_model({str(export)!r})\n"
@@ -121,7 +121,7 @@ def test_mlflow_model_predicts_raw_rows(optuna_study):
     mlflow.set_tracking_uri(config.mlflow.tracking_uri)
     parent = MlflowClient(config.mlflow.tracking_uri).get_run(result.parent_run_id)
     model = mlflow.pyfunc.load_model(parent.data.tags["model.uri"])
-    from tuning.data import load_dataset
+    from tuning.data.sources import load_dataset
 
     split = load_dataset(config.dataset)
     pred = np.asarray(model.predict(split.frame("test").head(20)))  # named columns, as the signature lists
@@ -187,9 +187,9 @@ def test_failed_and_pruned_trials_are_recorded_as_such(tmp_path):
 
 def test_per_epoch_values_of_a_standardised_target_are_in_the_target_units(tmp_path):
     """Pruners and pruned trials see the validation MSE in the target's units, not standardised units."""
-    from tuning.data import load_dataset
+    from tuning.data.sources import load_dataset
     from tuning.records import PruneTrial
-    from tuning.trial import TrialRunner
+    from tuning.search.trial import TrialRunner
 
     config = study_config(tmp_path, preprocessing={"target_scaling": "standard"})
     runner = TrialRunner(config, load_dataset(config.dataset))

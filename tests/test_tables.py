@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from tests.helpers import tracking_uri
-from tuning.export import load_model
-from tuning.run import main
+from tuning.cli.run import main
+from tuning.export.files import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TUNING_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -46,7 +46,7 @@ def _read_arff(name: str) -> pd.DataFrame:
 
 
 def _read_mnist() -> np.ndarray:
-    from tuning.readers import read_idx
+    from tuning.data.readers import read_idx
 
     images = read_idx(DATA / "mnist" / "t10k-images-idx3-ubyte.gz")[:20]
     return images.reshape(len(images), -1).astype(np.float64) / 255.0  # the loader's pixel scale

@@ -13,13 +13,13 @@ import pytest
 
 from estimators.ensemble import AveragingRegressor
 from tests.helpers import run_study_without_model_logging, study_dict, write_study
-from tuning.config import load_study, load_study_dict
-from tuning.data import load_dataset
-from tuning.ensembling import retrained_estimator
+from tuning.config.schema import load_study, load_study_dict
+from tuning.data.sources import load_dataset
 from tuning.errors import StudyError
-from tuning.export import load_model
+from tuning.export.ensembling import retrained_estimator
+from tuning.export.files import load_model
 from tuning.records import COMPLETE, decode_output, encode_output
-from tuning.trial import TrialRunner
+from tuning.search.trial import TrialRunner
 
 PLATEAU = {"optimizer": "adam", "lr_schedule": "plateau"}
 TRAINING = {"epochs": 12, "batch_size": 32, "early_stopping": {"patience": 4}}
@@ -117,8 +117,8 @@ def test_another_process_selects_the_same_ensemble_from_the_stored_trials(tmp_pa
                 if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete and all("valid_output" in t.user_attrs and t.user_attrs["best_epoch"] >= 1 for t in complete)
 
-    from tuning.backends.optuna_budget import to_record
-    from tuning.ensembling import build_ensemble
+    from tuning.export.ensembling import build_ensemble
+    from tuning.search.backends.optuna_budget import to_record
 
     fresh = TrialRunner(config, load_dataset(config.dataset))  # trained nothing: no kept models
     ensemble, info = build_ensemble(fresh, [to_record(t, "mse") for t in complete], config.export.ensemble)
@@ -131,7 +131,7 @@ def test_members_retrained_in_two_processes_are_the_same_models(tmp_path):
                                     export={"ensemble": {"size": 3, "candidates": 2}}))
     runner = TrialRunner(config, load_dataset(config.dataset))
     records = [runner.run(i, {"n_hidden": 1, "n_neurons": n, "learning_rate": 0.02}) for i, n in enumerate((4, 8))]
-    from tuning.ensembling import retrained_estimators
+    from tuning.export.ensembling import retrained_estimators
 
     apart = retrained_estimators(runner, records, n_jobs=2)  # loky processes, models pickled back
     here = retrained_estimators(runner, records, n_jobs=1)

@@ -1,7 +1,7 @@
 """tuning: hyperparameter studies for Keras MLP estimators, tracked in MLflow.
 
 Importing it changes nothing of the process (no environment variable, log level or hook): a study
-process applies its settings with :func:`tuning.process.configure_study_process`, as the commands do.
+process applies its settings with :func:`tuning.parallel.process.configure_study_process`, as the commands do.
 """
 
 from typing import Any
@@ -17,11 +17,11 @@ def __getattr__(name: str) -> Any:
 
         return run_study
     if name == "load_study":
-        from tuning.config import load_study
+        from tuning.config.schema import load_study
 
         return load_study
     if name == "configure_study_process":
-        from tuning.process import configure_study_process
+        from tuning.parallel.process import configure_study_process
 
         return configure_study_process
     raise AttributeError(f"module 'tuning' has no attribute {name!r}")

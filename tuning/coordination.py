@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from tuning.backends.base import PARENT_RUN
-from tuning.config import StudyConfig, space_digest
-from tuning.workers import limit_threads, spawn_workers
+from tuning.config.schema import StudyConfig, space_digest
+from tuning.parallel.workers import limit_threads, spawn_workers
+from tuning.search.backends.base import PARENT_RUN
 
 WORKER_STUDY_FILE = "worker_study.yaml"
 DIED = "its worker process stopped before the trial ended"
@@ -64,8 +64,8 @@ def close_orphan_runs(tracker: Any, store: Any) -> list[int]:
 
 def check_resumable(config: StudyConfig, storage: str | None = None, fresh: bool = False) -> None:
     """Refuse, before anything is loaded or trained, to resume a stored study whose space changed."""
-    from tuning.backends import make_store
-    from tuning.backends.base import SPACE_DIGEST, space_changed
+    from tuning.search.backends import make_store
+    from tuning.search.backends.base import SPACE_DIGEST, space_changed
 
     if fresh:
         return

@@ -18,22 +18,22 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from tuning import lr_bounds
-from tuning.backends import StudyStore, TrialScheduler, make_scheduler, make_store
-from tuning.backends.base import PARENT_RUN, SPACE_DIGEST
-from tuning.config import StudyConfig, load_study, space_digest
+from tuning.config.overrides import Overrides
+from tuning.config.schema import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers, with_parallel_fits
-from tuning.data import DatasetSplit, load_dataset
-from tuning.ensembling import build_ensemble, exported_estimator
-from tuning.export import export_model, make_pipeline, test_metrics
-from tuning.overrides import Overrides
-from tuning.progress import ProgressDisplay
+from tuning.data.sources import DatasetSplit, load_dataset
+from tuning.export.ensembling import build_ensemble, exported_estimator
+from tuning.export.files import export_model, make_pipeline, test_metrics
+from tuning.export.results import StudyResult, stored_result
+from tuning.parallel.workers import interrupt_all, wait_all
 from tuning.records import TrialRecord, best_record
-from tuning.report import report_safely
-from tuning.results import StudyResult, stored_result
-from tuning.tracking import MlflowTracker
-from tuning.trial import TrialObserver, TrialRunner
-from tuning.workers import interrupt_all, wait_all
+from tuning.report.html import report_safely
+from tuning.search import lr_bounds
+from tuning.search.backends import StudyStore, TrialScheduler, make_scheduler, make_store
+from tuning.search.backends.base import PARENT_RUN, SPACE_DIGEST
+from tuning.search.trial import TrialObserver, TrialRunner
+from tuning.tracking.progress import ProgressDisplay
+from tuning.tracking.tracker import MlflowTracker
 
 __all__ = ["RunOptions", "StudyResult", "run_study"]
 
@@ -286,7 +286,7 @@ def run_study(
     share. ``worker`` is the mode of the processes started for ``workers``: trials only, no export and no
     say on the parent run's status.
 
-    A process running studies should call :func:`tuning.process.configure_study_process` first (the
+    A process running studies should call :func:`tuning.parallel.process.configure_study_process` first (the
     commands do).
     """
     overrides = overrides or Overrides(n_trials=n_trials, timeout=timeout, seed=seed, tracking_uri=tracking_uri,

@@ -1,0 +1,44 @@
+"""``--dry-run``: what a study would do, without loading data or training."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from tuning.config.schema import CategoricalParam, StudyConfig
+
+
+def _space_line(spec) -> str:
+    if isinstance(spec, CategoricalParam):
+        return "one of " + ", ".join(map(str, spec.choices))
+    scale = " (log)" if spec.log else ""
+    step = f" step {spec.step}" if getattr(spec, "step", None) not in (None, 1) else ""
+    return f"{spec.type} {spec.low} .. {spec.high}{scale}{step}"
+
+
+def describe_plan(config: StudyConfig) -> Table:
+    """A table of the validated study: data, space, search, training, tracking, export."""
+    d, s, t = config.dataset, config.search, config.training
+    table = Table(title=f"plan for study {config.name} (dry run: nothing is trained)", show_header=False)
+    source = d.source + (f" ({d.path}, target {d.target})" if d.path else "")
+    table.add_row("dataset", source)
+    table.add_row("task", d.task or "inferred from the target")
+    table.add_row("split", f"test {d.test_size}, validation {d.valid_size} of the rest, seed {d.seed}")
+    table.add_row("preprocessing", config.preprocessing.scaling)
+    fixed = config.model.fixed_params()
+    table.add_row("fixed model args", ", ".join(f"{k}={v}" for k, v in fixed.items()) or "(estimator defaults)")
+    for name, spec in config.space.items():
+        table.add_row(f"space {name}", _space_line(spec))
+    backend = f"{s.backend}" + (f", sampler {s.sampler}, pruner {s.pruner}" if s.backend == "optuna" else "")
+    table.add_row("search", f"{backend}, {s.n_trials} trials, cv {s.cv}, seed {s.seed}, n_jobs {s.n_jobs}, "
+                  f"workers {s.workers}"
+                  + (f", timeout {s.timeout:g} s" if s.timeout else ""))
+    table.add_row("metric", s.metric)
+    es = t.early_stopping
+    table.add_row("training", f"epochs {t.epochs}, batch {t.batch_size}, early stopping "
+                  + (f"on {es.monitor}, patience {es.patience}" if es.enabled else "off"))
+    table.add_row("mlflow", f"{config.mlflow.tracking_uri or 'MLflow default store'}, experiment {config.experiment_name}")
+    e = config.export.ensemble
+    model = (f"{e.method} ensemble of {e.size}" + (f" picks among the {e.candidates} best trials" if e.method == "greedy"
+             else " best trials") if e.enabled else "the best trial")
+    table.add_row("export", f"{config.export_dir}: {model}, trained on {config.export.train_on}")
+    return table

@@ -1,0 +1,109 @@
+"""Command line: ``python -m tuning.run STUDY.yaml [options]``.
+
+Exit codes: 0 success, 2 bad study file or data (message, no traceback), 1 any other failure (also a
+study in which no trial completed: the reasons are summarised), 130 interrupted (the running trial and
+the study's MLflow run are marked KILLED first).
+
+Re-running the same command resumes the study (its state is kept under its name); once it is finished,
+it shows the stored result and trains nothing (``--n-trials`` extends it, ``--fresh`` starts it over).
+``--workers N`` runs N processes on it; on several machines, give each the same ``--storage`` (a
+PostgreSQL URL) and ``--tracking-uri`` (an MLflow server). See docs/distributed.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from tuning.config.overrides import Overrides, add_arguments
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tuning.run", description="Run a hyperparameter study from a YAML file.")
+    p.add_argument("study", help="path to the study YAML file")
+    add_arguments(p)  # --n-trials --timeout --seed --tracking-uri --experiment --output-dir
+    p.add_argument("--dry-run", action="store_true", help="validate the study and print the plan; train nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="worker processes on this machine (default: the study's search.workers, 1); TensorFlow "
+                        "threads are divided among them")
+    p.add_argument("--storage", metavar="URL", default=os.environ.get("TUNING_STORAGE") or None,
+                   help="Optuna storage shared by all workers, e.g. postgresql://user@host/db (default: "
+                        "$TUNING_STORAGE, else SQLite in the output directory)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start the study over instead of resuming it (deletes its stored trials)")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # a process started by --workers
+    args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        p.error("--workers must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from tuning.parallel import interrupt
+    from tuning.parallel.process import configure_study_process
+
+    interrupt.install_handlers()
+    configure_study_process()  # before TensorFlow loads (see tuning/parallel/process.py)
+    from rich.console import Console
+    from rich.markup import escape
+
+    from tuning.errors import StudyError
+
+    console = Console(stderr=True, log_path=False)
+    out = Console()
+    overrides = Overrides.from_args(args)
+    try:
+        from tuning.config.schema import load_study
+
+        config = load_study(args.study).with_overrides(overrides)  # a bad study fails here, before TensorFlow
+        if args.dry_run:
+            from tuning.cli.plan import describe_plan
+
+            out.print(describe_plan(config))
+            return 0
+        from tuning.coordination import check_resumable
+        from tuning.search.lr_bounds import with_stored_bounds
+
+        check_resumable(with_stored_bounds(config), args.storage, args.fresh or args.worker)
+        from tuning.parallel.workers import limit_threads
+
+        workers = args.workers or config.search.workers
+        limit_threads(workers)  # before TensorFlow starts its thread pools
+        configure_study_process(start_tensorflow=True)
+        from tuning.study import run_study
+
+        result = run_study(args.study, overrides=overrides, quiet=args.quiet, console=console,
+                           workers=workers, storage=args.storage, fresh=args.fresh, worker=args.worker)
+    except StudyError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]")
+        return 130
+    if args.worker:
+        return 130 if result.interrupted else 0
+    return report(result, console, out)
+
+
+def report(result, console, out) -> int:
+    """Print the outcome of a study; its exit code."""
+    from rich.markup import escape
+
+    from tuning.tracking.progress import summary_table
+
+    if result.already_complete:
+        console.print(f"study '{escape(result.name)}' is already complete ({len(result.records)} trials, "
+                      f"{result.n_trials} asked): nothing to run. Extend it with --n-trials N (N > {result.n_trials}) "
+                      "or start it over with --fresh.", highlight=False)
+    out.print(summary_table(result))
+    if result.interrupted:
+        console.print("[bold yellow]interrupted:[/] the running trial and the study run were marked KILLED")
+        return 130
+    if result.best is None:
+        reasons = "; ".join(f"{count} x {escape(reason)}" for reason, count in result.failure_reasons())
+        console.print(f"[bold red]error:[/] no trial completed, nothing was exported ({len(result.records)} "
+                      f"trials: {reasons or 'none ran'})", highlight=False)
+        return 1
+    return 0

@@ -1,0 +1,367 @@
+"""Typed, validated study configuration: one YAML file describes one tuning study.
+
+`load_study(path)` reads and validates a study file; every problem is reported at once, each with its dotted
+key path (``search.n_trials``), the YAML line where it is and a readable message, as a `StudyConfigError`
+(reading and error wording: `tuning.config.studyfile`; search-space entries: `tuning.config.paramspec`; the ``dataset:``
+section and the data-source names: `tuning.config.dataset`). Which hyperparameters exist, their bounds and
+where a study sets them come from `estimators.hyperparams`.
+"""
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, create_model, field_validator, model_validator
+from pydantic_core import InitErrorDetails
+
+from estimators import hyperparams
+from tuning.config.dataset import BUILTIN_TASKS, FILE_SOURCES, KERAS_FILE_SOURCES, DatasetConfig
+from tuning.config.overrides import Overrides
+from tuning.config.paramspec import (
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    ParamSpec,
+    TunableName,
+    space_errors,
+)
+from tuning.config.studyfile import load_file, validate
+from tuning.config.validation import Float, Int
+from tuning.config.validation import StrictModel as _Model
+from tuning.config.validation import error as _error
+from tuning.config.validation import raise_errors as _raise_errors
+from tuning.errors import StudyConfigError
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "DEFAULT_SPACE",
+    "KERAS_FILE_SOURCES",
+    "FILE_SOURCES",
+    "OPTIMIZERS",
+    "TUNABLE_PARAMS",
+    "CategoricalParam",
+    "DatasetConfig",
+    "EarlyStoppingConfig",
+    "EnsembleConfig",
+    "ExportConfig",
+    "FloatParam",
+    "IntParam",
+    "MlflowConfig",
+    "ModelConfig",
+    "ParamSpec",
+    "PreprocessingConfig",
+    "SearchConfig",
+    "StudyConfig",
+    "TrainingConfig",
+    "load_study",
+    "load_study_dict",
+    "space_digest",
+]
+
+Metric = Literal["auto", "mse", "rmse", "mae", "r2", "accuracy", "log_loss", "roc_auc"]
+
+OPTIMIZERS: tuple[str, ...] = hyperparams.OPTIMIZERS
+#: Names the estimator accepts as hyperparameters to tune (the keys allowed in `space`).
+TUNABLE_PARAMS: frozenset[str] = hyperparams.tunable()
+REGRESSION_METRICS: frozenset[str] = frozenset({"mse", "rmse", "mae", "r2"})
+CLASSIFICATION_METRICS: frozenset[str] = frozenset({"accuracy", "log_loss", "roc_auc"})
+_MINIMIZED_METRICS = frozenset({"mse", "rmse", "mae", "log_loss"})
+
+
+# --------------------------------------------------------------------------------------------- sections
+
+
+class PreprocessingConfig(_Model):
+    """Feature preprocessing done inside the estimator pipeline (fitted on the training rows only)."""
+
+    # quantile: QuantileTransformer to a normal law, so outlying rows stay within a few units (robust)
+    scaling: Literal["standard", "minmax", "quantile", "none"] = "standard"
+    # regression only: train on standardised y (predictions stay in the original units); auto = when the
+    # target's mean or spread is far from 0 / 1
+    target_scaling: Literal["auto", "standard", "none"] = "auto"
+    missing_indicator: bool = False  # numeric columns with missing values also get a 0/1 "was missing" column
+    min_frequency: Int = Field(5, ge=1)  # categories seen in fewer training rows are grouped into one
+
+
+class _FixedArguments(_Model):
+    def fixed_params(self) -> dict[str, Any]:
+        """The arguments that were given (not None)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+def _model_field(param: hyperparams.HyperParam) -> tuple[Any, Any]:
+    """The `model:` key of a hyperparameter: its type and bounds from the table, None for the default."""
+    kinds = {"int": Int, "float": Float, "str": str, "bool": bool, "any": Any}
+    kind = Literal[param.choices] if param.choices else kinds[param.kind]
+    return kind | None, Field(None, ge=param.ge, gt=param.gt, le=param.le, lt=param.lt)
+
+
+#: Fixed estimator arguments (the `model:` section); None means the estimator's own default.
+ModelConfig = create_model(
+    "ModelConfig",
+    __base__=_FixedArguments,
+    __module__=__name__,
+    __doc__="Fixed estimator arguments; None means the estimator's own default.",
+    **{param.name: _model_field(param) for param in hyperparams.model_settable()},
+)
+
+
+# --------------------------------------------------------------------------------------- other sections
+
+
+def _check_cv(value: Any) -> Any:
+    if value == "validation":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+        return value
+    raise ValueError("cv must be an integer >= 2 (K-fold cross-validation on train) or 'validation'")
+
+
+class SearchConfig(_Model):
+    """How the search runs: backend, budget, sampler/pruner, scoring."""
+
+    backend: Literal["optuna", "random"] = "optuna"
+    n_trials: Int = Field(20, ge=1)
+    timeout: Float | None = Field(None, gt=0)
+    sampler: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
+    pruner: Literal["hyperband", "median", "successive_halving", "none"] = "hyperband"
+    cv: Annotated[int | Literal["validation"], BeforeValidator(_check_cv)] = "validation"
+    seed: Int = 42
+    n_jobs: Int = 1
+    joblib_backend: Literal["loky", "threading", "multiprocessing", "dask", "ray"] | None = None
+    metric: Metric = "auto"
+    # first, a learning-rate range test replaces space.learning_rate (a float range) by the bounds it
+    # suggests, stored in the export dir for resumes (tuning.search.lr_bounds)
+    lr_range_test: bool = False
+    # processes running trials on this machine (the optuna backend; random: parallel fits), as --workers
+    workers: Int = Field(1, ge=1)
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _n_jobs(cls, value: int) -> int:
+        if value < 1 and value != -1:
+            raise ValueError("n_jobs must be >= 1, or -1 for all cores")
+        return value
+
+    def resolved_metric(self, task: str) -> str:
+        """The metric to score with: `auto` is mse for regression, accuracy for classification."""
+        if self.metric == "auto":
+            return "mse" if task == "regression" else "accuracy"
+        problem = _metric_problem(self.metric, task)
+        if problem:
+            raise StudyConfigError(f"search.metric: {problem}")
+        return self.metric
+
+    def direction(self, task: str) -> Literal["minimize", "maximize"]:
+        """Whether the resolved metric is minimised or maximised."""
+        return "minimize" if self.resolved_metric(task) in _MINIMIZED_METRICS else "maximize"
+
+
+def _metric_problem(metric: str, task: str | None) -> str | None:
+    if metric == "auto" or task is None:
+        return None
+    if task == "regression" and metric not in REGRESSION_METRICS:
+        return f"'{metric}' is a classification metric but the task is regression"
+    if task != "regression" and metric not in CLASSIFICATION_METRICS:
+        return f"'{metric}' is a regression metric but the task is {task}"
+    return None
+
+
+def _estimator_field(name: str) -> Any:
+    """A study setting that is an estimator argument: its default and bounds from the table."""
+    param = hyperparams.HYPERPARAMS[name]
+    return Field(param.default, ge=param.ge, gt=param.gt, le=param.le, lt=param.lt)
+
+
+class EarlyStoppingConfig(_Model):
+    """Keras EarlyStopping callback settings."""
+
+    enabled: bool = _estimator_field("early_stopping")
+    monitor: str = "val_loss"
+    patience: Int = _estimator_field("patience")
+    min_delta: Float = _estimator_field("min_delta")
+    restore_best_weights: bool = _estimator_field("restore_best_weights")
+
+
+class TrainingConfig(_Model):
+    """Fit settings shared by every trial (a `space` entry of the same name overrides them)."""
+
+    epochs: Int = _estimator_field("epochs")
+    batch_size: Int = _estimator_field("batch_size")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+
+
+class MlflowConfig(_Model):
+    """Where runs are tracked; experiment None means the study name."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+class EnsembleConfig(_Model):
+    """The exported model as a weighted average of the best trials' models (off while ``size`` is 0)."""
+
+    # greedy: ``size`` rounds of greedy selection with replacement on the validation set among the
+    # ``candidates`` best trials (auto-sklearn's ensemble selection); top_k: the ``size`` best, equal weights
+    method: Literal["greedy", "top_k"] = "greedy"
+    size: Int = Field(0, ge=0)
+    candidates: Int = Field(10, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
+    @property
+    def pool(self) -> int:
+        """How many best trials' fitted models a run keeps for the ensemble."""
+        if not self.enabled:
+            return 1
+        return self.candidates if self.method == "greedy" else self.size
+
+
+class ExportConfig(_Model):
+    """Where the best model goes; dir None means exports/<study name>."""
+
+    dir: str | None = None
+    registered_model_name: str | None = None
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    # the rows the exported model(s) learn from: the trials' own models (train), or each trained again on
+    # training + validation rows for its best epoch count with its learning rates (train+valid)
+    train_on: Literal["train", "train+valid"] = "train"
+
+
+# ------------------------------------------------------------------------------------------------ study
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+#: The space a study without `space` searches (the recipe's three knobs).
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "n_hidden": {"type": "int", "low": 1, "high": 3},
+    "n_neurons": {"type": "int", "low": 8, "high": 128, "log": True},
+    "learning_rate": {"type": "float", "low": 3.0e-4, "high": 3.0e-2, "log": True},
+}
+
+
+def default_space() -> dict[str, Any]:
+    """Parsed copies of DEFAULT_SPACE."""
+    parsers = {"int": IntParam, "float": FloatParam, "categorical": CategoricalParam}
+    return {name: parsers[spec["type"]](**spec) for name, spec in DEFAULT_SPACE.items()}
+
+
+class StudyConfig(_Model):
+    """One tuning study."""
+
+    name: str
+    dataset: DatasetConfig
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    space: dict[TunableName, ParamSpec] = Field(default_factory=lambda: default_space())
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("name must be non-empty and use only letters, digits, '-', '_' and '.'")
+        return value
+
+    @field_validator("space")
+    @classmethod
+    def _space_not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("empty space: give at least one hyperparameter to tune")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "StudyConfig":
+        errors: list[InitErrorDetails] = []
+        fixed = self.model.fixed_params()
+        for name, spec in self.space.items():
+            elsewhere = hyperparams.HYPERPARAMS[name].study
+            if name in fixed:
+                errors.append(_error(
+                    ("space", name), f"'{name}' is both fixed in model and tuned in space; keep one", name
+                ))  # fmt: skip
+            elif elsewhere and self._is_set(elsewhere):
+                errors.append(_error(
+                    ("space", name), f"'{name}' is both set in {elsewhere} and tuned in space; keep one", name
+                ))  # fmt: skip
+            errors.extend(space_errors(name, spec))
+        if self.search.sampler == "grid":
+            for name, spec in self.space.items():
+                if isinstance(spec, FloatParam) and spec.step is None:
+                    errors.append(_error(
+                        ("search", "sampler"),
+                        f"the grid sampler needs a finite grid, but space.{name} is a float range without step",
+                        "grid",
+                    ))  # fmt: skip
+        if self.export.train_on == "train+valid" and self.search.cv != "validation":
+            errors.append(_error(
+                ("export", "train_on"),
+                "train_on: train+valid retrains each exported model for its trial's best epoch count, which "
+                "only cv: validation records; use cv: validation or train_on: train",
+                self.export.train_on,
+            ))  # fmt: skip
+        problem = _metric_problem(self.search.metric, self.dataset.task)
+        if problem:
+            errors.append(_error(("search", "metric"), problem, self.search.metric))
+        _raise_errors("StudyConfig", errors)
+        return self
+
+    def _is_set(self, dotted: str) -> bool:
+        """Whether the study file gives the key `dotted` (``training.early_stopping.patience``) itself."""
+        section, _, key = dotted.rpartition(".")
+        return key in (self.value_of(section) if section else self).model_fields_set
+
+    def value_of(self, dotted: str) -> Any:
+        """The setting at key `dotted` (``training.epochs``), defaults included."""
+        value: Any = self
+        for name in dotted.split("."):
+            value = getattr(value, name)
+        return value
+
+    @property
+    def export_dir(self) -> Path:
+        """Where the best model is exported."""
+        return Path(self.export.dir) if self.export.dir else Path("exports") / self.name
+
+    @property
+    def experiment_name(self) -> str:
+        """MLflow experiment name."""
+        return self.mlflow.experiment or self.name
+
+    def with_overrides(self, overrides: Overrides | None = None, **values: Any) -> "StudyConfig":
+        """A validated copy with command-line overrides applied: an :class:`~tuning.config.overrides.Overrides`
+        or its fields as keywords (``n_trials=``, ``timeout=``, ``seed=``, ``tracking_uri=``, ``experiment=``,
+        ``output_dir=``); None leaves a value as it is."""
+        overrides = overrides or Overrides(**values)
+        if not overrides:
+            return self
+        data = self.model_dump(exclude_unset=True)
+        for (section, key), value in overrides.changes().items():
+            data.setdefault(section, {})[key] = value
+        return load_study_dict(data, source="command-line options")
+
+
+def space_digest(cfg: StudyConfig) -> str:
+    """sha256 of a canonical JSON of the search space (defaults included), to detect a changed space."""
+    space = {name: cfg.space[name].model_dump(mode="json") for name in sorted(cfg.space)}
+    return hashlib.sha256(json.dumps(space, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_study(path: str | os.PathLike[str]) -> StudyConfig:
+    """Read and validate a study YAML file; any problem raises `StudyConfigError` naming file, key and line."""
+    return load_file(path, StudyConfig)
+
+
+def load_study_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfig:
+    """Validate a study given as a dict (same checks and messages as `load_study`, without line numbers)."""
+    return validate(StudyConfig, data, source)

@@ -1,0 +1,145 @@
+"""The exported model from the study's best trials: the best one alone, or an ensemble of several.
+
+With ``export.train_on: train`` the exported models are the trials' own (trained on the training rows,
+stopped early on the validation rows); a model this process did not train (another worker's, or one from
+before a resume) is refitted with its parameters and seed. With ``train+valid`` each is trained again on
+the training and validation rows together, for the epochs its trial kept and with the learning rates its
+trial used, epoch by epoch (the validation rows no longer stop it: they are training rows now).
+
+Greedy selection scores averages of the trials' stored outputs on the validation rows (a complete trial
+keeps them, whichever process ran it), which the trials already used for early stopping and for ranking,
+so the ensemble's validation score is optimistic; the test score is the one to read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import log_loss
+
+from estimators.ensemble import AveragingClassifier, AveragingRegressor, greedy_selection
+from tuning.config.schema import EnsembleConfig
+from tuning.records import COMPLETE, TrialRecord
+from tuning.search import metrics
+from tuning.search.trial import TrialRunner
+
+__all__ = ["build_ensemble", "exported_estimator", "exported_estimators", "fitted_estimator", "ranked_trials",
+           "retrained_estimator", "retrained_estimators"]
+
+
+def fitted_estimator(runner: TrialRunner, record: TrialRecord):
+    """The fitted estimator of trial ``record``: kept by this process, else refitted as the trial was."""
+    if runner.best_number == record.number and runner.best_estimator is not None:
+        return runner.best_estimator
+    if record.number in runner.kept:
+        return runner.kept[record.number][1]
+    d = runner.data
+    return runner.make_estimator(record.params).fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid))
+
+
+def _fit_again(estimator, epochs: int, rates: list[float], X: np.ndarray, y: np.ndarray):
+    """Fit ``estimator`` for ``epochs`` epochs at ``rates`` (one a epoch; module level, so it pickles)."""
+    from estimators.callbacks import replay_learning_rates
+
+    estimator.set_params(epochs=epochs, early_stopping=False, validation_fraction=0.0, lr_schedule="constant")
+    return estimator.fit(X, y, callbacks=[replay_learning_rates(rates)] if rates else [])
+
+
+def retrained_estimators(runner: TrialRunner, records: list[TrialRecord], n_jobs: int = 1) -> list[Any]:
+    """The models of trials ``records`` trained again on the training + validation rows: each with its
+    parameters and seed, ``record.best_epoch`` epochs at ``record.learning_rates`` (no early stopping,
+    nothing held out); ``n_jobs`` > 1 trains them in that many processes at once."""
+    d = runner.data
+    X = np.concatenate([np.asarray(d.X_train), np.asarray(d.X_valid)])
+    y = np.concatenate([np.asarray(d.y_train), np.asarray(d.y_valid)])
+    jobs = [(runner.make_estimator(r.params), r.best_epoch, list(r.learning_rates)) for r in records]
+    if n_jobs <= 1 or len(jobs) <= 1:
+        return [_fit_again(est, epochs, rates, X, y) for est, epochs, rates in jobs]
+    from joblib import Parallel, delayed
+
+    with Parallel(n_jobs=min(n_jobs, len(jobs)), backend="loky") as parallel:
+        return parallel(delayed(_fit_again)(est, epochs, rates, X, y) for est, epochs, rates in jobs)
+
+
+def retrained_estimator(runner: TrialRunner, record: TrialRecord):
+    """Trial ``record``'s model trained again on the training + validation rows (see retrained_estimators)."""
+    return retrained_estimators(runner, [record])[0]
+
+
+def exported_estimators(runner: TrialRunner, records: list[TrialRecord], n_jobs: int = 1) -> list[Any]:
+    """The models of trials ``records`` as the study exports them (``export.train_on``)."""
+    if runner.config.export.train_on == "train+valid" and all(r.best_epoch > 0 for r in records):
+        return retrained_estimators(runner, records, n_jobs)
+    return [fitted_estimator(runner, record) for record in records]
+
+
+def exported_estimator(runner: TrialRunner, record: TrialRecord):
+    """The model of trial ``record`` as the study exports it (``export.train_on``)."""
+    return exported_estimators(runner, [record])[0]
+
+
+class _FixedOutputs:
+    """Scores an ensemble from its members' stored validation outputs (``metrics.score`` reads it like an
+    estimator): the ensemble's validation score without predicting again (or in-sample, after a retrain)."""
+
+    def __init__(self, output: np.ndarray, classes=None) -> None:
+        self.output, self.classes_ = output, classes
+
+    def predict(self, X):
+        return self.output if self.classes_ is None else np.asarray(self.classes_)[np.argmax(self.output, axis=1)]
+
+    def predict_proba(self, X):
+        return self.output
+
+
+def ranked_trials(records: list[TrialRecord], direction: str, n: int) -> list[TrialRecord]:
+    """The ``n`` best complete trials with a finite value, best first (ties: the earlier trial)."""
+    done = [r for r in records if r.state == COMPLETE and r.value is not None and np.isfinite(r.value)]
+    sign = -1.0 if direction == "maximize" else 1.0
+    return sorted(done, key=lambda r: (sign * r.value, r.number))[:n]
+
+
+def _validation_loss(runner: TrialRunner):
+    """The loss greedy selection minimises: MSE of predictions, or log loss of class probabilities."""
+    y_valid = np.asarray(runner.data.y_valid)
+    if runner.task == "regression":
+        y = y_valid.astype(np.float64).ravel()
+        return lambda pred: float(np.mean((pred - y) ** 2))
+    return lambda proba, labels=None: float(log_loss(y_valid, np.clip(proba, 1e-15, 1.0), labels=labels))
+
+
+def build_ensemble(runner: TrialRunner, records: list[TrialRecord], config: EnsembleConfig,
+                   n_jobs: int = 1) -> tuple[Any, dict]:
+    """The averaged estimator of the best trials and what was chosen: ``{"method", "members": [{"trial",
+    "weight"}], "valid_<metric>"}`` (the ensemble's score on the validation rows, from the trials' own
+    models); ``n_jobs`` processes retrain the members (``train_on: train+valid``)."""
+    regression = runner.task == "regression"
+    n = config.candidates if config.method == "greedy" else config.size
+    chosen = ranked_trials(records, runner.direction, n)
+    X_valid = runner.data.X_valid
+    if all(r.valid_output is not None for r in chosen):
+        outputs = [np.asarray(r.valid_output, dtype=np.float64) for r in chosen]
+    else:  # trials stored before outputs were kept: predict with their models
+        models = [fitted_estimator(runner, record) for record in chosen]
+        outputs = [m.predict(X_valid) if regression else m.predict_proba(X_valid) for m in models]
+    classes = None if regression else np.unique(np.asarray(runner.data.y_train))
+    if config.method == "greedy":
+        loss = _validation_loss(runner)
+        if not regression:
+            loss = (lambda base: (lambda proba: base(proba, classes)))(loss)
+        weights = greedy_selection(outputs, loss, config.size)
+    else:
+        weights = np.full(len(chosen), 1.0 / len(chosen))
+    picked = [(record, w) for record, w in zip(chosen, weights, strict=True) if w > 0]
+    members = exported_estimators(runner, [record for record, _ in picked], n_jobs)
+    cls = AveragingRegressor if regression else AveragingClassifier
+    ensemble = cls.from_fitted(members, [w for _, w in picked])
+    averaged = np.tensordot(weights, np.stack(outputs), axes=1)
+    info = {
+        "method": config.method,
+        "members": [{"trial": r.number, "weight": float(w)} for r, w in picked],
+        f"valid_{runner.metric}": metrics.score(runner.metric, _FixedOutputs(averaged, classes), X_valid,
+                                                runner.data.y_valid),
+    }
+    return ensemble, info

@@ -1,0 +1,380 @@
+"""``python -m tuning.report STUDY.yaml``: the pictures of a study and one self-contained ``report.html``.
+
+The report is rebuilt from what the study stored in MLflow, never from the memory of the process that
+ran it: the study's parent run (the newest run of the study's experiment tagged ``tuning.study=<name>``,
+or the one given by ``--run-id``) and its child runs (params, ``trial.state``, the objective and the
+per-epoch curves). The search space and metric are the ones the run logged, so a study file edited
+since does not skew the pictures. So it works the same for both backends, for a finished study and for
+one still running, and for ``--workers`` studies (they share one parent run). The files go to ``<export dir>/report/`` (``--output-dir`` moves the export dir, as it does for
+``tuning.run``) and are logged to the parent run under ``report/``:
+
+* ``optimization_history``, ``param_importances``, ``parallel_coordinates``, ``slices``: ``.png`` and
+  Optuna's interactive plotly ``.html`` (plotly.js loaded from its CDN);
+* ``best_learning_curve.png``, ``top_learning_curves.png``;
+* ``data.json`` (the data each picture draws) and ``report.html`` (summary, pictures as data URIs,
+  every trial; no external resource).
+
+Exit codes: 0 report written, 2 bad study file or no run of the study found, 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from tuning.config.overrides import LOCATION, Overrides, add_arguments
+from tuning.config.schema import CategoricalParam, FloatParam, ParamSpec, SearchConfig, StudyConfig
+from tuning.errors import StudyError
+from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecord, best_record
+from tuning.search.space import Space
+from tuning.tracking import runlayout as layout
+
+log = logging.getLogger(__name__)
+
+REPORT_DIR = layout.REPORT_DIR
+REPORT_FILE = "report.html"
+DATA_FILE = "data.json"
+#: Every file a report may write (a picture that cannot be drawn yet leaves no stale file behind).
+CHART_NAMES = ("optimization_history", "param_importances", "parallel_coordinates", "slices",
+               "best_learning_curve", "top_learning_curves")
+
+
+class ReportError(StudyError):
+    """No report can be made: no run of the study, or a run that is not a study's parent run."""
+
+
+@dataclass
+class StudyRun:
+    """What MLflow holds about one study: its parent run and a record per trial."""
+
+    run: Any
+    metric: str
+    direction: str
+    space: Space
+    settings: dict[str, Any] = field(default_factory=dict)
+    records: list[TrialRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    experiment: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.run.data.tags.get(layout.STUDY, self.run.info.run_name or "")
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    @property
+    def best(self) -> TrialRecord | None:
+        return best_record(self.records, self.direction)
+
+    def count(self, state: str) -> int:
+        return sum(r.state == state for r in self.records)
+
+
+# ------------------------------------------------------------------------------------------- MLflow reads
+
+
+def find_parent_run(client, config: StudyConfig, run_id: str | None = None):
+    """The study's parent run: ``run_id`` if given, else the newest one of the study in its experiment."""
+    if run_id:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            run = client.get_run(run_id)
+        except MlflowException:
+            raise ReportError(f"no MLflow run '{run_id}' at {client.tracking_uri}") from None
+        if run.data.tags.get(layout.ROLE) != layout.ROLE_STUDY:
+            raise ReportError(f"run '{run_id}' is not the parent run of a study (tag {layout.ROLE} is not "
+                              f"'{layout.ROLE_STUDY}')")
+        return run
+    experiment = client.get_experiment_by_name(config.experiment_name)
+    runs = [] if experiment is None else client.search_runs(
+        [experiment.experiment_id],
+        filter_string=layout.study_filter(config.name),
+        order_by=["attributes.start_time DESC"], max_results=1,
+    )
+    if not runs:
+        raise ReportError(f"no run of study '{config.name}' in MLflow experiment '{config.experiment_name}' at "
+                          f"{client.tracking_uri} (run the study first, or give --tracking-uri / --run-id)")
+    return runs[0]
+
+
+def child_runs(client, parent) -> list:
+    """Every trial run under ``parent``, oldest first (all result pages)."""
+    return list(layout.search_all(client, [parent.info.experiment_id], layout.children_filter(parent.info.run_id),
+                                  order_by=["attributes.start_time ASC"]))
+
+
+def parse_param(spec: Any, text: str) -> Any:
+    """A trial run's param (as the tracker logs it: strings as they are, anything else as JSON) as a value."""
+    if isinstance(spec, CategoricalParam):
+        for choice in spec.choices:
+            if text == (choice if isinstance(choice, str) else json.dumps(choice)):
+                return choice
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(spec, FloatParam) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def record_from_run(client, run, space: Space, metric: str) -> TrialRecord:
+    """A trial run as the TrialRecord the study made of it (params read back as the space's types)."""
+    return layout.record_from_run(client, run, metric, parse=lambda name, text: parse_param(space.get(name), text))
+
+
+def _decode(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def run_settings(parent) -> dict[str, Any]:
+    """The study settings the parent run logged (dotted keys such as ``search.metric``), decoded."""
+    return {key: _decode(text) for key, text in parent.data.params.items()}
+
+
+def logged_space(settings: dict[str, Any], config_space: Space) -> Space | None:
+    """The search space the study ran with, from its logged settings, in the study file's order if it can."""
+    specs: dict[str, dict[str, Any]] = {}
+    for key, value in settings.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "space":
+            specs.setdefault(parts[1], {})[parts[2]] = value
+    adapter = TypeAdapter(ParamSpec)
+    try:
+        space = {name: adapter.validate_python(spec) for name, spec in specs.items()}
+    except ValidationError:
+        return None
+    order = [n for n in config_space if n in space] + sorted(set(space) - set(config_space))
+    return {name: space[name] for name in order} or None
+
+
+def study_metric(config: StudyConfig, parent, settings: dict[str, Any]) -> tuple[str, str]:
+    """The objective metric and direction, from the metric and task the study logged (or the config's)."""
+    task = parent.data.tags.get(layout.DATASET_TASK) or config.dataset.task
+    if task is None:
+        raise ReportError("the study run has no dataset.task tag and the study file does not give the task")
+    search = SearchConfig(metric=settings.get("search.metric", config.search.metric))
+    return search.resolved_metric(task), search.direction(task)
+
+
+def load_study_run(client, config: StudyConfig, run_id: str | None = None) -> StudyRun:
+    """The parent run and one record per trial number (a trial run again later, e.g. on resume: the latest).
+
+    The space and metric are the ones the run logged, so a study file edited since does not skew the report.
+    """
+    parent = find_parent_run(client, config, run_id)
+    settings = run_settings(parent)
+    space = logged_space(settings, config.space) or config.space
+    metric, direction = study_metric(config, parent, settings)
+    study = StudyRun(parent, metric, direction, space, settings,
+                     experiment=client.get_experiment(parent.info.experiment_id).name)
+    if space != config.space:
+        study.notes.append("the study file's search space differs from the one this run used; the report "
+                           "shows the run's space")
+    by_number = {}
+    for run in child_runs(client, parent):
+        record = record_from_run(client, run, space, metric)
+        if record.number >= 0:
+            by_number[record.number] = record
+    study.records = [by_number[n] for n in sorted(by_number)]
+    return study
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def write_pictures(study: StudyRun, out_dir: Path) -> tuple[list, dict[str, Path]]:
+    """PNG of every chart that can be drawn, Optuna's interactive HTML, and ``data.json``."""
+    from tuning.report import plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in CHART_NAMES:
+        for suffix in (".png", ".html"):
+            (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
+    optuna_study = plots.optuna_study(study.records, study.space, study.direction)
+    charts = plots.study_charts(study.records, study.space, study.direction, study.metric, study=optuna_study)
+    for chart in charts:
+        if chart.figure is not None:
+            plots.save_png(chart.figure, out_dir / f"{chart.name}.png")
+    extras = plots.write_interactive(optuna_study, out_dir)
+    data = {c.name: {"title": c.title, "note": c.note, "data": c.data} for c in charts}
+    (out_dir / DATA_FILE).write_text(json.dumps(data, indent=1, default=str, allow_nan=True) + "\n")
+    return charts, extras
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;
+ padding:0 1rem;color:#222}
+h1{margin-bottom:.2rem}.sub{color:#666;margin-top:0}
+table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
+th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.best td{background:#fff3e0;font-weight:600}
+tr.pruned td{color:#777}tr.failed td,tr.killed td{color:#b00020}
+figure{margin:1.5rem 0;border-top:1px solid #eee;padding-top:1rem}
+figure img{max-width:100%;height:auto}figcaption{color:#555;font-size:.9rem}
+.note{color:#8a6d3b;background:#fcf8e3;padding:.5rem .8rem;border-radius:4px}
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return "" if value is None else str(value)
+
+
+def _rows(pairs: list[tuple[str, Any]]) -> str:
+    return "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(v))}</td></tr>" for k, v in pairs)
+
+
+def search_text(settings: dict[str, Any], config: StudyConfig) -> str:
+    """Backend, sampler, pruner and scoring as the run logged them (the study file's where not logged)."""
+    def get(key: str) -> Any:
+        return settings.get(f"search.{key}", getattr(config.search, key))
+
+    optuna = f" ({get('sampler')} sampler, {get('pruner')} pruner)" if get("backend") == "optuna" else ""
+    return f"{get('backend')}{optuna}, {get('n_trials')} trials asked, cv={get('cv')}"
+
+
+def summary_pairs(study: StudyRun, config: StudyConfig) -> list[tuple[str, Any]]:
+    """The report's summary: search, trial counts, best trial and its validation and test scores."""
+    run, best = study.run, study.best
+    counts = ", ".join(f"{study.count(s)} {s}" for s in (COMPLETE, PRUNED, FAILED, KILLED, RUNNING)
+                       if study.count(s) or s == COMPLETE)
+    pairs: list[tuple[str, Any]] = [
+        ("status", run.info.status),
+        ("dataset", run.data.tags.get(layout.DATASET_NAME, config.dataset.source)),
+        ("search", search_text(study.settings, config)),
+        ("objective", f"validation {study.metric} ({study.direction})"),
+        ("trials", f"{len(study.records)}: {counts}"),
+        ("training time", f"{sum(r.duration_s for r in study.records):.1f} s over all trials"),
+    ]
+    if best is None:
+        return pairs + [("best trial", "no trial completed yet")]
+    pairs += [("best trial", best.number), (f"best validation {study.metric}", best.value)]
+    pairs += [(f"best {k}", v) for k, v in best.params.items()]
+    pairs += [(f"test {k}", v) for k, v in layout.test_metrics_of(run).items()]
+    return pairs
+
+
+def trials_table(study: StudyRun) -> str:
+    """Every trial: state, objective, params, epochs, time and why it stopped early."""
+    names = list(study.space) + sorted({k for r in study.records for k in r.params} - set(study.space))
+    best = study.best
+    head = "".join(f"<th>{_esc(h)}</th>" for h in ["trial", "state", study.metric, *names, "epochs", "time (s)", "note"])
+    body = []
+    for r in study.records:
+        css = "best" if best is not None and r.number == best.number else r.state
+        cells = [f'<td class="num">{r.number}</td>', f"<td>{_esc(r.state)}</td>",
+                 f'<td class="num">{_esc(_fmt(r.value))}</td>']
+        cells += [f'<td class="num">{_esc(_fmt(r.params.get(k)))}</td>' for k in names]
+        cells += [f'<td class="num">{r.epochs_run}</td>', f'<td class="num">{r.duration_s:.1f}</td>',
+                  f"<td>{_esc(r.reason or '')}</td>"]
+        body.append(f'<tr class="{_esc(css)}">{"".join(cells)}</tr>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def figure_html(chart, png: Path, extra: Path | None) -> str:
+    """One picture as an embedded PNG (data URI), its caption and a link to the interactive version."""
+    title = f"<h2 id=\"{_esc(chart.name)}\">{_esc(chart.title)}</h2>"
+    if chart.figure is None:
+        return f'<figure>{title}<p class="note">Not drawn: {_esc(chart.note)}.</p></figure>'
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    link = f' <a href="{_esc(extra.name)}">Interactive version</a> (needs the file next to this report).' if extra else ""
+    return (f'<figure>{title}<img src="data:image/png;base64,{data}" alt="{_esc(chart.title)}" '
+            f'data-file="{_esc(png.name)}"><figcaption>{_esc(chart.caption)}{link}</figcaption></figure>')
+
+
+def render_html(study: StudyRun, config: StudyConfig, charts: list, extras: dict[str, Path], out_dir: Path) -> str:
+    """The whole report as one HTML page with no external resource."""
+    generated = time.strftime("%Y-%m-%d %H:%M:%S")
+    figures = "".join(figure_html(c, out_dir / f"{c.name}.png", extras.get(c.name)) for c in charts)
+    notes = "".join(f'<p class="note">Note: {_esc(note)}.</p>' for note in study.notes)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Study {_esc(study.name)}</title>'
+        f"<style>{CSS}</style></head><body>"
+        f"<h1>Study {_esc(study.name)}</h1>"
+        f'<p class="sub">MLflow experiment {_esc(study.experiment)}, run {_esc(study.run_id)}; '
+        f"report generated {generated}</p>{notes}"
+        f"<h2>Summary</h2><table>{_rows(summary_pairs(study, config))}</table>"
+        f"{figures}<h2>Trials</h2>{trials_table(study)}</body></html>\n"
+    )
+
+
+# ------------------------------------------------------------------------------------------------- entry
+
+
+def generate_report(config: StudyConfig, tracking_uri: str | None = None, run_id: str | None = None,
+                    out_dir: str | Path | None = None, log_to_run: bool = True) -> Path:
+    """Write the pictures and ``report.html`` of a study from MLflow; return the path of ``report.html``.
+
+    ``out_dir`` defaults to ``<export dir>/report``; with ``log_to_run`` the files are also logged to the
+    parent run under ``report/``.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri or config.mlflow.tracking_uri)
+    study = load_study_run(client, config, run_id)
+    directory = Path(out_dir) if out_dir is not None else config.export_dir / REPORT_DIR
+    charts, extras = write_pictures(study, directory)
+    report = directory / REPORT_FILE
+    report.write_text(render_html(study, config, charts, extras, directory), encoding="utf-8")
+    if log_to_run:
+        client.log_artifacts(study.run_id, str(directory), REPORT_DIR)
+    return report
+
+
+def report_safely(config: StudyConfig, tracking_uri: str | None, run_id: str | None) -> Path | None:
+    """``generate_report`` for the end of a study: failing to draw is a warning, never a failed study."""
+    try:
+        return generate_report(config, tracking_uri=tracking_uri, run_id=run_id)
+    except Exception as exc:  # a picture must never cost the study
+        log.warning("the study report could not be written: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tuning.report",
+                                description="Write the pictures and report.html of a study from MLflow.")
+    p.add_argument("study", help="path to the study YAML file")
+    p.add_argument("--run-id", help="the study's parent MLflow run (default: the newest run of the study)")
+    add_arguments(p, LOCATION)  # --tracking-uri, --experiment, --output-dir (the report goes to its report/)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from tuning.parallel.process import configure_study_process
+
+    configure_study_process()
+    try:
+        from tuning.config.schema import load_study
+
+        config = load_study(args.study).with_overrides(Overrides.from_args(args))
+        path = generate_report(config, run_id=args.run_id)
+    except StudyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report written to {path}")
+    return 0

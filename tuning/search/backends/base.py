@@ -1,0 +1,161 @@
+"""The search contract, in two parts (as scikit-learn's ``BaseSearchCV`` owns the loop and leaves
+``_run_search`` to subclasses, and Optuna keeps samplers apart from storages):
+
+* a :class:`StudyStore` keeps the study's state between runs and between workers: the stored trials
+  (resume), study attributes (the search-space digest, the shared parent-run id the study layer stores
+  there), the trial budget (which trials count, which still run somewhere, which a dead worker left) and
+  who exports. It is built from the config alone (no runner), so a command can look at a stored study
+  before it loads any data.
+* a :class:`TrialScheduler` runs trials on a :class:`~tuning.search.trial.TrialRunner`: it proposes parameters,
+  passes the runner a ``report(epoch, value)`` hook that may prune, and records each outcome in its store.
+
+Neither knows anything of MLflow or export; :mod:`tuning.search.backends.registry` builds them by name.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuning.config.schema import StudyConfig, space_digest
+from tuning.errors import StudyError
+from tuning.parallel.workers import WorkerId
+from tuning.records import COMPLETE, FAILED, PRUNED, RUNNING, TrialRecord
+
+if TYPE_CHECKING:  # the backends import without TensorFlow (the CLI checks a study before loading it)
+    from tuning.search.trial import TrialRunner
+
+PARENT_RUN = "mlflow_parent_run_id"  # study attribute: the study layer's shared parent run (opaque here)
+SPACE_DIGEST = "space_digest"
+EXPORTED = "exported_trials"  # how many counted trials the last export had seen
+COUNTED = (COMPLETE, PRUNED, FAILED)  # trial states that use up the budget (killed ones are retried)
+ATTR_WAIT_S = 60.0  # how long a worker waits for the study's creator to record the parent run id
+
+
+def space_changed(config: StudyConfig, location: str) -> StudyError:
+    """The refusal to resume a study whose search space is not the stored one."""
+    return StudyError(
+        f"study '{config.name}' already exists in {location} with a different search space; "
+        "pass --fresh to start it over, or give the study a new name"
+    )
+
+
+class StudyStore(ABC):
+    """The persistent state of one study (see the module docstring)."""
+
+    def __init__(self, config: StudyConfig, state_dir: Path, storage: str | None = None,
+                 worker: WorkerId | None = None):
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.storage = storage
+        self.worker = worker or WorkerId.current()
+        self.created = False  # whether this process created the study's persistent state
+        self.metric = ""  # the objective's name, set by open()
+
+    # ---- before open: look, create nothing --------------------------------------------------------
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the state lives, for messages."""
+
+    @abstractmethod
+    def peek_attr(self, key: str) -> Any:
+        """A stored study attribute before ``open``, creating nothing (None when there is no study)."""
+
+    @abstractmethod
+    def peek_records(self, metric: str = "") -> list[TrialRecord] | None:
+        """The stored trials before ``open`` (None when there is no stored study)."""
+
+    def is_finished(self, n_trials: int, records: list[TrialRecord] | None = None) -> bool:
+        """Whether the stored study already has ``n_trials`` counted trials, none running, and its best
+        model exported (``records``: :meth:`peek_records`, if already read)."""
+        records = self.peek_records() if records is None else records
+        if not records or any(r.state == RUNNING for r in records):
+            return False
+        counted = sum(r.state in COUNTED for r in records)
+        return counted >= n_trials and self.peek_attr(EXPORTED) == counted
+
+    # ---- state ------------------------------------------------------------------------------------
+    @abstractmethod
+    def open(self, direction: str, metric: str, fresh: bool = False) -> None:
+        """Create the study's state, or load it to resume; ``fresh`` deletes what was stored first."""
+
+    @abstractmethod
+    def get_attr(self, key: str) -> Any:
+        """A stored study attribute, or None."""
+
+    @abstractmethod
+    def set_attr(self, key: str, value: Any) -> None:
+        """Store a study attribute (visible to every worker of the study)."""
+
+    @abstractmethod
+    def records(self) -> list[TrialRecord]:
+        """Every trial of the study, as stored."""
+
+    def check_space(self) -> None:
+        """Refuse to resume a study whose search space changed (its trials would not be comparable)."""
+        stored = self.get_attr(SPACE_DIGEST)
+        if stored is None:
+            self.set_attr(SPACE_DIGEST, space_digest(self.config))
+        elif stored != space_digest(self.config):
+            raise space_changed(self.config, self.location)
+
+    def shared_attr(self, key: str, create: Callable[[], Any], wait_s: float = ATTR_WAIT_S) -> tuple[Any, bool]:
+        """The attribute ``key`` shared by every worker, and whether this call created it.
+
+        The process that created the study creates the value; the others wait for it to appear (and
+        create it themselves only if it never does, e.g. because the creator died in between).
+        """
+        value = None if self.created else self.wait_attr(key, wait_s)
+        if value:
+            return value, False
+        value = create()
+        self.set_attr(key, value)
+        return value, True
+
+    def wait_attr(self, key: str, wait_s: float, poll_s: float = 0.5) -> Any:
+        """``get_attr(key)``, polling up to ``wait_s`` seconds while it is not there yet."""
+        deadline = time.monotonic() + wait_s
+        value = self.get_attr(key)
+        while value is None and time.monotonic() < deadline:
+            time.sleep(poll_s)
+            value = self.get_attr(key)
+        return value
+
+    # ---- workers ----------------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Mark trials whose worker died as failed (not counted) and queue their parameters again."""
+        return None
+
+    def running_numbers(self) -> set[int]:
+        """Numbers of the trials some live worker is running right now."""
+        return set()
+
+    def take_interrupted(self) -> dict[int, dict[str, Any]]:
+        """Trials this process marked as interrupted since the last call (a dead worker's or its own
+        Ctrl-C'd trial): number -> parameters. Each such trial is handled by exactly one process."""
+        return {}
+
+    # ---- export -----------------------------------------------------------------------------------
+    @abstractmethod
+    def export_due(self) -> bool:
+        """Whether this process should refit and export the best model now (once per finished study)."""
+
+    @abstractmethod
+    def mark_exported(self) -> None:
+        """Record that the best model of the current trials was exported."""
+
+
+class TrialScheduler(ABC):
+    """Runs a study's trials on a runner until its store holds ``n_trials`` counted trials."""
+
+    def __init__(self, store: StudyStore) -> None:
+        self.store = store
+        self.config = store.config
+
+    @abstractmethod
+    def run(self, runner: TrialRunner, n_trials: int, timeout: float | None) -> None:
+        """Run trials until the study has ``n_trials`` counted trials (or ``timeout`` seconds pass)."""

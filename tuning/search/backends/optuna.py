@@ -1,0 +1,291 @@
+"""Optuna backend: TPE (or random, CMA-ES, grid) sampling, per-epoch pruning, persistent storage.
+
+Any number of workers (processes, on one machine or many) may run the same study: Optuna's storage is the
+only thing they share and the arbiter of every race.
+
+* **Budget.** A worker stops when ``n_trials`` trials are counted (complete, pruned, failed with a reason).
+  A trial that starts when the trials before it (by number, which the storage assigns under a lock) already
+  fill the budget is *surplus*: it trains nothing, is marked and is never counted, so the study never
+  over-runs. While other workers' trials hold the last slots, the idle worker polls instead of stopping, so
+  that a slot freed by a dead worker is still filled.
+* **Dead workers.** Every running trial sends a heartbeat; one silent for ``GRACE_PERIOD_S`` is failed by
+  Optuna and its parameters are queued again (``RetryHeartbeatStaleTrialCallback``). A trial whose process
+  is known dead (same host, pid gone) is failed and queued at once, which makes a re-run after ``kill -9``
+  resume without waiting; so is the trial interrupted by Ctrl-C.
+* **Export.** The worker group that ran the last counted trial exports the best model, once.
+
+:class:`OptunaStore` keeps the state (storage, budget, recovery, export vote); :class:`OptunaScheduler`
+runs the trials. Sampler and pruner: :mod:`.optuna_search_setup`; storage: :mod:`.optuna_storage`; the
+budget rules: :mod:`.optuna_budget`.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import TrialState
+
+from tuning.errors import StudyError
+from tuning.parallel.workers import group_alive, is_alive
+from tuning.records import COMPLETE, PRUNED, PruneTrial, TrialRecord, encode_output
+from tuning.search.backends.base import EXPORTED, SPACE_DIGEST, StudyStore, TrialScheduler
+from tuning.search.backends.optuna_budget import (  # noqa: F401  (re-exported: the budget rules of this backend)
+    SURPLUS,
+    WORKER,
+    Budget,
+    SurplusTrial,
+    counts_toward_budget,
+    holds_slot,
+    to_record,
+)
+from tuning.search.backends.optuna_search_setup import make_pruner, make_sampler, pruning_steps  # noqa: F401
+from tuning.search.backends.optuna_storage import (  # noqa: F401
+    GRACE_PERIOD_S,
+    RetryInterrupted,
+    driver_url,
+    make_storage,
+    quiet_experimental,
+    safe_url,
+    storage_url,
+)
+from tuning.search.space import suggest
+
+if TYPE_CHECKING:
+    from tuning.search.trial import TrialRunner
+
+POLL_S = 2.0  # how often an idle worker checks whether the last running trials finished
+HEAL_AFTER_S = 60.0  # a finished study nobody exported is exported by a later run after this long
+
+
+class TrialFailed(Exception):
+    """A trial that could not train (its record holds the reason); Optuna marks it FAIL and goes on."""
+
+
+class OptunaStore(StudyStore):
+    """One Optuna study per study name, in ``<output>/optuna.db`` unless ``storage`` names another database."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.url = self.storage or storage_url(self.state_dir)
+        self.rdb: optuna.storages.RDBStorage | None = None
+        self.retry = RetryInterrupted()  # the storage's heartbeat callback too: one record of what we failed
+        self.study: optuna.Study | None = None
+        self.n_trials = self.config.search.n_trials
+
+    @property
+    def location(self) -> str:
+        return f"the Optuna storage {safe_url(self.url)}"
+
+    # ---- before open --------------------------------------------------------------------------------
+    def _peek(self) -> optuna.Study | None:
+        if self.storage is None and not (self.state_dir / "optuna.db").exists():
+            return None
+        try:
+            return optuna.load_study(study_name=self.config.name, storage=make_storage(self.url))
+        except KeyError:
+            return None
+
+    def peek_attr(self, key: str):
+        study = self._peek()
+        return None if study is None else study.user_attrs.get(key)
+
+    def peek_records(self, metric: str = "") -> list[TrialRecord] | None:
+        study = self._peek()
+        return None if study is None else self._records(study.get_trials(deepcopy=False), metric)
+
+    @staticmethod
+    def _records(trials: list[optuna.trial.FrozenTrial], metric: str) -> list[TrialRecord]:
+        return [to_record(t, metric) for t in trials if SURPLUS not in t.user_attrs and t.state != TrialState.WAITING]
+
+    # ---- state --------------------------------------------------------------------------------------
+    def open(self, direction: str, metric: str, fresh: bool = False) -> None:
+        self.metric = metric
+        self.rdb = make_storage(self.url, self.retry)
+        name = self.config.name
+        if fresh:
+            try:
+                optuna.delete_study(study_name=name, storage=self.rdb)
+            except KeyError:
+                pass
+        try:
+            self.study = optuna.create_study(study_name=name, storage=self.rdb, direction=direction)
+            self.created = True
+        except optuna.exceptions.DuplicatedStudyError:  # the storage decides who creates it
+            self.study = optuna.load_study(study_name=name, storage=self.rdb)
+            self._check_direction(direction)
+        if not self.created:
+            self.wait_attr(SPACE_DIGEST, 5.0)  # its creator stores it right after creating the study
+        self.check_space()
+        n_existing = len(self.study.get_trials(deepcopy=False))
+        self.study.sampler = make_sampler(self.config, seed=self._seed(n_existing))
+        self.study.pruner = make_pruner(self.config)
+
+    def _check_direction(self, direction: str) -> None:
+        stored = self.study.direction.name.lower()
+        if stored != direction:
+            raise StudyError(f"study '{self.config.name}' in {self.location} was created to {stored} its metric, "
+                             f"but {self.metric} is to {direction}; pass --fresh or rename the study")
+
+    def _seed(self, n_existing: int) -> int:
+        """The sampler seed: the study's seed for a fresh single-worker run (reproducible); shifted by the
+        trials already stored (a resumed sampler does not replay its first draws) and by the worker, so
+        parallel workers do not all propose the same parameters."""
+        worker = self.worker
+        salt = worker.index if self.storage is None else zlib.crc32(f"{worker.group}:{worker.index}".encode())
+        return (self.config.search.seed + n_existing + 7919 * salt) % 2**32
+
+    def get_attr(self, key: str):
+        return self.study.user_attrs.get(key)
+
+    def set_attr(self, key: str, value) -> None:
+        self.study.set_user_attr(key, value)
+
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.study.get_trials(deepcopy=False)
+
+    def records(self) -> list[TrialRecord]:
+        return self._records(self.trials(), self.metric)
+
+    def is_surplus(self, trial: optuna.Trial) -> bool:
+        """Whether the trials numbered before this one already fill the budget (see the module docstring)."""
+        earlier = [t for t in self.trials() if t.number < trial.number]
+        return sum(holds_slot(t) for t in earlier) >= self.n_trials
+
+    # ---- dead workers ------------------------------------------------------------------------------
+    def recover(self) -> None:
+        with quiet_experimental():
+            optuna.storages.fail_stale_trials(self.study)  # silent for GRACE_PERIOD_S: failed, queued again
+        now = datetime.now()
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = trial.user_attrs.get(WORKER)
+            if worker is None and SURPLUS not in trial.user_attrs:
+                age = (now - trial.datetime_start).total_seconds() if trial.datetime_start else 0.0
+                dead = age > GRACE_PERIOD_S  # never reached the objective and sends no heartbeat
+            else:
+                dead = is_alive(worker) is False
+            if dead:
+                self._fail_and_retry(trial)
+
+    def _fail_and_retry(self, trial: optuna.trial.FrozenTrial) -> None:
+        """Mark a dead worker's trial FAIL (the storage lets only one process win) and queue it again."""
+        try:
+            won = self.rdb.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            won = False
+        if won:
+            self.retry(self.study, self.rdb.get_trial(trial._trial_id))
+
+    def retry_interrupted(self, trial_id: int) -> None:
+        """The trial stopped by Ctrl-C is FAIL without a reason (not counted): queue its parameters again."""
+        trial = self.rdb.get_trial(trial_id)
+        if trial.state == TrialState.FAIL and SURPLUS not in trial.user_attrs:
+            self.retry(self.study, trial)
+
+    def running_numbers(self) -> set[int]:
+        return {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                if SURPLUS not in t.user_attrs}
+
+    def take_interrupted(self) -> dict[int, dict]:
+        failed, self.retry.failed = self.retry.failed, {}
+        return failed
+
+    # ---- export -------------------------------------------------------------------------------------
+    def export_due(self) -> bool:
+        """True for the worker group that ran the last counted trial, once per set of counted trials.
+
+        Every worker reads the same stored trials, so exactly one group qualifies. While the budget is not
+        full (a timeout), nobody exports as long as some trial still runs: its worker will. A finished study
+        that nobody exported (its exporter died) is exported by a later run: at once when the exporter is
+        known dead (same host), else after ``HEAL_AFTER_S``.
+        """
+        trials = self.trials()
+        counted = [t for t in trials if counts_toward_budget(t)]
+        if not counted or self.get_attr(EXPORTED) == len(counted):
+            return False
+        if len(counted) < self.n_trials and any(t.state == TrialState.RUNNING and SURPLUS not in t.user_attrs
+                                                for t in trials):
+            return False
+        last = max(counted, key=lambda t: (t.datetime_complete or datetime.min, t.number))
+        owner = (last.user_attrs.get(WORKER) or {}).get("group")
+        if owner == self.worker.group or group_alive(owner) is False:
+            return True
+        finished = last.datetime_complete or datetime.min
+        return (datetime.now() - finished).total_seconds() > HEAL_AFTER_S
+
+    def mark_exported(self) -> None:
+        self.set_attr(EXPORTED, sum(counts_toward_budget(t) for t in self.trials()))
+
+
+class OptunaScheduler(TrialScheduler):
+    """Asks the store's Optuna study for one trial at a time until the budget is full."""
+
+    store: OptunaStore
+
+    def __init__(self, store: OptunaStore) -> None:
+        super().__init__(store)
+        self._current: int | None = None  # storage id of the trial this process runs
+        self.steps = pruning_steps(self.config)
+
+    def run(self, runner: TrialRunner, n_trials: int, timeout: float | None) -> None:
+        store = self.store
+        store.n_trials = n_trials
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while deadline is None or time.monotonic() < deadline:
+            store.recover()
+            state = Budget.of(store.trials())
+            if state.done >= n_trials:
+                break
+            if state.waiting == 0 and state.done + state.running >= n_trials:
+                time.sleep(POLL_S)  # other workers hold the last slots; one whose worker dies comes back
+                continue
+            self._run_one(runner)
+
+    def _run_one(self, runner: TrialRunner) -> None:
+        try:
+            self.store.study.optimize(lambda trial: self.objective(runner, trial), n_trials=1,
+                                      catch=(TrialFailed, SurplusTrial))
+        except KeyboardInterrupt:
+            if self._current is not None:
+                self.store.retry_interrupted(self._current)
+            raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # this process stalled (a sleeping laptop) and others gave its trial up and queued it again
+        finally:
+            self._current = None
+
+    def objective(self, runner: TrialRunner, trial: optuna.Trial) -> float:
+        self._current = trial._trial_id
+        if self.store.is_surplus(trial):
+            trial.set_user_attr(SURPLUS, True)
+            raise SurplusTrial()
+        trial.set_user_attr(WORKER, self.store.worker.as_dict())
+
+        def report(epoch: int, value: float) -> None:
+            if self.steps is not None and epoch + 1 not in self.steps:
+                return
+            trial.report(value, step=epoch + 1)
+            if trial.should_prune():
+                raise PruneTrial()
+
+        record = runner.run(trial.number, suggest(trial, self.config.space), report=report)
+        trial.set_user_attr("epochs_run", record.epochs_run)
+        trial.set_user_attr("fold_scores", record.fold_scores)
+        if record.state == COMPLETE and record.best_epoch:  # what an ensemble or a retrain needs elsewhere
+            trial.set_user_attr("best_epoch", record.best_epoch)
+            trial.set_user_attr("learning_rates", record.learning_rates)
+            if record.valid_output is not None:
+                trial.set_user_attr("valid_output", encode_output(record.valid_output))
+        if record.reason:
+            trial.set_user_attr("reason", record.reason)
+        if record.state == PRUNED:
+            raise optuna.TrialPruned(record.reason)
+        if record.state != COMPLETE:
+            raise TrialFailed(record.reason)
+        return float(record.value)
+
+
+STORE, SCHEDULER = OptunaStore, OptunaScheduler

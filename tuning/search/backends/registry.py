@@ -1,0 +1,48 @@
+"""Search backends by name: ``search.backend`` -> a :class:`StudyStore` and a :class:`TrialScheduler`.
+
+Implementations are imported on first use (the base module imports none of them). A new backend is a
+module with ``STORE`` and ``SCHEDULER`` classes, named here or with :func:`register_backend` (and its name
+allowed in ``search.backend`` of the study-file schema).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from tuning.config.schema import StudyConfig
+from tuning.errors import StudyError
+from tuning.parallel.workers import WorkerId
+from tuning.search.backends.base import StudyStore, TrialScheduler
+
+BACKENDS: dict[str, str] = {"optuna": "tuning.search.backends.optuna", "random": "tuning.search.backends.random"}
+SHARED_STORAGE = {"optuna"}  # backends that can keep a study in a database given by --storage
+
+
+def register_backend(name: str, module: str, shared_storage: bool = False) -> None:
+    """Make ``search.backend: name`` use the ``STORE``/``SCHEDULER`` classes of ``module``."""
+    BACKENDS[name] = module
+    if shared_storage:
+        SHARED_STORAGE.add(name)
+
+
+def _module(name: str):
+    try:
+        return importlib.import_module(BACKENDS[name])
+    except KeyError:
+        raise StudyError(f"search.backend: unknown backend '{name}' (known: {', '.join(sorted(BACKENDS))})") from None
+
+
+def make_store(config: StudyConfig, state_dir: Path, storage: str | None = None,
+               worker: WorkerId | None = None) -> StudyStore:
+    """The study store of ``search.backend`` (no runner, no data needed)."""
+    name = config.search.backend
+    if storage and name not in SHARED_STORAGE:
+        raise StudyError(f"--storage needs the optuna backend; the {name} backend keeps its state in the output "
+                         "directory (use search.n_jobs to parallelise it)")
+    return _module(name).STORE(config, state_dir, storage=storage, worker=worker)
+
+
+def make_scheduler(store: StudyStore) -> TrialScheduler:
+    """The trial scheduler that goes with ``store``."""
+    return _module(store.config.search.backend).SCHEDULER(store)

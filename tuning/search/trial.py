@@ -1,0 +1,274 @@
+"""The trial runner: one set of hyperparameters -> one fitted, scored estimator -> one TrialRecord.
+
+It knows the data and the estimator, not the search algorithm: a backend hands it parameters and an
+optional ``report(epoch, value)`` hook (which may raise :class:`PruneTrial`), and gets a record back.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import check_cv
+
+from estimators import KerasMLPClassifier, KerasMLPRegressor
+from estimators.callbacks import EpochReporter
+from estimators.hyperparams import for_estimator
+from tuning.config.schema import PreprocessingConfig, StudyConfig
+from tuning.data.preprocessing import build_preprocessor, make_scaler  # noqa: F401  (make_scaler: re-export)
+from tuning.data.sources import DatasetSplit
+from tuning.errors import DataError
+from tuning.parallel import interrupt, process
+from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord, better
+from tuning.search import metrics
+from tuning.search.space import to_python
+
+Report = Callable[[int, float], None]
+
+
+class TrialObserver(Protocol):
+    """Told when a trial starts and ends (tracking, progress display). Plain duck typing."""
+
+    def on_trial_start(self, number: int, params: dict[str, Any]) -> None: ...
+
+    def on_trial_end(self, record: TrialRecord) -> None: ...
+
+
+
+
+@dataclass
+class PreparedData:
+    """The split after preprocessing: fitted on train only, applied to train and valid (float32 arrays).
+
+    ``scaler`` is the fitted preprocessing pipeline (raw rows -> network input; the first step of the
+    exported pipeline), also reachable as ``preprocessing``; ``notes`` say which columns it dropped.
+    ``standardize_target`` says whether regression trials train on standardised y.
+    """
+
+    scaler: Any
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    y_valid: np.ndarray
+    notes: list[str] = field(default_factory=list)
+    standardize_target: bool = False
+
+    @property
+    def preprocessing(self) -> Any:
+        return self.scaler
+
+    @classmethod
+    def from_split(cls, split: DatasetSplit, preprocessing: PreprocessingConfig | str) -> PreparedData:
+        if isinstance(preprocessing, str):  # the scaling name alone
+            preprocessing = PreprocessingConfig(scaling=preprocessing)
+        try:
+            pipeline, notes = build_preprocessor(split.frame("train"), preprocessing, keep=split.keep)
+        except ValueError as exc:
+            raise DataError(f"preprocessing of '{split.name}': {exc}") from exc
+        X_train = pipeline.fit_transform(split.X_train)
+        standardize = split.task == "regression" and target_needs_scaling(split.y_train, preprocessing.target_scaling)
+        return cls(pipeline, X_train, split.y_train, pipeline.transform(split.X_valid), split.y_valid, notes,
+                   standardize)
+
+
+def target_needs_scaling(y: np.ndarray, mode: str) -> bool:
+    """``target_scaling``: standard -> yes; none -> no; auto -> when y's mean or spread is far from 0 / 1."""
+    if mode != "auto":
+        return mode == "standard"
+    y = np.asarray(y, dtype=np.float64)
+    mean, std = float(np.mean(y)), float(np.std(y))
+    return abs(mean) > 3 or not 0.3 <= std <= 3
+
+
+def check_diverged(estimator) -> None:
+    """A fit whose loss went NaN/inf is a failed trial, with the reason."""
+    if estimator.diverged_:
+        raise FloatingPointError(
+            f"training loss became NaN or infinite at epoch {estimator.n_epochs_} (learning rate too high? "
+            "targets far from unit scale? try preprocessing.target_scaling: standard)"
+        )
+
+
+def fit_fold(estimator, data: PreparedData, fold, metric: str, callbacks=()) -> tuple[float, Any]:
+    """Fit on the fold's training rows (early stopping on the validation set), score its held-out rows.
+
+    A module-level function, so joblib can run folds in other processes without pickling the runner.
+    """
+    train, test = fold
+    estimator.fit(data.X_train[train], data.y_train[train], validation_data=(data.X_valid, data.y_valid),
+                  callbacks=list(callbacks))
+    check_diverged(estimator)
+    return metrics.score(metric, estimator, data.X_train[test], data.y_train[test]), estimator
+
+
+class TrialRunner:
+    """Fits and scores one configuration; keeps the best fitted estimator seen in this process."""
+
+    def __init__(self, config: StudyConfig, split: DatasetSplit, observers: list[TrialObserver] | None = None):
+        self.config = config
+        self.task = split.task
+        self.metric = config.search.resolved_metric(split.task)
+        self.direction = config.search.direction(split.task)
+        self.data = PreparedData.from_split(split, config.preprocessing)
+        # Keras' regression losses are in standardised units when the target is standardised for training:
+        # per-epoch values are reported (to pruners, to pruned records) in the target's own units.
+        standardized = self.task == "regression" and self.data.standardize_target
+        self.target_scale = float(np.std(np.asarray(self.data.y_train, dtype=np.float64))) if standardized else 1.0
+        self.observers = list(observers or [])
+        self.best_value: float | None = None
+        self.best_estimator: Any = None
+        self.best_number: int | None = None
+        #: the fitted estimators of the best trials run here, by trial number (at most ``keep`` of them)
+        self.kept: dict[int, tuple[float, Any]] = {}
+        self.keep = config.export.ensemble.pool
+        self.freeze_heap = process.heap_freezing()  # travels with a detached copy to a joblib worker
+
+    def detached(self, observers: list[TrialObserver]) -> TrialRunner:
+        """A copy to ship to another process (joblib): same settings and data, ``observers``, no fitted model."""
+        twin = copy.copy(self)
+        twin.observers = list(observers)
+        twin.best_value = twin.best_estimator = twin.best_number = None
+        twin.kept = {}
+        return twin
+
+    # ---- estimator -----------------------------------------------------------------------------
+    def base_params(self) -> dict[str, Any]:
+        """Fixed estimator arguments: the study key of each hyperparameter-table row, then the model section."""
+        params: dict[str, Any] = {}
+        for param in for_estimator("regressor" if self.task == "regression" else "classifier"):
+            if param.study:
+                value = self.config.value_of(param.study)
+                params[param.name] = param.study_value(value) if param.study_value else value
+        if self.task == "regression":  # target_scaling: auto is decided on the training targets
+            params["standardize_target"] = self.data.standardize_target
+        params.update(self.config.model.fixed_params())
+        return params
+
+    def make_estimator(self, params: dict[str, Any]):
+        """A new unfitted estimator with the study's fixed arguments and ``params``."""
+        cls = KerasMLPRegressor if self.task == "regression" else KerasMLPClassifier
+        return cls(**{**self.base_params(), **params})
+
+    # ---- one trial -------------------------------------------------------------------------------
+    def run(self, number: int, params: dict[str, Any], report: Report | None = None) -> TrialRecord:
+        """Train and score ``params``; never raises for a bad configuration (the record says why)."""
+        interrupt.check()
+        params = to_python(params)
+        record = TrialRecord(number=number, params=params, metric=self.metric, started_at=time.time())
+        for observer in self.observers:
+            observer.on_trial_start(number, params)
+        start = time.perf_counter()
+        try:
+            self._run(record, report)
+        except PruneTrial:
+            record.state = PRUNED
+            record.value = self._last_intermediate(record)
+            record.reason = f"pruned after epoch {record.epochs_run}"
+        except KeyboardInterrupt:
+            record.state = KILLED
+            record.reason = "interrupted by the user"
+            raise
+        except Exception as exc:  # a configuration that cannot train is a failed trial, not a crash
+            record.state = FAILED
+            record.reason = f"{type(exc).__name__}: {exc}".strip()[:500]
+            record.traceback = traceback.format_exc(limit=5)
+        finally:
+            record.duration_s = time.perf_counter() - start
+            for observer in self.observers:
+                observer.on_trial_end(record)
+            self._release_memory()
+        return record
+
+    def _run(self, record: TrialRecord, report: Report | None) -> None:
+        d = self.data
+
+        def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+            interrupt.check()
+            for key, value in logs.items():
+                record.history.setdefault(key, []).append(float(value))
+            record.epochs_run = epoch + 1
+            value = metrics.epoch_value(self.metric, self.direction, logs, self.target_scale)
+            if report is not None and value is not None and np.isfinite(value):
+                report(epoch, value)
+
+        estimator = self.make_estimator(record.params)
+        if self.config.search.cv == "validation":
+            estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid), callbacks=[EpochReporter(on_epoch)])
+            check_diverged(estimator)
+            record.fold_scores = [metrics.score(self.metric, estimator, d.X_valid, d.y_valid)]
+        else:
+            record.fold_scores, estimator = self._cross_validate(estimator, on_epoch)
+        record.value = float(np.mean(record.fold_scores))
+        if not np.isfinite(record.value):
+            raise ValueError(f"the {self.metric} is not finite")
+        record.state = COMPLETE
+        if self.config.search.cv == "validation":
+            self._describe_fit(record, estimator)
+            self._keep(record, estimator)
+
+    def _describe_fit(self, record: TrialRecord, estimator) -> None:
+        """What retraining on more rows and ensemble selection need from a complete trial: the epoch it
+        kept, its learning rates up to there and (for ensembles) its output on the validation rows."""
+        record.best_epoch = int(getattr(estimator, "best_epoch_", 0) or estimator.n_epochs_)
+        rates = estimator.history_.get("learning_rate", [])
+        record.learning_rates = [float(r) for r in rates[: record.best_epoch]]
+        if self.config.export.ensemble.enabled:
+            X_valid = self.data.X_valid
+            out = estimator.predict(X_valid) if self.task == "regression" else estimator.predict_proba(X_valid)
+            record.valid_output = np.asarray(out, dtype=np.float32)
+
+    def _keep(self, record: TrialRecord, estimator) -> None:
+        """Remember the fitted estimator if it is among the ``keep`` best of this process (and the best)."""
+        if better(record.value, self.best_value, self.direction):
+            self.best_value, self.best_estimator, self.best_number = record.value, estimator, record.number
+        self.kept[record.number] = (record.value, estimator)
+        if len(self.kept) > self.keep:
+            ranked = sorted(self.kept.items(), key=lambda item: item[1][0], reverse=self.direction == "maximize")
+            self.kept = dict(ranked[: self.keep])
+
+    def _cross_validate(self, estimator, on_epoch) -> tuple[list[float], Any]:
+        """K-fold on train as RandomizedSearchCV does; every fold stops early on the validation set."""
+        from joblib import Parallel, delayed
+
+        d = self.data
+        folds = list(check_cv(self.config.search.cv, d.y_train, classifier=self.task != "regression").split(d.X_train, d.y_train))
+        # Fold 0 runs here with the epoch hook (curves, pruning); the others in parallel if asked.
+        first = fit_fold(estimator, d, folds[0], self.metric, [EpochReporter(on_epoch)])
+        rest = Parallel(n_jobs=self.config.search.n_jobs)(
+            delayed(fit_fold)(clone(estimator), d, fold, self.metric) for fold in folds[1:]
+        )
+        return [first[0]] + [score for score, _ in rest], first[1]
+
+
+    def _last_intermediate(self, record: TrialRecord) -> float | None:
+        """A pruned trial's value: its last validation accuracy, or loss (in the target's units)."""
+        for key in ("val_accuracy", "val_loss"):
+            if record.history.get(key):
+                value = record.history[key][-1]
+                if key == "val_loss" and self.task == "regression":
+                    value *= self.target_scale**2
+                    value = math.sqrt(value) if self.metric == "rmse" and value >= 0 else value
+                return value
+        return None
+
+    def _release_memory(self) -> None:
+        """Drop Keras' global graph state between trials so memory does not grow.
+
+        A full collection walks the whole heap (TensorFlow, MLflow, ... : half a million objects, 1-2 s
+        a time here). After the first trial's, what survived is long-lived: in a study process
+        (:func:`tuning.parallel.process.configure_study_process`) ``gc.freeze()`` then moves it out of the collector's
+        sight, so the later collections only walk what trials created (milliseconds).
+        """
+        import keras
+
+        keras.backend.clear_session(free_memory=False)
+        gc.collect()
+        process.freeze_heap_once(self.freeze_heap)
