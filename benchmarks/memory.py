@@ -85,8 +85,9 @@ def main(argv=None) -> int:
     probe = RssProbe()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memory-") as tmp:
-        result = run_study(config, tracking_uri=sqlite_uri(Path(tmp) / "mlflow.db"), output_dir=Path(tmp) / "export",
-                           quiet=True, observers=[probe], fresh=True)
+        config = config.with_overrides(tracking_uri=sqlite_uri(Path(tmp) / "mlflow.db"),
+                                       output_dir=Path(tmp) / "export")
+        result = run_study(config, quiet=True, observers=[probe], fresh=True)
     if args.csv:
         args.csv.write_text("trials,rss_mb\n" + "".join(f"{k},{v:.1f}\n" for k, v in sorted(probe.after.items())))
     a, b = probe.after.get(first), probe.after.get(last)

@@ -96,10 +96,11 @@ def measure(study: Path, n_trials: int, smoke: bool, workdir: Path, seed: int | 
 
     training = {"epochs": 2} if smoke else None
     config = study_config(study, smoke=smoke, search={"n_trials": n_trials, "timeout": None}, training=training)
+    config = config.with_overrides(seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
+                                   output_dir=workdir / "export")
     replayer = Replayer()
     started = time.perf_counter()
-    result = run_study(config, seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
-                       output_dir=workdir / "export", quiet=True, observers=[replayer], fresh=True)
+    result = run_study(config, quiet=True, observers=[replayer], fresh=True)
     total = time.perf_counter() - started - sum(replayer.replays)
     loop, bare = replayer.loop_s, replayer.bare_s
     return {

@@ -6,11 +6,11 @@ For every seed, two runs, each in its own child process on this machine, one aft
   scikit-learn only (none of our code): ``RandomizedSearchCV(n_iter=10, cv=3)`` over ``n_hidden`` 0..3,
   ``n_neurons`` 1..99 and ``learning_rate ~ reciprocal(3e-4, 3e-2)``, SGD, 100 epochs,
   ``EarlyStopping(patience=10)`` on the validation set, refit of the best candidate on the training set.
-* **ours**: ``run_study("studies/housing.yaml", seed=seed)``, i.e. ``python -m tuning.run
-  studies/housing.yaml --seed SEED`` with the study's defaults (MLflow tracking and export included).
-  An observer scores each new best-so-far trial's model on the test set as the search runs (that scoring
-  time is left out of the elapsed and wall times), to show the time to quality; the test MSE in the table
-  is the exported model's (the study's ensemble when it builds one).
+* **ours**: ``run_study(load_study("studies/housing.yaml").with_overrides(seed=seed))``, i.e.
+  ``python -m tuning.run studies/housing.yaml --seed SEED`` with the study's defaults (MLflow tracking and
+  export included). An observer scores each new best-so-far trial's model on the test set as the search
+  runs (that scoring time is left out of the elapsed and wall times), to show the time to quality; the
+  test MSE in the table is the exported model's (the study's ensemble when it builds one).
 * **hgb**: what a user would pick instead, scikit-learn's ``HistGradientBoostingRegressor()`` with its
   defaults (``random_state=seed``) on the same training rows, unscaled; also fitted on training +
   validation rows (``test_mse_full``), since it needs no validation set of its own.
@@ -202,10 +202,11 @@ def run_ours(seed: int, smoke: bool, study: Path, workdir: Path, config=None) ->
                   if smoke else study_config(study))
     split = load_dataset(config.dataset)  # the same seeded split run_study makes, for the test-set observer
     workdir.mkdir(parents=True, exist_ok=True)
+    config = config.with_overrides(seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
+                                   output_dir=workdir / "export")
     started = time.perf_counter()
     observer = BestSoFar(split.X_test, split.y_test, started)
-    result = run_study(config, seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
-                       output_dir=workdir / "export", quiet=True, observers=[observer],
+    result = run_study(config, quiet=True, observers=[observer],
                        fresh=True)  # a new measurement, never the resumed study of an earlier run
     wall = time.perf_counter() - started - observer.scoring_s
     return {

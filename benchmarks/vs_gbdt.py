@@ -201,10 +201,10 @@ def run_ours(ds: UCISet, seed: int, smoke: bool, study: Path, workdir: Path) -> 
     base = baseline_split(ds)
     check_same_split(load_dataset(config.dataset), base)
     workdir.mkdir(parents=True, exist_ok=True)
+    config = config.with_overrides(seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
+                                   output_dir=workdir / "export")
     started = time.perf_counter()
-    result = run_study(config, seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
-                       output_dir=workdir / "export", quiet=True,
-                       fresh=True)  # a new measurement, never the resumed study of an earlier run
+    result = run_study(config, quiet=True, fresh=True)  # a new measurement, never the resumed study of an earlier run
     wall = time.perf_counter() - started
     scores = {"valid_rmse": None, "test_rmse": None}
     if result.best is not None and result.export_dir is not None:

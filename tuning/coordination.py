@@ -20,19 +20,28 @@ WORKER_STUDY_FILE = "worker_study.yaml"
 DIED = "its worker process stopped before the trial ended"
 
 
-def open_parent_run(tracker: Any, store: Any, config: StudyConfig, settings: dict[str, Any],
-                    study_file: Path | None, study_text: str, split: Any) -> bool:
-    """Attach ``tracker`` to the study's one parent run, creating it (with the dataset) only if this
-    process created the study; True when it did. Re-runs and other workers re-open the same run."""
+def study_file(config: StudyConfig) -> tuple[Path | None, str]:
+    """The study file and its text as loaded (``config.source``, not read again); for a study built in
+    code, no file and its settings as YAML."""
+    if config.source is not None:
+        return config.source.path, config.source.text
+    return None, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def open_parent_run(tracker: Any, store: Any, config: StudyConfig, settings: dict[str, Any], split: Any) -> bool:
+    """Attach ``tracker`` to the study's one parent run, creating it (with the dataset and the study file's
+    text) only if this process created the study; True when it did. Re-runs and other workers re-open the
+    same run."""
+    path, text = study_file(config)
 
     def create() -> str:
-        run_id = tracker.start_study(config.name, settings, study_file, study_text)
+        run_id = tracker.start_study(config.name, settings, path, text)
         tracker.log_dataset(split)
         return run_id
 
     run_id, created = store.shared_attr(PARENT_RUN, create)
     if not created:
-        tracker.start_study(config.name, settings, study_file, study_text, run_id=run_id)
+        tracker.start_study(config.name, settings, path, text, run_id=run_id)
     return created
 
 

@@ -1,6 +1,10 @@
 """A study in three stages: prepare (data, runner, study store, tracking) -> search -> finish (refit,
 export, log), closed on one path whether it succeeded, was interrupted or failed.
 
+``run_study`` takes the study as one loaded ``StudyConfig``, its command-line overrides already applied
+(the commands load the file once, then hand the config over); the study file's text for MLflow comes from
+that one load (``StudyConfig.source``).
+
 A re-run of a finished study (its trials all counted, its best model exported) trains nothing: its
 result is read back from the export directory and the study store.
 """
@@ -11,14 +15,11 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from tuning.config.overrides import Overrides
 from tuning.config.schema import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers, with_parallel_fits
 from tuning.data.sources import DatasetSplit, load_dataset
@@ -40,7 +41,7 @@ __all__ = ["RunOptions", "StudyResult", "run_study"]
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run a study (the rest comes from the study file and its :class:`Overrides`)."""
+    """How to run a study: what is not part of the study's config."""
 
     quiet: bool = False
     console: Any = None
@@ -96,18 +97,6 @@ def flat_settings(config: StudyConfig) -> dict[str, Any]:
     return out
 
 
-def resolve_config(study: str | os.PathLike | StudyConfig, overrides: Overrides | None = None,
-                   **values: Any) -> tuple[StudyConfig, Path | None]:
-    """Load a study file (or take a config) and apply the overrides that are set."""
-    path = None if isinstance(study, StudyConfig) else Path(study)
-    config = study if path is None else load_study(path)
-    return config.with_overrides(overrides or Overrides(**values)), path
-
-
-def study_text(config: StudyConfig, path: Path | None) -> str:
-    return path.read_text() if path else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-
-
 # ---------------------------------------------------------------------------------------------- prepare
 
 
@@ -136,15 +125,14 @@ def print_notes(notes: list[str], console: Console) -> None:
         console.print(f"[bold]note:[/] {escape(note)}", highlight=False)
 
 
-def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Session:
-    """Load the data and build the runner, the study store, the scheduler and the tracking, in that order,
-    each given what it needs; open the store and the shared parent run; start ``--workers`` helpers."""
-    started = time.monotonic()
+def prepare(config: StudyConfig, split: DatasetSplit, lr_step: lr_bounds.LRStep, options: RunOptions,
+            started: float) -> Session:
+    """Build the runner, the study store, the scheduler and the tracking of ``config`` (the one the search
+    uses) on the loaded data, in that order, each given what it needs; open the store and the shared parent
+    run; start ``--workers`` helpers. ``lr_step`` gives its notes and, once the store accepted the space,
+    stores a range test run here."""
     console = options.console or Console(stderr=True, log_path=False)
-    split = load_dataset(config.dataset)
     config.export_dir.mkdir(parents=True, exist_ok=True)
-    lr_step = lr_bounds.resolve(config, split, fresh=options.fresh and not options.worker)
-    config = lr_step.config  # search.lr_range_test: the learning_rate range the test suggests
     metric, direction = config.search.resolved_metric(split.task), config.search.direction(split.task)
     tracker = MlflowTracker(config.mlflow.tracking_uri, config.experiment_name)
     try:
@@ -159,7 +147,7 @@ def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Sess
         store = make_store(config, config.export_dir, storage=options.storage)
         store.open(direction, metric, fresh=options.fresh and not options.worker)
         lr_files = lr_bounds.save(lr_step)  # once the store accepted the space: what resumes reuse
-        open_parent_run(tracker, store, config, flat_settings(config), path, study_text(config, path), split)
+        open_parent_run(tracker, store, config, flat_settings(config), split)
         tracker.log_files(lr_files, "lr_range")
         close_orphan_runs(tracker, store)
         display.resume(store.records())
@@ -254,14 +242,8 @@ def close(session: Session, status: str) -> None:
 
 
 def run_study(
-    study: str | os.PathLike | StudyConfig,
+    config: StudyConfig | str | os.PathLike,
     *,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    seed: int | None = None,
-    tracking_uri: str | None = None,
-    experiment: str | None = None,
-    output_dir: str | os.PathLike | None = None,
     quiet: bool = False,
     console: Any = None,
     observers: Sequence[TrialObserver] = (),
@@ -269,14 +251,14 @@ def run_study(
     storage: str | None = None,
     fresh: bool = False,
     worker: bool = False,
-    overrides: Overrides | None = None,
 ) -> StudyResult:
     """Run a whole study: search, track every trial in MLflow, refit and export the best model.
 
-    The six overrides come as keywords or as one :class:`Overrides`. ``observers`` are extra
-    :class:`TrialObserver` objects told of every trial (after tracking and the progress display); one with
-    an ``attach(runner)`` method is first handed the :class:`TrialRunner`, whose ``best_estimator`` is the
-    best-so-far fitted model.
+    ``config`` is the study, loaded once, with any overrides applied (``load_study(path).with_overrides(
+    seed=..., output_dir=...)``); a path is a script's shorthand for ``load_study(path)``. The keywords are
+    how to run it, not part of it. ``observers`` are extra :class:`TrialObserver` objects told of every
+    trial (after tracking and the progress display); one with an ``attach(runner)`` method is first handed
+    the :class:`TrialRunner`, whose ``best_estimator`` is the best-so-far fitted model.
 
     The study's state persists under its name (Optuna storage, by default ``<output>/optuna.db``, or
     ``<output>/random_state.json``): running it again resumes it, ``fresh`` starts it over; a finished
@@ -289,17 +271,21 @@ def run_study(
     A process running studies should call :func:`tuning.parallel.process.configure_study_process` first (the
     commands do).
     """
-    overrides = overrides or Overrides(n_trials=n_trials, timeout=timeout, seed=seed, tracking_uri=tracking_uri,
-                                       experiment=experiment, output_dir=output_dir)
-    config, path = resolve_config(study, overrides)
+    if not isinstance(config, StudyConfig):
+        config = load_study(config)  # the one read of the file
     workers = config.search.workers if workers is None else workers
     options = RunOptions(quiet, console, tuple(observers), workers, storage, fresh, worker)
+    retest = fresh and not worker  # --fresh runs the learning-rate range test again
     config = with_parallel_fits(config, workers)
-    config = lr_bounds.with_stored_bounds(config, fresh=fresh and not worker)
+    config = lr_bounds.with_stored_bounds(config, fresh=retest)
     done = finished_result(config, options)
     if done is not None:
         return done
-    session = prepare(config, path, options)
+    started = time.monotonic()
+    split = load_dataset(config.dataset)
+    lr_step = lr_bounds.resolve(config, split, fresh=retest)
+    config = lr_step.config  # the config the search uses (search.lr_range_test: its learning_rate bounds)
+    session = prepare(config, split, lr_step, options, started)
     status = "FAILED"
     try:
         result = finish(session, search(session))

@@ -53,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console(stderr=True, log_path=False)
     out = Console()
-    overrides = Overrides.from_args(args)
     try:
         from tuning.config.schema import load_study
 
-        config = load_study(args.study).with_overrides(overrides)  # a bad study fails here, before TensorFlow
+        # the one read of the study file, the overrides applied once; a bad study fails here, before TensorFlow
+        config = load_study(args.study).with_overrides(Overrides.from_args(args))
         if args.dry_run:
             from tuning.cli.plan import describe_plan
 
@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         configure_study_process(start_tensorflow=True)
         from tuning.study import run_study
 
-        result = run_study(args.study, overrides=overrides, quiet=args.quiet, console=console,
-                           workers=workers, storage=args.storage, fresh=args.fresh, worker=args.worker)
+        result = run_study(config, quiet=args.quiet, console=console, workers=workers, storage=args.storage,
+                           fresh=args.fresh, worker=args.worker)
     except StudyError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2

@@ -1,6 +1,7 @@
 """Typed, validated study configuration: one YAML file describes one tuning study.
 
-`load_study(path)` reads and validates a study file; every problem is reported at once, each with its dotted
+`load_study(path)` reads and validates a study file (once: the config remembers the file and its text, its
+`source`); every problem is reported at once, each with its dotted
 key path (``search.n_trials``), the YAML line where it is and a readable message, as a `StudyConfigError`
 (reading and error wording: `tuning.config.studyfile`; search-space entries: `tuning.config.paramspec`; the ``dataset:``
 section and the data-source names: `tuning.config.dataset`). Which hyperparameters exist, their bounds and
@@ -11,10 +12,11 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, create_model, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, create_model, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
 from estimators import hyperparams
@@ -28,7 +30,7 @@ from tuning.config.paramspec import (
     TunableName,
     space_errors,
 )
-from tuning.config.studyfile import load_file, validate
+from tuning.config.studyfile import parse, read_text, validate
 from tuning.config.validation import Float, Int
 from tuning.config.validation import StrictModel as _Model
 from tuning.config.validation import error as _error
@@ -55,6 +57,7 @@ __all__ = [
     "PreprocessingConfig",
     "SearchConfig",
     "StudyConfig",
+    "StudySource",
     "TrainingConfig",
     "load_study",
     "load_study_dict",
@@ -250,6 +253,14 @@ def default_space() -> dict[str, Any]:
     return {name: parsers[spec["type"]](**spec) for name, spec in DEFAULT_SPACE.items()}
 
 
+@dataclass(frozen=True)
+class StudySource:
+    """The study file a config was read from, and its text as read (command-line overrides not applied)."""
+
+    path: Path
+    text: str
+
+
 class StudyConfig(_Model):
     """One tuning study."""
 
@@ -262,6 +273,7 @@ class StudyConfig(_Model):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    _source: StudySource | None = PrivateAttr(None)
 
     @field_validator("name")
     @classmethod
@@ -330,6 +342,18 @@ class StudyConfig(_Model):
         """Where the best model is exported."""
         return Path(self.export.dir) if self.export.dir else Path("exports") / self.name
 
+    def __eq__(self, other: object) -> bool:
+        """Equal settings; where a study was read from is not one of them."""
+        if not isinstance(other, StudyConfig):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    @property
+    def source(self) -> StudySource | None:
+        """The file this study was loaded from and its text (kept by copies and overrides); None for a
+        study built from a dict."""
+        return self._source
+
     @property
     def experiment_name(self) -> str:
         """MLflow experiment name."""
@@ -345,7 +369,9 @@ class StudyConfig(_Model):
         data = self.model_dump(exclude_unset=True)
         for (section, key), value in overrides.changes().items():
             data.setdefault(section, {})[key] = value
-        return load_study_dict(data, source="command-line options")
+        config = load_study_dict(data, source="command-line options")
+        config._source = self._source
+        return config
 
 
 def space_digest(cfg: StudyConfig) -> str:
@@ -358,8 +384,12 @@ def space_digest(cfg: StudyConfig) -> str:
 
 
 def load_study(path: str | os.PathLike[str]) -> StudyConfig:
-    """Read and validate a study YAML file; any problem raises `StudyConfigError` naming file, key and line."""
-    return load_file(path, StudyConfig)
+    """Read and validate a study YAML file; any problem raises `StudyConfigError` naming file, key and line.
+    The file is read once: its text stays with the config (`StudyConfig.source`)."""
+    text = read_text(path)
+    config = parse(text, StudyConfig, path)
+    config._source = StudySource(Path(path), text)
+    return config
 
 
 def load_study_dict(data: dict[str, Any], source: str = "<dict>") -> StudyConfig:

@@ -17,7 +17,7 @@ from tuning.config.paramspec import PARAM_MODELS, PARAM_TAGS
 from tuning.config.validation import suggest
 from tuning.errors import StudyConfigError
 
-__all__ = ["load_file", "validate"]
+__all__ = ["parse", "read_text", "validate"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,15 +40,21 @@ _Loader.add_implicit_resolver(
 )
 
 
-def load_file(path: str | os.PathLike[str], schema: type[M]) -> M:
-    """Read and validate a YAML file as `schema`; any problem raises `StudyConfigError` naming file, key and line."""
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The text of a study file; a missing or unreadable file raises `StudyConfigError`."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        return file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise StudyConfigError(f"{file}: study file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise StudyConfigError(f"{file}: cannot read the study file: {exc}") from None
+
+
+def parse(text: str, schema: type[M], file: str | os.PathLike[str]) -> M:
+    """`schema` validated from the YAML `text` of `file` (named in errors; relative paths in it are
+    relative to its folder); any problem raises `StudyConfigError` naming file, key and line."""
+    file = Path(file)
     try:
         root = yaml.compose(text, Loader=_Loader)
         data = yaml.load(text, Loader=_Loader)
