@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from tests.helpers import study_dict, write_study
+from tests.helpers import study_dict, tracking_uri, write_study
 from tuning.cli.run import main
 
 
@@ -83,6 +83,86 @@ def test_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert [e.name for e in client.search_experiments()] == ["Default"]  # nothing was logged
+
+
+@pytest.fixture(scope="module")
+def overridden_run(tmp_path_factory):
+    """``python -m tuning.run`` (in this process) of a random-search study file with every override given on
+    the command line, each unlike the file's; counts every opening of the study file meanwhile."""
+    import builtins
+    import pathlib
+    from types import SimpleNamespace
+
+    from tuning.tracking.tracker import MlflowTracker
+
+    tmp = tmp_path_factory.mktemp("overrides")
+    path = write_study(tmp, name="mine.yaml", search={"backend": "random", "n_trials": 3, "seed": 0})
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    run = SimpleNamespace(path=path, tmp=tmp, export=elsewhere / "export", tracking_uri=tracking_uri(elsewhere),
+                          opened=[])
+
+    def counting(open_file):
+        def wrapper(file, *args, **kwargs):
+            if isinstance(file, str | os.PathLike) and os.path.realpath(file) == os.path.realpath(path):
+                run.opened.append(file)
+            return open_file(file, *args, **kwargs)
+        return wrapper
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp)  # MLflow's artifact store lands there
+        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
+        patch.setattr(builtins, "open", counting(builtins.open))
+        patch.setattr(pathlib.Path, "open", counting(pathlib.Path.open))  # read_text, read_bytes too
+        run.code = main([str(path), "--quiet", "--n-trials", "2", "--seed", "5", "--timeout", "900",
+                         "--output-dir", str(run.export), "--tracking-uri", run.tracking_uri,
+                         "--experiment", "overridden"])
+    return run
+
+
+def test_one_run_reads_the_study_file_once(overridden_run):
+    assert overridden_run.code == 0
+    assert len(overridden_run.opened) == 1, overridden_run.opened
+
+
+def test_the_command_line_overrides_reach_every_stage(overridden_run):
+    """The stored study, the trials searched, the MLflow runs and params, the export and the report all
+    follow the overrides; the parent run logs the study file as it was read."""
+    import json
+
+    from mlflow import MlflowClient
+
+    from tuning.config.schema import load_study
+    from tuning.search.backends.random import STATE_FILE, candidates
+
+    run = overridden_run
+    assert run.code == 0
+    as_file = load_study(run.path)
+    as_run = as_file.with_overrides(seed=5, n_trials=2)
+    drawn = candidates(as_run, 2)
+    assert drawn != candidates(as_file, 2)  # the seed decides the trials
+    state = json.loads((run.export / STATE_FILE).read_text())  # the stored study, in --output-dir
+    assert state["seed"] == 5 and state["candidates"] == drawn
+
+    client = MlflowClient(run.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name("overridden").experiment_id])
+    parent = [r for r in runs if r.data.tags.get("tuning.role") == "study"]
+    trials = sorted((r for r in runs if r.data.tags.get("tuning.role") == "trial"),
+                    key=lambda r: int(r.data.tags["trial.number"]))
+    assert len(parent) == 1 and len(trials) == 2
+    params = parent[0].data.params
+    assert (params["search.seed"], params["search.n_trials"], params["search.timeout"]) == ("5", "2", "900.0")
+    assert (params["export.dir"], params["mlflow.tracking_uri"]) == (str(run.export), run.tracking_uri)
+    assert params["mlflow.experiment"] == "overridden"
+    for trial, candidate in zip(trials, drawn, strict=True):
+        assert {k: json.loads(v) for k, v in trial.data.params.items()} == pytest.approx(candidate)
+    logged = client.download_artifacts(parent[0].info.run_id, "mine.yaml", str(run.tmp / "artifacts"))
+    assert open(logged).read() == run.path.read_text()
+
+    assert (run.export / "pipeline.joblib").is_file() and (run.export / "report" / "report.html").is_file()
+    assert not (run.tmp / "out").exists()  # the file's export.dir
+    in_file_store = MlflowClient(f"sqlite:///{run.tmp / 'mlflow.db'}")  # the file's tracking URI
+    assert [e.name for e in in_file_store.search_experiments()] == ["Default"]
 
 
 # A TensorFlow C++ log line (``E0000 00:00:1796117025.834186   20784 cuda_platform.cc:52] ...``) or its notes.

@@ -350,6 +350,21 @@ def test_with_overrides(tmp_path: Path) -> None:
         cfg.with_overrides(n_trials=0)
 
 
+def test_a_loaded_study_keeps_its_file_and_text_through_overrides_and_copies(tmp_path: Path) -> None:
+    """The one read of the file travels with the config (for the MLflow artifact); it is not a setting."""
+    path = write(tmp_path, MINIMAL + "  epochs: {type: int, low: 5, high: 50}  # a comment stays\n")
+    cfg = load_study(path)
+    assert cfg.source is not None
+    assert cfg.source.path == path and cfg.source.text == path.read_text()
+    path.write_text("name: changed afterwards\n")
+    new = cfg.with_overrides(seed=9, output_dir=tmp_path / "out")
+    assert new.search.seed == 9 and new.source == cfg.source and "# a comment stays" in new.source.text
+    assert cfg.model_copy(update={"name": "copy"}).source == cfg.source
+    from_dict = load_study_dict(cfg.model_dump(exclude_unset=True))
+    assert from_dict.source is None and from_dict.with_overrides(seed=9).source is None
+    assert from_dict == cfg and from_dict != new  # equal settings are equal studies, wherever they came from
+
+
 def test_space_digest(tmp_path: Path) -> None:
     cfg = load_study(write(tmp_path, MINIMAL))
     digest = space_digest(cfg)
