@@ -122,14 +122,14 @@ class OptunaStore(StudyStore):
         if not self.created:
             self.wait_attr(SPACE_DIGEST, 5.0)  # its creator stores it right after creating the study
         self.check_space()
-        self.study.sampler = self.make_sampler(len(self.study.get_trials(deepcopy=False)))
-        self.study.pruner = self.make_pruner()
+        self.study.sampler = self.study_sampler(len(self.study.get_trials(deepcopy=False)))
+        self.study.pruner = self.study_pruner()
 
-    def make_sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
+    def study_sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
         """The sampler of ``search.sampler`` (``n_existing``: trials already stored)."""
         return make_sampler(self.config, seed=self._seed(n_existing))
 
-    def make_pruner(self) -> optuna.pruners.BasePruner:
+    def study_pruner(self) -> optuna.pruners.BasePruner:
         """The pruner of ``search.pruner``."""
         return make_pruner(self.config)
 

@@ -42,10 +42,10 @@ def is_retry(trial: optuna.trial.FrozenTrial) -> bool:
 class RandomStore(OptunaStore):
     """The Optuna study of a random search: the seeded candidates, queued."""
 
-    def make_sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
+    def study_sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=self.config.search.seed)  # asked for nothing: see is_surplus
 
-    def make_pruner(self) -> optuna.pruners.BasePruner:
+    def study_pruner(self) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
 
     def open(self, direction: str, metric: str, fresh: bool = False) -> None:
