@@ -1,5 +1,5 @@
-"""Parallel and distributed studies: the budget under racing workers, dead workers' trials, joblib fits of
-the random backend, and three workers on a real PostgreSQL server with a real ``mlflow server``."""
+"""Parallel and distributed studies, for both backends (one Optuna store): the budget under racing workers,
+dead workers' trials, and three workers on a real PostgreSQL server with a real ``mlflow server``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from resume_helpers import (
 )
 
 from tests.mlflow_server import mlflow_server, wait_healthy
+from tuning.search.backends import make_store
 from tuning.search.backends.optuna import (
     SURPLUS,
     WORKER,
@@ -31,18 +32,20 @@ from tuning.search.backends.optuna import (
     counts_toward_budget,
     driver_url,
 )
+from tuning.search.backends.optuna_budget import CANDIDATE
 
 POSTGRES_URL = os.environ.get("TUNING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask/tell here
+BACKENDS = ["optuna", "random"]
 
 
-def _backend(tmp_path: Path, n_trials: int) -> OptunaStore:
+def _backend(tmp_path: Path, n_trials: int, backend: str) -> OptunaStore:
     from tuning.config.schema import load_study
 
-    config = load_study(write_study(tmp_path, "race", n_trials=n_trials)).with_overrides(output_dir=tmp_path)
-    backend = OptunaStore(config, tmp_path)  # a study store needs no runner
-    backend.open("minimize", "mse")
-    return backend
+    study = write_study(tmp_path, "race", n_trials=n_trials, backend=backend)
+    store = make_store(load_study(study).with_overrides(output_dir=tmp_path), tmp_path)  # needs no runner
+    store.open("minimize", "mse")
+    return store
 
 
 def _suggest(trial) -> None:
@@ -50,12 +53,14 @@ def _suggest(trial) -> None:
     trial.suggest_float("learning_rate", 1.0e-3, 3.0e-3, log=True)
 
 
-def test_racing_workers_never_overrun_the_budget(tmp_path):
+@pytest.mark.parametrize("name", BACKENDS)
+def test_racing_workers_never_overrun_the_budget(tmp_path, name):
     """Three workers start a trial at once for the last two slots: the third trial is surplus; a slot
-    freed by a dead worker is filled by the retry of its parameters."""
+    freed by a dead worker is filled by the retry of its parameters (for the random backend: of its
+    candidate)."""
     from optuna.trial import TrialState
 
-    backend = _backend(tmp_path, n_trials=2)
+    backend = _backend(tmp_path, n_trials=2, backend=name)
     study = backend.study
     first, second, third = study.ask(), study.ask(), study.ask()
     assert [backend.is_surplus(t) for t in (first, second, third)] == [False, False, True]
@@ -69,6 +74,7 @@ def test_racing_workers_never_overrun_the_budget(tmp_path):
     backend._fail_and_retry(backend.rdb.get_trial(second._trial_id))  # its worker died
     retry = study.ask()
     assert retry.params == second.params and not backend.is_surplus(retry)
+    assert retry.user_attrs.get(CANDIDATE) == second.user_attrs.get(CANDIDATE)  # None for optuna
     retry.set_user_attr(WORKER, backend.worker.as_dict())
     study.tell(retry, 2.0)
     trials = backend.trials()
@@ -80,9 +86,10 @@ def test_racing_workers_never_overrun_the_budget(tmp_path):
     assert not backend.export_due()  # once
 
 
-def test_trial_of_a_dead_local_process_is_failed_and_queued_at_once(tmp_path):
+@pytest.mark.parametrize("name", BACKENDS)
+def test_trial_of_a_dead_local_process_is_failed_and_queued_at_once(tmp_path, name):
     """No waiting for the heartbeat grace period when the worker's pid is known to be gone."""
-    backend = _backend(tmp_path, n_trials=3)
+    backend = _backend(tmp_path, n_trials=2, backend=name)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     trial = backend.study.ask()
@@ -94,6 +101,7 @@ def test_trial_of_a_dead_local_process_is_failed_and_queued_at_once(tmp_path):
     states = {t.number: t.state.name for t in backend.trials()}
     assert states == {trial.number: "FAIL", alive.number: "RUNNING", alive.number + 1: "WAITING"}
     assert backend.trials()[-1].params == trial.params
+    assert backend.trials()[-1].user_attrs.get(CANDIDATE) == trial.user_attrs.get(CANDIDATE)
     assert backend.running_numbers() == {alive.number}
 
 
@@ -110,15 +118,17 @@ def _postgres_or_skip() -> str:
     return POSTGRES_URL
 
 
-def test_three_workers_on_postgres_and_an_mlflow_server(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_three_workers_on_postgres_and_an_mlflow_server(tmp_path, backend):
     """Three independent workers (as on three machines): exactly n_trials counted trials with unique
-    numbers and parameters, one parent run, one run per trial, the best model exported once."""
+    numbers and parameters (the random backend: each seeded candidate once), one parent run, one run per
+    trial, the best model exported once."""
     import optuna
 
     storage = _postgres_or_skip()
     name = f"dist-{uuid.uuid4().hex[:10]}"
     n_trials = 6
-    study = write_study(tmp_path, name, n_trials=n_trials, epochs=10)
+    study = write_study(tmp_path, name, backend=backend, n_trials=n_trials, epochs=10)
     try:
         with mlflow_server(tmp_path, f"sqlite:///{mlflow_db(tmp_path, 'server.db')}") as server:
             procs = []  # started with the server: it comes up while they import TensorFlow
@@ -138,6 +148,12 @@ def test_three_workers_on_postgres_and_an_mlflow_server(tmp_path):
         assert len({t.number for t in trials}) == len(trials)
         assert len({json.dumps(t.params, sort_keys=True) for t in counted}) == n_trials  # no duplicated trial
         assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+        if backend == "random":
+            from tuning.config.schema import load_study
+            from tuning.search.backends.random import candidates
+
+            ran = sorted((t.user_attrs[CANDIDATE], t.params) for t in counted)
+            assert ran == list(enumerate(candidates(load_study(study), n_trials)))
         assert len(parents) == 1
         parent_id = parents[0].info.run_id
         assert optuna.load_study(study_name=name, storage=storage).user_attrs["mlflow_parent_run_id"] == parent_id

@@ -1,8 +1,8 @@
-"""Crash-safe resume: kill -9 mid-trial and re-run, a changed space refused, the random backend's state."""
+"""Crash-safe resume, for both backends (one Optuna store): kill -9 mid-trial and re-run, a changed space
+refused, a dead process's trial retried with its MLflow run closed."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -23,17 +23,22 @@ from resume_helpers import (
 )
 
 from tuning.search.backends.optuna import SURPLUS, counts_toward_budget
+from tuning.search.backends.optuna_budget import CANDIDATE, WORKER
+
+BACKENDS = ["optuna", "random"]
 
 
 def _log(path) -> str:
     return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
-def test_kill_9_mid_trial_then_rerun_resumes(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
     """Completed trials are kept, the killed one is FAIL and its parameters retried, n_trials end counted,
-    and MLflow has one run per trial (the killed one KILLED) under one parent run."""
+    and MLflow has one run per trial (the killed one KILLED) under one parent run. The random backend runs
+    each seeded candidate exactly once (the killed one's in its retry)."""
     n_trials = 4
-    study = write_study(tmp_path, "resume", n_trials=n_trials, epochs=30)
+    study = write_study(tmp_path, "resume", backend=backend, n_trials=n_trials, epochs=30)
     tracking = f"sqlite:///{mlflow_db(tmp_path)}"
     storage = f"sqlite:///{tmp_path / 'out' / 'optuna.db'}"
     cmd = cli(study, "--tracking-uri", tracking, "--output-dir", str(tmp_path / "out"))
@@ -67,6 +72,13 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path):
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
     assert len(retries) == 1 and retries[0].params == killed.params and counts_toward_budget(retries[0])
     assert len(trials) == n_trials + 1
+    if backend == "random":
+        from tuning.config.schema import load_study
+        from tuning.search.backends.random import candidates
+
+        ran = sorted(((t.user_attrs[CANDIDATE], t.params) for t in trials if counts_toward_budget(t)), key=lambda x: x[0])
+        assert ran == list(enumerate(candidates(load_study(study), n_trials)))
+        assert retries[0].user_attrs[CANDIDATE] == killed.user_attrs[CANDIDATE]
 
     parents, runs = mlflow_runs(tracking, "resume")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
@@ -78,18 +90,19 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path):
     assert (tmp_path / "out" / "pipeline.joblib").exists()
 
 
-def test_changed_space_is_refused_unless_fresh(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_changed_space_is_refused_unless_fresh(tmp_path, backend):
     """A stored study with another search space: exit 2 with the reason, before TensorFlow loads."""
     from tuning.config.schema import load_study, space_digest
-    from tuning.search.backends.optuna import OptunaStore
+    from tuning.search.backends import make_store
 
-    study = write_study(tmp_path, "space")
+    study = write_study(tmp_path, "space", backend=backend)
     out = tmp_path / "out"
     config = load_study(study).with_overrides(output_dir=out)
-    backend = OptunaStore(config, out)
-    backend.open("minimize", "mse")
-    backend.study.enqueue_trial({"n_neurons": 9, "learning_rate": 0.002})
-    assert backend.created and backend.get_attr("space_digest") == space_digest(config)
+    store = make_store(config, out)
+    store.open("minimize", "mse")
+    store.study.enqueue_trial({"n_neurons": 9, "learning_rate": 0.002}, user_attrs={"old": True})
+    assert store.created and store.get_attr("space_digest") == space_digest(config)
 
     study.write_text(study.read_text().replace("high: 32", "high: 64"))
     cmd = cli(study, "--output-dir", str(out))
@@ -100,54 +113,66 @@ def test_changed_space_is_refused_unless_fresh(tmp_path):
     assert "Traceback" not in done.stderr
 
     changed = load_study(study).with_overrides(output_dir=out)
-    again = OptunaStore(changed, out)
+    again = make_store(changed, out)
     again.open("minimize", "mse", fresh=True)  # what --fresh does: the old trials are gone, the new space is stored
-    assert again.created and again.trials() == []
+    assert again.created and again.records() == [] and not [t for t in again.trials() if "old" in t.user_attrs]
     assert again.get_attr("space_digest") == space_digest(changed) != space_digest(config)
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask/tell here
 def test_random_backend_resumes_after_a_dead_process(tmp_path, monkeypatch):
-    """random_state.json: a trial left running by a dead process is killed, its candidate retried under a
-    new number; its orphan MLflow run is closed; counted trials are kept. The remaining candidates are
-    fitted in two joblib (loky) processes, each tracking its own trials."""
+    """The random study in its Optuna store: a trial left running by a dead process is failed and its
+    candidate retried under a new number; its orphan MLflow run is closed; counted trials are kept; the
+    candidates not run yet run once. ``search.n_jobs: 2`` starts a second worker process on the store."""
     from mlflow import MlflowClient
 
-    from tuning.config.schema import load_study, space_digest
-    from tuning.search.backends.random import STATE_FILE, candidates
+    import tuning.coordination
+    from tuning.config.schema import load_study
+    from tuning.search.backends import make_store
+    from tuning.search.backends.base import PARENT_RUN
+    from tuning.search.backends.random import candidates
+    from tuning.search.space import suggest
     from tuning.study import run_study
 
     monkeypatch.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")  # see resume_helpers.cli_env
     study = write_study(tmp_path, "rand", backend="random", n_trials=3, epochs=2, n_jobs=2)
     out, tracking = tmp_path / "out", f"sqlite:///{mlflow_db(tmp_path)}"
     config = load_study(study).with_overrides(output_dir=out, tracking_uri=tracking)
+    pool = candidates(config, 3)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    pool = candidates(config, 3)
 
     client = MlflowClient(tracking)
     experiment = client.create_experiment("rand")
     parent = client.create_run(experiment, tags={"tuning.role": "study"}).info.run_id
     orphan = client.create_run(experiment, tags={"mlflow.parentRunId": parent, "tuning.role": "trial",
                                                  "trial.number": "1"}).info.run_id
-    done = {"number": 0, "params": pool[0], "state": "complete", "value": 1.0e9, "metric": "mse",
-            "fold_scores": [1.0e9], "history": {}, "epochs_run": 2, "duration_s": 0.1, "reason": None,
-            "started_at": 0.0, "traceback": None}
-    worker = {"host": os.uname().nodename, "pid": dead.pid, "started": None, "group": "g", "index": 0}
-    state = {"study": "rand", "seed": config.search.seed, "candidates": pool,
-             "attrs": {"space_digest": space_digest(config), "mlflow_parent_run_id": parent},
-             "trials": {"0": {"candidate": 0, "state": "complete", "record": done},
-                        "1": {"candidate": 1, "state": "running", "params": pool[1], "worker": worker}}}
-    out.mkdir()
-    (out / STATE_FILE).write_text(json.dumps(state))
+    store = make_store(config, out)  # what a first run left: candidate 0 counted, candidate 1 running
+    store.open("minimize", "mse")
+    store.set_attr(PARENT_RUN, parent)
+    done, killed = store.study.ask(), store.study.ask()
+    for trial in (done, killed):
+        suggest(trial, config.space)
+        trial.set_user_attr(WORKER, store.worker.as_dict() | {"pid": dead.pid, "started": None})
+    store.study.tell(done, 1.0e9)
+    spawned = []
+    real_spawn = tuning.coordination.spawn_workers
+    monkeypatch.setattr(tuning.coordination, "spawn_workers",
+                        lambda count, *args, **kw: spawned.append((count, args[1])) or real_spawn(count, *args, **kw))
+    helpers = []
+    real_wait = tuning.study.wait_all
+    monkeypatch.setattr(tuning.study, "wait_all", lambda procs: helpers.extend(procs) or real_wait(procs))
 
     result = run_study(config, quiet=True)
 
-    saved = json.loads((out / STATE_FILE).read_text())["trials"]
-    assert saved["1"]["state"] == "killed"
-    assert saved["3"]["candidate"] == 1 and saved["3"]["record"]["params"] == pool[1]  # the retry
-    assert saved["0"]["record"]["value"] == 1.0e9  # kept, not re-run
-    assert sorted(saved) == ["0", "1", "2", "3"]
-    assert os.getpid() not in {saved[n]["worker"]["pid"] for n in ("2", "3")}  # fitted in joblib workers
+    assert spawned == [(1, store.url)] and [p.returncode for p in helpers] == [0]  # n_jobs 2: one more process
+    trials = {t.number: t for t in load_trials(store.url, "rand")}
+    assert sorted(trials) == [0, 1, 2, 3]
+    assert trials[0].value == 1.0e9  # kept, not re-run
+    assert trials[1].state.name == "FAIL" and "reason" not in trials[1].user_attrs
+    assert trials[3].system_attrs["failed_trial"] == 1 and trials[3].user_attrs[CANDIDATE] == 1  # the retry
+    ran = sorted((trials[n].user_attrs[CANDIDATE], trials[n].params) for n in (0, 2, 3))
+    assert ran == list(enumerate(pool)) and all(counts_toward_budget(trials[n]) for n in (0, 2, 3))
     assert result.n_complete + result.n_failed + result.n_pruned == 3
     assert result.parent_run_id == parent
     assert client.get_run(orphan).info.status == "KILLED"
@@ -155,25 +180,3 @@ def test_random_backend_resumes_after_a_dead_process(tmp_path, monkeypatch):
     assert sorted(int(r.data.tags["trial.number"]) for r in runs) == [1, 2, 3]
     assert all(r.info.status != "RUNNING" for r in runs)
     assert result.export_dir is not None and (out / "pipeline.joblib").exists()
-
-
-def test_random_study_run_by_a_live_process_is_refused(tmp_path):
-    """Two processes on one random_state.json would run the same candidates: the second one stops."""
-    from tuning.config.schema import load_study
-    from tuning.errors import StudyError
-    from tuning.parallel.workers import WorkerId
-    from tuning.search.backends.random import STATE_FILE, RandomStore
-
-    config = load_study(write_study(tmp_path, "busy", backend="random")).with_overrides(output_dir=tmp_path)
-    RandomStore(config, tmp_path).open("minimize", "mse")
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        other = WorkerId.current().as_dict() | {"pid": live.pid, "started": None}
-        state = json.loads((tmp_path / STATE_FILE).read_text())
-        state["trials"]["0"] = {"candidate": 0, "state": "running", "params": {}, "worker": other}
-        (tmp_path / STATE_FILE).write_text(json.dumps(state))
-        with pytest.raises(StudyError, match=f"being run by another process \\(pid {live.pid}\\)"):
-            RandomStore(config, tmp_path).open("minimize", "mse")
-    finally:
-        live.kill()
-        live.wait()

@@ -2,10 +2,12 @@
 
 import numpy as np
 import optuna
+import pytest
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import ParameterSampler, RandomizedSearchCV
 
 from tuning.config.schema import CategoricalParam, FloatParam, IntParam, load_study_dict
+from tuning.search.backends import make_store
 from tuning.search.backends.random import candidates
 from tuning.search.space import IntLogUniform, grid, suggest, to_distributions, to_python
 
@@ -76,3 +78,22 @@ def test_random_backend_candidates_match_randomized_search_cv():
     theirs = [to_python(p) for p in ParameterSampler(search.param_distributions, search.n_iter, random_state=7)]
     assert ours == theirs
     assert all(type(p["n_hidden"]) is int for p in ours)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask/tell here
+def test_the_random_store_runs_randomized_search_cvs_candidates_in_order(tmp_path):
+    """The trials of a random study (queued in its Optuna store) are those candidates, trial i candidate i."""
+    cfg = load_study_dict({
+        "name": "t", "dataset": {"source": "diabetes"}, "export": {"dir": str(tmp_path)},
+        "space": {"n_hidden": {"type": "int", "low": 0, "high": 3},
+                  "n_neurons": {"type": "int", "low": 8, "high": 64, "step": 8},
+                  "learning_rate": {"type": "float", "low": 3e-4, "high": 3e-2, "log": True},
+                  "optimizer": {"type": "categorical", "choices": ["sgd", "adam"]}},
+        "search": {"backend": "random", "n_trials": 6, "seed": 3},
+    })
+    store = make_store(cfg, tmp_path)
+    store.open("minimize", "mse")
+    trials = [store.study.ask() for _ in range(6)]
+    theirs = [to_python(p) for p in ParameterSampler(to_distributions(cfg.space), 6, random_state=3)]
+    assert [suggest(t, cfg.space) for t in trials] == theirs
+    assert [t.number for t in trials] == list(range(6))

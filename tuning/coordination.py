@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from tuning.config.schema import StudyConfig, space_digest
-from tuning.parallel.workers import limit_threads, spawn_workers
+from tuning.parallel.workers import limit_threads, spawn_workers, usable_cores
 from tuning.search.backends.base import PARENT_RUN
 
 WORKER_STUDY_FILE = "worker_study.yaml"
@@ -96,17 +96,27 @@ def write_worker_study(config: StudyConfig, out_dir: Path, tracking_uri: str) ->
 
 def start_helpers(config: StudyConfig, store: Any, workers: int, out_dir: Path,
                   tracking_uri: str) -> list[subprocess.Popen]:
-    """For ``--workers N`` with Optuna: start N-1 worker processes on this study (this process is the
-    N-th). TensorFlow threads are divided between the N processes."""
-    if workers <= 1 or config.search.backend != "optuna":
+    """For ``--workers N``: start N-1 worker processes on this study (this process is the N-th); the random
+    backend's ``search.n_jobs`` asks for as many. TensorFlow threads are divided between the N processes."""
+    workers = max(workers, candidate_jobs(config))
+    if workers <= 1:
         return []
     limit_threads(workers)
     study_file = write_worker_study(config, out_dir, tracking_uri)
     return spawn_workers(workers - 1, study_file, store.url, store.worker.group)
 
 
+def candidate_jobs(config: StudyConfig) -> int:
+    """Processes the random backend runs candidates in: ``search.n_jobs`` as in RandomizedSearchCV (-1:
+    every core); 1 for other backends, whose ``n_jobs`` is about folds."""
+    if config.search.backend != "random":
+        return 1
+    return usable_cores() if config.search.n_jobs == -1 else config.search.n_jobs
+
+
 def with_parallel_fits(config: StudyConfig, workers: int) -> StudyConfig:
-    """The random backend parallelises candidate fits through joblib: ``--workers N`` means n_jobs N."""
+    """The random backend runs ``search.n_jobs`` candidates at once (worker processes,
+    :func:`start_helpers`): ``--workers N`` means n_jobs N."""
     if workers <= 1 or config.search.backend != "random" or config.search.n_jobs == -1:
         return config
     search = config.search.model_copy(update={"n_jobs": max(workers, config.search.n_jobs)})

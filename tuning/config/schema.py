@@ -133,13 +133,12 @@ class SearchConfig(_Model):
     pruner: Literal["hyperband", "median", "successive_halving", "none"] = "hyperband"
     cv: Annotated[int | Literal["validation"], BeforeValidator(_check_cv)] = "validation"
     seed: Int = 42
-    n_jobs: Int = 1
-    joblib_backend: Literal["loky", "threading", "multiprocessing", "dask", "ray"] | None = None
+    n_jobs: Int = 1  # parallel folds (cv >= 2); the random backend: candidates at once, in worker processes
     metric: Metric = "auto"
     # first, a learning-rate range test replaces space.learning_rate (a float range) by the bounds it
     # suggests, stored in the export dir for resumes (tuning.search.lr_bounds)
     lr_range_test: bool = False
-    # processes running trials on this machine (the optuna backend; random: parallel fits), as --workers
+    # processes running trials on this machine (either backend), as --workers
     workers: Int = Field(1, ge=1)
 
     @field_validator("n_jobs")

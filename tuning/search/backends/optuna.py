@@ -15,7 +15,8 @@ only thing they share and the arbiter of every race.
 * **Export.** The worker group that ran the last counted trial exports the best model, once.
 
 :class:`OptunaStore` keeps the state (storage, budget, recovery, export vote); :class:`OptunaScheduler`
-runs the trials. Sampler and pruner: :mod:`.optuna_search_setup`; storage: :mod:`.optuna_storage`; the
+runs the trials. The random backend (:mod:`.random`) is both, with its seeded candidates queued and no
+pruner. Sampler and pruner: :mod:`.optuna_search_setup`; storage: :mod:`.optuna_storage`; the
 budget rules: :mod:`.optuna_budget`.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -120,9 +122,16 @@ class OptunaStore(StudyStore):
         if not self.created:
             self.wait_attr(SPACE_DIGEST, 5.0)  # its creator stores it right after creating the study
         self.check_space()
-        n_existing = len(self.study.get_trials(deepcopy=False))
-        self.study.sampler = make_sampler(self.config, seed=self._seed(n_existing))
-        self.study.pruner = make_pruner(self.config)
+        self.study.sampler = self.study_sampler(len(self.study.get_trials(deepcopy=False)))
+        self.study.pruner = self.study_pruner()
+
+    def study_sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
+        """The sampler of ``search.sampler`` (``n_existing``: trials already stored)."""
+        return make_sampler(self.config, seed=self._seed(n_existing))
+
+    def study_pruner(self) -> optuna.pruners.BasePruner:
+        """The pruner of ``search.pruner``."""
+        return make_pruner(self.config)
 
     def _check_direction(self, direction: str) -> None:
         stored = self.study.direction.name.lower()
@@ -151,7 +160,8 @@ class OptunaStore(StudyStore):
         return self._records(self.trials(), self.metric)
 
     def is_surplus(self, trial: optuna.Trial) -> bool:
-        """Whether the trials numbered before this one already fill the budget (see the module docstring)."""
+        """Whether the trials numbered before this one already fill the budget (see the module docstring):
+        such a trial trains nothing."""
         earlier = [t for t in self.trials() if t.number < trial.number]
         return sum(holds_slot(t) for t in earlier) >= self.n_trials
 
@@ -239,10 +249,18 @@ class OptunaScheduler(TrialScheduler):
             state = Budget.of(store.trials())
             if state.done >= n_trials:
                 break
-            if state.waiting == 0 and state.done + state.running >= n_trials:
+            free = n_trials - state.done - state.running
+            if state.waiting == 0 and (free <= 0 or not self.refill(free)):
+                if state.running == 0:
+                    break  # nothing left to propose, nothing running that could come back
                 time.sleep(POLL_S)  # other workers hold the last slots; one whose worker dies comes back
                 continue
             self._run_one(runner)
+
+    def refill(self, free: int) -> bool:
+        """Make ``free`` more trials possible when none is queued; False when there is nothing left to
+        propose. Optuna's sampler proposes a new trial on every ask."""
+        return True
 
     def _run_one(self, runner: TrialRunner) -> None:
         try:
@@ -263,15 +281,7 @@ class OptunaScheduler(TrialScheduler):
             trial.set_user_attr(SURPLUS, True)
             raise SurplusTrial()
         trial.set_user_attr(WORKER, self.store.worker.as_dict())
-
-        def report(epoch: int, value: float) -> None:
-            if self.steps is not None and epoch + 1 not in self.steps:
-                return
-            trial.report(value, step=epoch + 1)
-            if trial.should_prune():
-                raise PruneTrial()
-
-        record = runner.run(trial.number, suggest(trial, self.config.space), report=report)
+        record = runner.run(trial.number, suggest(trial, self.config.space), report=self.reporter(trial))
         trial.set_user_attr("epochs_run", record.epochs_run)
         trial.set_user_attr("fold_scores", record.fold_scores)
         if record.state == COMPLETE and record.best_epoch:  # what an ensemble or a retrain needs elsewhere
@@ -286,6 +296,21 @@ class OptunaScheduler(TrialScheduler):
         if record.state != COMPLETE:
             raise TrialFailed(record.reason)
         return float(record.value)
+
+    def reporter(self, trial: optuna.Trial) -> Callable[[int, float], None] | None:
+        """The runner's per-epoch hook: report to the pruner at its epochs, prune when it says so (None when
+        no pruner looks at any epoch)."""
+        if self.steps == frozenset():
+            return None
+
+        def report(epoch: int, value: float) -> None:
+            if self.steps is not None and epoch + 1 not in self.steps:
+                return
+            trial.report(value, step=epoch + 1)
+            if trial.should_prune():
+                raise PruneTrial()
+
+        return report
 
 
 STORE, SCHEDULER = OptunaStore, OptunaScheduler

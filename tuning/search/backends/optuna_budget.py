@@ -12,6 +12,7 @@ from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecor
 
 WORKER = "worker"  # user attr: the WorkerId of the process running the trial
 SURPLUS = "surplus"  # user attr: the trial started after the budget was full; it trained nothing
+CANDIDATE = "candidate"  # user attr: the index of the seeded candidate a random-backend trial runs
 
 
 _STATES = {

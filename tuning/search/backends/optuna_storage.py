@@ -12,6 +12,8 @@ from pathlib import Path
 
 import optuna
 
+from tuning.search.backends.optuna_budget import CANDIDATE
+
 HEARTBEAT_INTERVAL_S = 10
 GRACE_PERIOD_S = 30
 MAX_RETRY = 3  # a configuration whose worker keeps dying (say, out of memory) is given up after this
@@ -33,14 +35,10 @@ def safe_url(url: str) -> str:
         return url
 
 
-def _retry_callback():
-    """Optuna's callback that queues a failed trial's parameters again (renamed in Optuna 4.9)."""
-    try:
-        from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
-    except ImportError:  # Optuna < 4.9
-        from optuna.storages import RetryFailedTrialCallback as Retry
+def _retry_callback() -> optuna.storages.RetryHeartbeatStaleTrialCallback:
+    """Optuna's callback that queues a failed trial's parameters again."""
     with quiet_experimental():
-        return Retry(max_retry=MAX_RETRY)
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
 
 @contextlib.contextmanager
@@ -56,8 +54,9 @@ class RetryInterrupted:
     """Queue an interrupted trial's parameters again as a fresh attempt, and remember the trial.
 
     Optuna's retry callback copies the failed trial's user attrs; the dead attempt's worker, MLflow run
-    and scores must not follow the retry, so they are dropped. Only the process that failed a trial (the
-    storage lets one win) calls this, so ``failed`` lists the trials this process is responsible for.
+    and scores must not follow the retry, so they are dropped (all but the random backend's candidate
+    index, which the retry still runs). Only the process that failed a trial (the storage lets one win)
+    calls this, so ``failed`` lists the trials this process is responsible for.
     """
 
     def __init__(self) -> None:
@@ -67,7 +66,7 @@ class RetryInterrupted:
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.failed[trial.number] = dict(trial.params)
         attempt = copy.deepcopy(trial)
-        attempt.user_attrs = {}
+        attempt.user_attrs = {key: value for key, value in trial.user_attrs.items() if key == CANDIDATE}
         self._retry(study, attempt)
 
 
@@ -91,7 +90,6 @@ def make_storage(url: str, retry: RetryInterrupted | None = None, attempts: int 
     fsyncs, and still survives the process dying: see :mod:`tuning.parallel.sqlite`); a server connection is
     checked before use. Workers starting together may race to create the tables: that is retried.
     """
-    import inspect
     import random
 
     from tuning.parallel.sqlite import relax_sync, use_wal
@@ -99,10 +97,8 @@ def make_storage(url: str, retry: RetryInterrupted | None = None, attempts: int 
     url = driver_url(url)
     use_wal(url)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    params = inspect.signature(optuna.storages.RDBStorage).parameters
-    callback = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
     kwargs = {"engine_kwargs": engine, "heartbeat_interval": HEARTBEAT_INTERVAL_S,
-              "grace_period": GRACE_PERIOD_S, callback: retry or RetryInterrupted()}
+              "grace_period": GRACE_PERIOD_S, "heartbeat_stale_trial_callback": retry or RetryInterrupted()}
     for attempt in range(attempts):
         try:
             with quiet_experimental():

@@ -16,7 +16,7 @@ from tuning.parallel.workers import WorkerId
 from tuning.search.backends.base import StudyStore, TrialScheduler
 
 BACKENDS: dict[str, str] = {"optuna": "tuning.search.backends.optuna", "random": "tuning.search.backends.random"}
-SHARED_STORAGE = {"optuna"}  # backends that can keep a study in a database given by --storage
+SHARED_STORAGE = {"optuna", "random"}  # backends that can keep a study in a database given by --storage
 
 
 def register_backend(name: str, module: str, shared_storage: bool = False) -> None:
@@ -38,8 +38,8 @@ def make_store(config: StudyConfig, state_dir: Path, storage: str | None = None,
     """The study store of ``search.backend`` (no runner, no data needed)."""
     name = config.search.backend
     if storage and name not in SHARED_STORAGE:
-        raise StudyError(f"--storage needs the optuna backend; the {name} backend keeps its state in the output "
-                         "directory (use search.n_jobs to parallelise it)")
+        raise StudyError(f"--storage needs a backend that keeps its study in a database "
+                         f"({', '.join(sorted(SHARED_STORAGE))}); the {name} backend keeps it in the output directory")
     return _module(name).STORE(config, state_dir, storage=storage, worker=worker)
 
 
