@@ -31,7 +31,8 @@ from tuning.report.html import report_safely
 from tuning.search import lr_bounds
 from tuning.search.backends import StudyStore, TrialScheduler, make_scheduler, make_store
 from tuning.search.backends.base import PARENT_RUN, SPACE_DIGEST
-from tuning.search.trial import TrialObserver, TrialRunner
+from tuning.search.keeper import ModelKeeper
+from tuning.search.trial import StudyObserver, TrialRunner
 from tuning.tracking.progress import ProgressDisplay
 from tuning.tracking.tracker import MlflowTracker
 
@@ -44,7 +45,7 @@ class RunOptions:
 
     quiet: bool = False
     console: Any = None
-    observers: Sequence[TrialObserver] = ()
+    observers: Sequence[StudyObserver] = ()
     workers: int = 1
     storage: str | None = None
     fresh: bool = False
@@ -53,6 +54,8 @@ class RunOptions:
 
 class _Collector:
     """Keeps the records of trials run in this process (for an interrupted study)."""
+
+    portable = False
 
     def __init__(self) -> None:
         self.records: list[TrialRecord] = []
@@ -78,6 +81,7 @@ class Session:
     display: ProgressDisplay
     collector: _Collector
     started: float
+    keeper: ModelKeeper
     helpers: list = field(default_factory=list)
 
 
@@ -150,12 +154,13 @@ def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Sess
     try:
         display = ProgressDisplay(config.search.n_trials, metric, direction, quiet=options.quiet, console=console)
         collector = _Collector()
-        runner = TrialRunner(config, split, observers=[tracker, collector, display, *options.observers])
+        keeper = ModelKeeper(direction, config.export.ensemble.pool)  # the models the export may reuse
+        runner = TrialRunner(config, split, observers=[tracker, collector, display, *options.observers],
+                             keeper=keeper)
         if not (options.quiet or options.worker):
             print_notes(split.notes + lr_step.notes + runner.data.notes, console)
         for observer in options.observers:
-            if hasattr(observer, "attach"):
-                observer.attach(runner)
+            observer.attach(runner)
         store = make_store(config, config.export_dir, storage=options.storage)
         store.open(direction, metric, fresh=options.fresh and not options.worker)
         lr_files = lr_bounds.save(lr_step)  # once the store accepted the space: what resumes reuse
@@ -164,7 +169,7 @@ def prepare(config: StudyConfig, path: Path | None, options: RunOptions) -> Sess
         close_orphan_runs(tracker, store)
         display.resume(store.records())
         session = Session(config, options, split, runner, store, make_scheduler(store), tracker, display,
-                          collector, started)
+                          collector, started, keeper)
         if not options.worker:
             session.helpers = start_helpers(config, store, options.workers, config.export_dir, tracker.tracking_uri)
         return session
@@ -202,10 +207,10 @@ def export_best(session: Session, result: StudyResult) -> None:
     ensemble_config = session.config.export.ensemble
     if ensemble_config.enabled:
         model, best_info["ensemble"] = build_ensemble(runner, result.records, ensemble_config,
-                                                      n_jobs=session.options.workers)
+                                                      n_jobs=session.options.workers, keeper=session.keeper)
         valid[f"ensemble_{runner.metric}"] = best_info["ensemble"][f"valid_{runner.metric}"]
     else:
-        model = exported_estimator(runner, best)
+        model = exported_estimator(runner, best, keeper=session.keeper)
     pipeline = make_pipeline(runner.data.scaler, model)
     result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
     result.ensemble = best_info.get("ensemble")
@@ -264,7 +269,7 @@ def run_study(
     output_dir: str | os.PathLike | None = None,
     quiet: bool = False,
     console: Any = None,
-    observers: Sequence[TrialObserver] = (),
+    observers: Sequence[StudyObserver] = (),
     workers: int | None = None,
     storage: str | None = None,
     fresh: bool = False,
@@ -274,9 +279,9 @@ def run_study(
     """Run a whole study: search, track every trial in MLflow, refit and export the best model.
 
     The six overrides come as keywords or as one :class:`Overrides`. ``observers`` are extra
-    :class:`TrialObserver` objects told of every trial (after tracking and the progress display); one with
-    an ``attach(runner)`` method is first handed the :class:`TrialRunner`, whose ``best_estimator`` is the
-    best-so-far fitted model.
+    :class:`~tuning.search.trial.StudyObserver` objects: each is first handed the :class:`TrialRunner`
+    (``attach(runner)``; ``runner.keeper`` holds the best fitted models so far, updated before observers
+    hear that a trial ended), then told of every trial (after tracking and the progress display).
 
     The study's state persists under its name (Optuna storage, by default ``<output>/optuna.db``, or
     ``<output>/random_state.json``): running it again resumes it, ``fresh`` starts it over; a finished
