@@ -40,9 +40,14 @@ def gradient_registry_size() -> int:
 class RssProbe:
     """RSS (MB) and gradient-registry size after each finished trial, read when the next one starts."""
 
+    portable = False
+
     def __init__(self) -> None:
         self.after: dict[int, float] = {}  # trials finished -> RSS MB
         self.registry: dict[int, int] = {}  # trials finished -> gradient registry entries
+
+    def attach(self, runner) -> None:
+        pass  # it needs nothing of the runner
 
     def on_trial_start(self, number: int, params: dict) -> None:
         self.after[number] = rss_mb()

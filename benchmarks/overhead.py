@@ -35,6 +35,8 @@ TARGET = 1.05
 class Replayer:
     """Times the search loop and replays each trial, right after it ends, as a bare fit."""
 
+    portable = False
+
     def __init__(self) -> None:
         self.runner = None
         self.first_start: float | None = None
@@ -79,6 +81,8 @@ class Replayer:
 
 class _ReplayHook:
     """The first observer of the runner: starts the clock and replays a trial before the others hear of its end."""
+
+    portable = False
 
     def __init__(self, replayer: Replayer) -> None:
         self.replayer = replayer

@@ -161,10 +161,12 @@ def digest(y) -> str:
 
 
 class BestSoFar:
-    """Scores the runner's best-so-far model on the test set whenever a trial improves it.
+    """Scores the study's best-so-far model (its keeper's best) on the test set whenever a trial improves it.
 
     The scoring time is accumulated in ``scoring_s`` and left out of the elapsed times it records.
     """
+
+    portable = False
 
     def __init__(self, X_test, y_test, started: float) -> None:
         self.X_test, self.y_test, self.started = X_test, y_test, started
@@ -180,11 +182,12 @@ class BestSoFar:
 
     def on_trial_end(self, record) -> None:
         runner = self.runner
-        if runner is None or runner.best_number != record.number or runner.best_estimator is None:
+        keeper = None if runner is None else runner.keeper
+        if keeper is None or keeper.best_number != record.number:
             return
         t0 = time.perf_counter()
         X = runner.data.scaler.transform(self.X_test).astype("float32") if runner.data.scaler else self.X_test
-        test = mse(self.y_test, runner.best_estimator.predict(X))
+        test = mse(self.y_test, keeper.get(record.number).predict(X))
         self.curve.append({"elapsed_s": t0 - self.started - self.scoring_s, "trial": record.number,
                            "valid_mse": record.value, "test_mse": test})
         self.scoring_s += time.perf_counter() - t0

@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from tests.helpers import study_config
 from tuning.records import COMPLETE, FAILED, PRUNED
 from tuning.study import run_study
+from tuning.tracking.tracker import MlflowTracker
 
 
 def child_runs(client: MlflowClient, parent_run_id: str):
@@ -73,10 +74,28 @@ def test_parent_run_holds_study_dataset_best_and_test_metrics(optuna_study):
     assert parent.data.tags["model.uri"].startswith("models:/")
 
 
-def test_best_is_the_best_finished_trial(optuna_study):
-    _, result, _ = optuna_study
+@pytest.fixture(scope="module")
+def maximized_study(tmp_path_factory):
+    """A study of a maximised metric (r2), beside the minimised mse of ``optuna_study``."""
+    tmp = tmp_path_factory.mktemp("maximized_study")
+    config = study_config(tmp, name="tiny-r2", search={"n_trials": 3, "metric": "r2"}, training={"epochs": 2})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # tested on optuna_study
+        return config, run_study(config, quiet=True), tmp
+
+
+@pytest.mark.parametrize("fixture, best_of", [("optuna_study", min), ("maximized_study", max)])
+def test_best_is_the_best_finished_trial(request, fixture, best_of):
+    """The best trial is the one of the lowest mse, of the highest r2, in the records, MLflow and Optuna."""
+    config, result, _ = request.getfixturevalue(fixture)
     finished = [r for r in result.records if r.state == COMPLETE]
-    assert result.best.value == min(r.value for r in finished)
+    assert len({r.value for r in finished}) >= 2  # distinct values: the wrong end is another trial
+    expected = best_of(finished, key=lambda r: r.value)
+    assert (result.best.number, result.best.value) == (expected.number, expected.value)
+    parent = MlflowClient(config.mlflow.tracking_uri).get_run(result.parent_run_id)
+    assert parent.data.tags["best.trial"] == str(expected.number)
+    stored = optuna.load_study(study_name=config.name, storage=f"sqlite:///{config.export_dir / 'optuna.db'}")
+    assert stored.best_trial.number == expected.number
 
 
 def test_optuna_storage_matches_records(optuna_study):

@@ -39,9 +39,9 @@ def test_a_retrained_model_replays_its_trials_epochs_and_learning_rates_on_all_r
                                     export={"ensemble": {"size": 3, "candidates": 2}}))
     split = load_dataset(config.dataset)
     runner = TrialRunner(config, split)
-    record = runner.run(0, {"n_hidden": 1, "n_neurons": 8, "learning_rate": 0.03})
-    assert record.state == COMPLETE
-    trained = runner.kept[0][1]
+    outcome = runner.run_trial(0, {"n_hidden": 1, "n_neurons": 8, "learning_rate": 0.03})
+    record, trained = outcome.record, outcome.estimator
+    assert record.state == COMPLETE and trained is not None
     assert record.best_epoch == trained.best_epoch_ >= 1
     assert record.learning_rates == pytest.approx(trained.history_["learning_rate"][: record.best_epoch])
     np.testing.assert_allclose(record.valid_output, trained.predict(runner.data.X_valid), rtol=1e-6, atol=1e-6)
@@ -120,7 +120,7 @@ def test_another_process_selects_the_same_ensemble_from_the_stored_trials(tmp_pa
     from tuning.export.ensembling import build_ensemble
     from tuning.search.backends.optuna_budget import to_record
 
-    fresh = TrialRunner(config, load_dataset(config.dataset))  # trained nothing: no kept models
+    fresh = TrialRunner(config, load_dataset(config.dataset))  # trained nothing, no keeper: all retrained
     ensemble, info = build_ensemble(fresh, [to_record(t, "mse") for t in complete], config.export.ensemble)
     assert info == exported
     assert len(ensemble.estimators_) == len(exported["members"])

@@ -32,7 +32,8 @@ from tuning.report.html import report_safely
 from tuning.search import lr_bounds
 from tuning.search.backends import StudyStore, TrialScheduler, make_scheduler, make_store
 from tuning.search.backends.base import PARENT_RUN, SPACE_DIGEST
-from tuning.search.trial import TrialObserver, TrialRunner
+from tuning.search.keeper import ModelKeeper
+from tuning.search.trial import StudyObserver, TrialRunner
 from tuning.tracking.progress import ProgressDisplay
 from tuning.tracking.tracker import MlflowTracker
 
@@ -45,7 +46,7 @@ class RunOptions:
 
     quiet: bool = False
     console: Any = None
-    observers: Sequence[TrialObserver] = ()
+    observers: Sequence[StudyObserver] = ()
     workers: int = 1
     storage: str | None = None
     fresh: bool = False
@@ -54,6 +55,8 @@ class RunOptions:
 
 class _Collector:
     """Keeps the records of trials run in this process (for an interrupted study)."""
+
+    portable = False
 
     def __init__(self) -> None:
         self.records: list[TrialRecord] = []
@@ -79,6 +82,7 @@ class Session:
     display: ProgressDisplay
     collector: _Collector
     started: float
+    keeper: ModelKeeper
     helpers: list = field(default_factory=list)
 
 
@@ -138,12 +142,13 @@ def prepare(config: StudyConfig, split: DatasetSplit, lr_step: lr_bounds.LRStep,
     try:
         display = ProgressDisplay(config.search.n_trials, metric, direction, quiet=options.quiet, console=console)
         collector = _Collector()
-        runner = TrialRunner(config, split, observers=[tracker, collector, display, *options.observers])
+        keeper = ModelKeeper(direction, config.export.ensemble.pool)  # the models the export may reuse
+        runner = TrialRunner(config, split, observers=[tracker, collector, display, *options.observers],
+                             keeper=keeper)
         if not (options.quiet or options.worker):
             print_notes(split.notes + lr_step.notes + runner.data.notes, console)
         for observer in options.observers:
-            if hasattr(observer, "attach"):
-                observer.attach(runner)
+            observer.attach(runner)
         store = make_store(config, config.export_dir, storage=options.storage)
         store.open(direction, metric, fresh=options.fresh and not options.worker)
         lr_files = lr_bounds.save(lr_step)  # once the store accepted the space: what resumes reuse
@@ -152,7 +157,7 @@ def prepare(config: StudyConfig, split: DatasetSplit, lr_step: lr_bounds.LRStep,
         close_orphan_runs(tracker, store)
         display.resume(store.records())
         session = Session(config, options, split, runner, store, make_scheduler(store), tracker, display,
-                          collector, started)
+                          collector, started, keeper)
         if not options.worker:
             session.helpers = start_helpers(config, store, options.workers, config.export_dir, tracker.tracking_uri)
         return session
@@ -190,10 +195,10 @@ def export_best(session: Session, result: StudyResult) -> None:
     ensemble_config = session.config.export.ensemble
     if ensemble_config.enabled:
         model, best_info["ensemble"] = build_ensemble(runner, result.records, ensemble_config,
-                                                      n_jobs=session.options.workers)
+                                                      n_jobs=session.options.workers, keeper=session.keeper)
         valid[f"ensemble_{runner.metric}"] = best_info["ensemble"][f"valid_{runner.metric}"]
     else:
-        model = exported_estimator(runner, best)
+        model = exported_estimator(runner, best, keeper=session.keeper)
     pipeline = make_pipeline(runner.data.scaler, model)
     result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
     result.ensemble = best_info.get("ensemble")
@@ -246,7 +251,7 @@ def run_study(
     *,
     quiet: bool = False,
     console: Any = None,
-    observers: Sequence[TrialObserver] = (),
+    observers: Sequence[StudyObserver] = (),
     workers: int | None = None,
     storage: str | None = None,
     fresh: bool = False,
@@ -256,16 +261,15 @@ def run_study(
 
     ``config`` is the study, loaded once, with any overrides applied (``load_study(path).with_overrides(
     seed=..., output_dir=...)``); a path is a script's shorthand for ``load_study(path)``. The keywords are
-    how to run it, not part of it. ``observers`` are extra :class:`TrialObserver` objects told of every
-    trial (after tracking and the progress display); one with an ``attach(runner)`` method is first handed
-    the :class:`TrialRunner`, whose ``best_estimator`` is the best-so-far fitted model.
+    how to run it, not part of it. ``observers`` are extra :class:`~tuning.search.trial.StudyObserver`
+    objects: each is first handed the :class:`TrialRunner` (``attach(runner)``; ``runner.keeper`` holds the
+    best fitted models so far, updated before observers hear that a trial ended), then told of every trial
+    (after tracking and the progress display).
 
-    The study's state persists under its name (Optuna storage, by default ``<output>/optuna.db``, or
-    ``<output>/random_state.json``): running it again resumes it, ``fresh`` starts it over; a finished
-    study is not run again (``result.already_complete``). ``workers`` > 1 (default: the study's
-    ``search.workers``) runs that many processes on it
-    (joblib fits for the random backend); ``storage`` is a database URL that workers on several machines
-    share. ``worker`` is the mode of the processes started for ``workers``: trials only, no export and no
+    The study's state persists under its name in its Optuna storage (by default ``<output>/optuna.db``, for
+    both backends): running it again resumes it, ``fresh`` starts it over; a finished study is not run again
+    (``result.already_complete``). ``workers`` > 1 (default: the study's ``search.workers``) runs that many
+    processes on it; ``storage`` is a database URL that workers on several machines share. ``worker`` is the mode of the processes started for ``workers``: trials only, no export and no
     say on the parent run's status.
 
     A process running studies should call :func:`tuning.parallel.process.configure_study_process` first (the

@@ -1,8 +1,9 @@
 """The exported model from the study's best trials: the best one alone, or an ensemble of several.
 
 With ``export.train_on: train`` the exported models are the trials' own (trained on the training rows,
-stopped early on the validation rows); a model this process did not train (another worker's, or one from
-before a resume) is refitted with its parameters and seed. With ``train+valid`` each is trained again on
+stopped early on the validation rows), as the study's :class:`~tuning.search.keeper.ModelKeeper` holds
+them; a model it does not hold (another worker's, one from before a resume, or one it dropped) is
+refitted with its parameters and seed. With ``train+valid`` each is trained again on
 the training and validation rows together, for the epochs its trial kept and with the learning rates its
 trial used, epoch by epoch (the validation rows no longer stop it: they are training rows now).
 
@@ -22,18 +23,18 @@ from estimators.ensemble import AveragingClassifier, AveragingRegressor, greedy_
 from tuning.config.schema import EnsembleConfig
 from tuning.records import COMPLETE, TrialRecord
 from tuning.search import metrics
+from tuning.search.keeper import ModelKeeper
 from tuning.search.trial import TrialRunner
 
 __all__ = ["build_ensemble", "exported_estimator", "exported_estimators", "fitted_estimator", "ranked_trials",
            "retrained_estimator", "retrained_estimators"]
 
 
-def fitted_estimator(runner: TrialRunner, record: TrialRecord):
-    """The fitted estimator of trial ``record``: kept by this process, else refitted as the trial was."""
-    if runner.best_number == record.number and runner.best_estimator is not None:
-        return runner.best_estimator
-    if record.number in runner.kept:
-        return runner.kept[record.number][1]
+def fitted_estimator(runner: TrialRunner, record: TrialRecord, keeper: ModelKeeper | None = None):
+    """The fitted estimator of trial ``record``: the one ``keeper`` holds, else refitted as the trial was."""
+    kept = None if keeper is None else keeper.get(record.number)
+    if kept is not None:
+        return kept
     d = runner.data
     return runner.make_estimator(record.params).fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid))
 
@@ -67,16 +68,18 @@ def retrained_estimator(runner: TrialRunner, record: TrialRecord):
     return retrained_estimators(runner, [record])[0]
 
 
-def exported_estimators(runner: TrialRunner, records: list[TrialRecord], n_jobs: int = 1) -> list[Any]:
-    """The models of trials ``records`` as the study exports them (``export.train_on``)."""
+def exported_estimators(runner: TrialRunner, records: list[TrialRecord], n_jobs: int = 1,
+                        keeper: ModelKeeper | None = None) -> list[Any]:
+    """The models of trials ``records`` as the study exports them (``export.train_on``; with ``train``,
+    the ones ``keeper`` holds are reused)."""
     if runner.config.export.train_on == "train+valid" and all(r.best_epoch > 0 for r in records):
         return retrained_estimators(runner, records, n_jobs)
-    return [fitted_estimator(runner, record) for record in records]
+    return [fitted_estimator(runner, record, keeper) for record in records]
 
 
-def exported_estimator(runner: TrialRunner, record: TrialRecord):
+def exported_estimator(runner: TrialRunner, record: TrialRecord, keeper: ModelKeeper | None = None):
     """The model of trial ``record`` as the study exports it (``export.train_on``)."""
-    return exported_estimators(runner, [record])[0]
+    return exported_estimators(runner, [record], keeper=keeper)[0]
 
 
 class _FixedOutputs:
@@ -110,10 +113,11 @@ def _validation_loss(runner: TrialRunner):
 
 
 def build_ensemble(runner: TrialRunner, records: list[TrialRecord], config: EnsembleConfig,
-                   n_jobs: int = 1) -> tuple[Any, dict]:
+                   n_jobs: int = 1, keeper: ModelKeeper | None = None) -> tuple[Any, dict]:
     """The averaged estimator of the best trials and what was chosen: ``{"method", "members": [{"trial",
     "weight"}], "valid_<metric>"}`` (the ensemble's score on the validation rows, from the trials' own
-    models); ``n_jobs`` processes retrain the members (``train_on: train+valid``)."""
+    models); ``n_jobs`` processes retrain the members (``train_on: train+valid``); ``keeper``'s models
+    are reused (``train_on: train``)."""
     regression = runner.task == "regression"
     n = config.candidates if config.method == "greedy" else config.size
     chosen = ranked_trials(records, runner.direction, n)
@@ -121,7 +125,7 @@ def build_ensemble(runner: TrialRunner, records: list[TrialRecord], config: Ense
     if all(r.valid_output is not None for r in chosen):
         outputs = [np.asarray(r.valid_output, dtype=np.float64) for r in chosen]
     else:  # trials stored before outputs were kept: predict with their models
-        models = [fitted_estimator(runner, record) for record in chosen]
+        models = [fitted_estimator(runner, record, keeper) for record in chosen]
         outputs = [m.predict(X_valid) if regression else m.predict_proba(X_valid) for m in models]
     classes = None if regression else np.unique(np.asarray(runner.data.y_train))
     if config.method == "greedy":
@@ -132,7 +136,7 @@ def build_ensemble(runner: TrialRunner, records: list[TrialRecord], config: Ense
     else:
         weights = np.full(len(chosen), 1.0 / len(chosen))
     picked = [(record, w) for record, w in zip(chosen, weights, strict=True) if w > 0]
-    members = exported_estimators(runner, [record for record, _ in picked], n_jobs)
+    members = exported_estimators(runner, [record for record, _ in picked], n_jobs, keeper)
     cls = AveragingRegressor if regression else AveragingClassifier
     ensemble = cls.from_fitted(members, [w for _, w in picked])
     averaged = np.tensordot(weights, np.stack(outputs), axes=1)

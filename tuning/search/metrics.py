@@ -51,6 +51,8 @@ def score(metric: str, estimator: Any, X: np.ndarray, y: np.ndarray) -> float:
 def epoch_value(metric: str, direction: str, logs: dict[str, float], target_scale: float = 1.0) -> float | None:
     """A per-epoch stand-in for ``metric`` from Keras validation logs, oriented like the metric.
 
+    The one per-epoch value: the trial runner reports it to the pruner after each epoch, and a pruned
+    trial keeps the last one reported as its value (in the study store, MLflow and the report alike).
     Pruners compare these across trials, so they must rank trials the way the final metric does:
     ``val_loss`` is the MSE for regression (``target_scale`` is the target's standard deviation when the
     network trains on a standardised target, so the value is in the target's units); ``val_accuracy`` is

@@ -2,18 +2,19 @@
 
 It knows the data and the estimator, not the search algorithm: a backend hands it parameters and an
 optional ``report(epoch, value)`` hook (which may raise :class:`PruneTrial`), and gets a record back.
+The fitted model goes to whoever asks for it (:meth:`TrialRunner.run_trial`) and to the runner's
+:class:`~tuning.search.keeper.ModelKeeper`, if it has one; the runner itself keeps no model.
 """
 
 from __future__ import annotations
 
 import copy
 import gc
-import math
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from sklearn.base import clone
@@ -27,21 +28,43 @@ from tuning.data.preprocessing import build_preprocessor, make_scaler  # noqa: F
 from tuning.data.sources import DatasetSplit
 from tuning.errors import DataError
 from tuning.parallel import interrupt, process
-from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord, better
+from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord
 from tuning.search import metrics
+from tuning.search.keeper import ModelKeeper
 from tuning.search.space import to_python
 
 Report = Callable[[int, float], None]
 
 
 class TrialObserver(Protocol):
-    """Told when a trial starts and ends (tracking, progress display). Plain duck typing."""
+    """Told when a trial starts and ends (tracking, the progress display, a study's records).
+
+    ``portable``: whether a copy may go with a :meth:`TrialRunner.detached` runner to another process
+    that runs trials (it must pickle) and be told there; the others are told in this process as the
+    records come back.
+    """
+
+    portable: ClassVar[bool]
 
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None: ...
 
     def on_trial_end(self, record: TrialRecord) -> None: ...
 
 
+class StudyObserver(TrialObserver, Protocol):
+    """An extra observer of ``run_study(observers=...)``: told of every trial like the others, and first
+    handed the runner (its ``data``, ``make_estimator`` and ``keeper``: the best fitted models so far)."""
+
+    def attach(self, runner: TrialRunner) -> None: ...
+
+
+@dataclass
+class TrialOutcome:
+    """What one trial made: its record and, for a complete trial validated on the validation rows
+    (``search.cv: validation``), the fitted estimator (the model the export may reuse); else None."""
+
+    record: TrialRecord
+    estimator: Any = None
 
 
 @dataclass
@@ -110,9 +133,10 @@ def fit_fold(estimator, data: PreparedData, fold, metric: str, callbacks=()) -> 
 
 
 class TrialRunner:
-    """Fits and scores one configuration; keeps the best fitted estimator seen in this process."""
+    """Fits and scores one configuration; offers each complete trial's fitted model to ``keeper``."""
 
-    def __init__(self, config: StudyConfig, split: DatasetSplit, observers: list[TrialObserver] | None = None):
+    def __init__(self, config: StudyConfig, split: DatasetSplit, observers: list[TrialObserver] | None = None,
+                 keeper: ModelKeeper | None = None):
         self.config = config
         self.task = split.task
         self.metric = config.search.resolved_metric(split.task)
@@ -123,20 +147,16 @@ class TrialRunner:
         standardized = self.task == "regression" and self.data.standardize_target
         self.target_scale = float(np.std(np.asarray(self.data.y_train, dtype=np.float64))) if standardized else 1.0
         self.observers = list(observers or [])
-        self.best_value: float | None = None
-        self.best_estimator: Any = None
-        self.best_number: int | None = None
-        #: the fitted estimators of the best trials run here, by trial number (at most ``keep`` of them)
-        self.kept: dict[int, tuple[float, Any]] = {}
-        self.keep = config.export.ensemble.pool
+        #: where complete trials' fitted models go (the export reuses them); None: nowhere
+        self.keeper = keeper
         self.freeze_heap = process.heap_freezing()  # travels with a detached copy to a joblib worker
 
     def detached(self, observers: list[TrialObserver]) -> TrialRunner:
-        """A copy to ship to another process (joblib): same settings and data, ``observers``, no fitted model."""
+        """A copy to ship to another process (joblib): same settings and data, ``observers``, no keeper
+        (the models it fits stay in that process)."""
         twin = copy.copy(self)
         twin.observers = list(observers)
-        twin.best_value = twin.best_estimator = twin.best_number = None
-        twin.kept = {}
+        twin.keeper = None
         return twin
 
     # ---- estimator -----------------------------------------------------------------------------
@@ -159,18 +179,29 @@ class TrialRunner:
 
     # ---- one trial -------------------------------------------------------------------------------
     def run(self, number: int, params: dict[str, Any], report: Report | None = None) -> TrialRecord:
-        """Train and score ``params``; never raises for a bad configuration (the record says why)."""
+        """Train and score ``params``; never raises for a bad configuration (the record says why).
+
+        ``report(epoch, value)`` is given :func:`metrics.epoch_value` after every epoch; when it raises
+        :class:`PruneTrial`, the trial is pruned and keeps the value it was last given.
+        """
+        return self.run_trial(number, params, report).record
+
+    def run_trial(self, number: int, params: dict[str, Any], report: Report | None = None) -> TrialOutcome:
+        """:meth:`run`, returning the fitted estimator with the record; the keeper (if any) is offered
+        the estimator before the observers hear that the trial ended."""
         interrupt.check()
         params = to_python(params)
         record = TrialRecord(number=number, params=params, metric=self.metric, started_at=time.time())
+        outcome = TrialOutcome(record)
+        reported: list[float] = []  # the per-epoch values given to report, in order
         for observer in self.observers:
             observer.on_trial_start(number, params)
         start = time.perf_counter()
         try:
-            self._run(record, report)
+            outcome.estimator = self._run(record, report, reported)
         except PruneTrial:
             record.state = PRUNED
-            record.value = self._last_intermediate(record)
+            record.value = reported[-1] if reported else None  # what the pruner was last told
             record.reason = f"pruned after epoch {record.epochs_run}"
         except KeyboardInterrupt:
             record.state = KILLED
@@ -182,12 +213,15 @@ class TrialRunner:
             record.traceback = traceback.format_exc(limit=5)
         finally:
             record.duration_s = time.perf_counter() - start
+            if self.keeper is not None and outcome.estimator is not None:
+                self.keeper.offer(record, outcome.estimator)
             for observer in self.observers:
                 observer.on_trial_end(record)
             self._release_memory()
-        return record
+        return outcome
 
-    def _run(self, record: TrialRecord, report: Report | None) -> None:
+    def _run(self, record: TrialRecord, report: Report | None, reported: list[float]) -> Any:
+        """Fit and score into ``record``; the fitted estimator worth keeping (validation cv), else None."""
         d = self.data
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -197,6 +231,7 @@ class TrialRunner:
             record.epochs_run = epoch + 1
             value = metrics.epoch_value(self.metric, self.direction, logs, self.target_scale)
             if report is not None and value is not None and np.isfinite(value):
+                reported.append(value)
                 report(epoch, value)
 
         estimator = self.make_estimator(record.params)
@@ -210,9 +245,10 @@ class TrialRunner:
         if not np.isfinite(record.value):
             raise ValueError(f"the {self.metric} is not finite")
         record.state = COMPLETE
-        if self.config.search.cv == "validation":
-            self._describe_fit(record, estimator)
-            self._keep(record, estimator)
+        if self.config.search.cv != "validation":
+            return None  # fold 0's model, trained on part of the training rows: not the trial's model
+        self._describe_fit(record, estimator)
+        return estimator
 
     def _describe_fit(self, record: TrialRecord, estimator) -> None:
         """What retraining on more rows and ensemble selection need from a complete trial: the epoch it
@@ -224,15 +260,6 @@ class TrialRunner:
             X_valid = self.data.X_valid
             out = estimator.predict(X_valid) if self.task == "regression" else estimator.predict_proba(X_valid)
             record.valid_output = np.asarray(out, dtype=np.float32)
-
-    def _keep(self, record: TrialRecord, estimator) -> None:
-        """Remember the fitted estimator if it is among the ``keep`` best of this process (and the best)."""
-        if better(record.value, self.best_value, self.direction):
-            self.best_value, self.best_estimator, self.best_number = record.value, estimator, record.number
-        self.kept[record.number] = (record.value, estimator)
-        if len(self.kept) > self.keep:
-            ranked = sorted(self.kept.items(), key=lambda item: item[1][0], reverse=self.direction == "maximize")
-            self.kept = dict(ranked[: self.keep])
 
     def _cross_validate(self, estimator, on_epoch) -> tuple[list[float], Any]:
         """K-fold on train as RandomizedSearchCV does; every fold stops early on the validation set."""
@@ -246,18 +273,6 @@ class TrialRunner:
             delayed(fit_fold)(clone(estimator), d, fold, self.metric) for fold in folds[1:]
         )
         return [first[0]] + [score for score, _ in rest], first[1]
-
-
-    def _last_intermediate(self, record: TrialRecord) -> float | None:
-        """A pruned trial's value: its last validation accuracy, or loss (in the target's units)."""
-        for key in ("val_accuracy", "val_loss"):
-            if record.history.get(key):
-                value = record.history[key][-1]
-                if key == "val_loss" and self.task == "regression":
-                    value *= self.target_scale**2
-                    value = math.sqrt(value) if self.metric == "rmse" and value >= 0 else value
-                return value
-        return None
 
     def _release_memory(self) -> None:
         """Drop Keras' global graph state between trials so memory does not grow.

@@ -27,6 +27,8 @@ def _fmt(value: float | None) -> str:
 class ProgressDisplay:
     """A trial observer that draws a progress bar and logs one line per trial."""
 
+    portable = False  # it draws in the launching process
+
     def __init__(self, n_trials: int, metric: str, direction: str, quiet: bool = False, console: Console | None = None):
         self.console = console or Console(stderr=True, log_path=False)
         self.metric, self.direction, self.quiet = metric, direction, quiet
