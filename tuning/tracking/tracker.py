@@ -353,9 +353,6 @@ class MlflowTracker:
                 )
                 mlflow.set_tag("model.uri", info.model_uri)
 
-    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.parent_run_id, str(directory), artifact_path)
-
     def log_files(self, paths: list[Path], artifact_path: str | None = None) -> None:
         """Files on the parent run (under ``artifact_path``)."""
         for path in paths:
