@@ -94,7 +94,7 @@ def test_report_renders_its_images_and_tables(browser, study, tmp_path):
     assert page.locator("h1").inner_text() == "Study tiny-browser"
 
     summary = dict(page.eval_on_selector_all(
-        "table:first-of-type tr", "rows => rows.map(r => [r.cells[0].innerText, r.cells[1].innerText])"))
+        "body > table:first-of-type tr", "rows => rows.map(r => [r.cells[0].innerText, r.cells[1].innerText])"))
     best = study.result.best
     assert summary["best trial"] == str(best.number)
     assert float(summary["best validation mse"]) == pytest.approx(best.value, rel=1e-3)  # shown with 4 digits
@@ -110,6 +110,11 @@ def test_report_renders_its_images_and_tables(browser, study, tmp_path):
         assert float(cells[2]) == pytest.approx(record.value, rel=1e-3)
         assert int(cells[header.index("n_hidden")]) == record.params["n_hidden"]
         assert row.is_visible()
+    values = page.locator('details[data-chart="optimization_history"]')  # the values under a picture
+    assert not values.locator("table").is_visible()  # folded until asked for
+    values.locator("summary").click()
+    drawn = values.locator("tbody tr")
+    assert drawn.count() == study.result.n_complete and drawn.first.is_visible()
     assert not errors
 
     shot = tmp_path / "report.png"

@@ -142,6 +142,32 @@ def test_table_task_inference(tmp_path: Path) -> None:
         load_dataset(DatasetConfig(source="csv", path=str(path), target="rooms", task="binary"))
 
 
+@pytest.mark.parametrize(("target", "task", "classes"), [
+    ([1.0, 2.0, 3.0, 4.0], "multiclass", [1, 2, 3, 4]),  # integer-valued floats are labels
+    ([True, False], "binary", [False, True]),
+    ([0, 5], "binary", [0, 5]),
+    ([10, 20, 30, 40], "regression", None),  # integers with gaps: a quantity
+    (list(range(21)), "regression", None),  # more than MAX_CLASSES consecutive integers
+    ([0.25, 1.5, 2.0], "regression", None),
+])  # fmt: skip
+def test_inferred_task_of_a_table_target(tmp_path: Path, target: list[Any], task: str, classes: Any) -> None:
+    frame = table(84).assign(y=(target * 84)[:84])
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path)
+    split = load_dataset(DatasetConfig(source="parquet", path=str(path), target="y"))
+    assert split.task == task and split.classes == classes
+    note = f"task: {task} (inferred from the target 'y', {len(set(target))} distinct values)"
+    assert any(n.startswith(note) for n in split.notes), split.notes
+
+
+@pytest.mark.parametrize("task", [None, "regression"])
+def test_infinite_target_is_refused(tmp_path: Path, task: str | None) -> None:
+    path = tmp_path / "t.parquet"
+    table().assign(price=lambda f: f["price"].where(f.index != 7, np.inf)).to_parquet(path)
+    with pytest.raises(DataError, match="target 'price' has 1 infinite value"):
+        load_dataset(DatasetConfig(source="parquet", path=str(path), target="price", task=task))
+
+
 def test_missing_target_column(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     table().to_csv(path, index=False)

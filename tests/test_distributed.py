@@ -105,6 +105,34 @@ def test_trial_of_a_dead_local_process_is_failed_and_queued_at_once(tmp_path, na
     assert backend.running_numbers() == {alive.number}
 
 
+def test_a_worker_is_its_pid_and_start_time_and_a_zombie_is_dead():
+    """Liveness on this host: a recycled pid (same pid, another start time) and an unreaped child are not
+    the worker; another host's worker is unknown."""
+    import time
+
+    import psutil
+
+    from tuning.parallel.workers import WorkerId, group_alive, is_alive
+
+    me = WorkerId.current()
+    assert me.started == pytest.approx(psutil.Process().create_time())
+    assert is_alive(me.as_dict()) is True and group_alive(me.group) is True
+    assert is_alive(me.as_dict() | {"started": me.started - 3600}) is False  # the pid now runs another process
+    assert group_alive(f"{me.host}:{me.pid}:{me.started - 3600}") is False
+    assert is_alive(me.as_dict() | {"host": f"not-{me.host}"}) is None and group_alive("no group") is None
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        info = me.as_dict() | {"pid": child.pid, "started": psutil.Process(child.pid).create_time()}
+        deadline = time.monotonic() + 60
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:  # exited, not reaped yet
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert is_alive(info) is False
+    finally:
+        child.wait()
+    assert is_alive(info) is False and group_alive(f"{me.host}:{child.pid}:None") is False
+
+
 # ---- three workers, PostgreSQL + mlflow server -------------------------------------------------------
 def _postgres_or_skip() -> str:
     try:

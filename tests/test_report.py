@@ -35,7 +35,6 @@ from tuning.report.html import (
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-INTERACTIVE = ("optimization_history", "param_importances", "parallel_coordinates", "slices")
 STUDY = merge(BASE, {
     "name": "tiny-report",
     "space": {
@@ -97,16 +96,47 @@ class Page(HTMLParser):
         return [attrs for name, attrs in self.tags if name == tag]
 
 
+class ChartTables(HTMLParser):
+    """The table under each picture of a report: chart name -> rows of cell texts (the header first)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._chart: str | None = None
+        self._cell: list[str] | None = None
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "details":
+            self._chart = dict(attrs)["data-chart"]
+            self.tables[self._chart] = []
+        elif tag == "tr" and self._chart:
+            self.tables[self._chart].append([])
+        elif tag in ("td", "th") and self._chart:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "details":
+            self._chart = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[self._chart][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
 # ------------------------------------------------------------------------------------ the study's report
 
 
-def test_every_picture_is_a_valid_png_with_its_interactive_html(study):
+def test_every_picture_is_one_valid_png(study):
     assert study.result.report_path == study.report_dir / REPORT_FILE
     for name in CHART_NAMES:
         assert_png(study.report_dir / f"{name}.png")
-    for name in INTERACTIVE:
-        page = (study.report_dir / f"{name}.html").read_text()
-        assert any(tag == "div" for tag, _ in Page(page).tags) and "Plotly.newPlot" in page
+    assert sorted(p.name for p in study.report_dir.iterdir()) == sorted(
+        [REPORT_FILE, DATA_FILE, *(f"{name}.png" for name in CHART_NAMES)])  # one drawing per chart
 
 
 def test_history_draws_one_point_per_finished_trial(study):
@@ -156,15 +186,39 @@ def test_report_html_is_self_contained_and_embeds_every_picture(study):
         prefix = "data:image/png;base64,"
         assert src.startswith(prefix)
         assert base64.b64decode(src[len(prefix):]) == (study.report_dir / name).read_bytes()
-    assert not page.all("script") and not page.all("link")  # nothing to fetch
-    assert {a["href"] for a in page.all("a")} == {f"{name}.html" for name in INTERACTIVE}
+    assert not page.all("script") and not page.all("link") and not page.all("a")  # nothing to fetch
     rows = [attrs for attrs in page.all("tr") if attrs.get("class")]
     assert len(rows) == len(study.result.records)  # one row per trial in the trials table
 
 
+def test_report_prints_the_values_each_picture_draws(study):
+    """Under each picture, a table to unfold holds what it draws (what hovering gave in a plotly page)."""
+    tables = ChartTables((study.report_dir / REPORT_FILE).read_text()).tables
+    assert set(tables) == {"optimization_history", "param_importances", "parallel_coordinates",
+                           "best_learning_curve", "top_learning_curves"}
+    done = sorted((r for r in study.result.records if r.finished), key=lambda r: r.number)
+    header, *rows = tables["optimization_history"]
+    assert header == ["trial", "validation mse", "best so far"]
+    assert [int(row[0]) for row in rows] == [r.number for r in done]
+    assert [float(row[1]) for row in rows] == pytest.approx([r.value for r in done], rel=1e-3)  # 4 digits
+    assert float(rows[-1][2]) == pytest.approx(min(r.value for r in done), rel=1e-3)
+    header, *rows = tables["parallel_coordinates"]
+    assert header == ["rank", "trial", *study.config.space, "validation mse"]
+    assert [int(row[1]) for row in rows] == [r.number for r in sorted(done, key=lambda r: r.value)]
+    header, *rows = tables["param_importances"]
+    assert sorted(row[0] for row in rows) == sorted(study.config.space)
+    assert sum(float(row[1]) for row in rows) == pytest.approx(1.0, abs=0.01)
+    best = min(done, key=lambda r: r.value)
+    header, *rows = tables["best_learning_curve"]
+    assert header[0] == "epoch" and {"loss", "val_loss"} <= set(header) and len(rows) == best.epochs_run
+    stored = {r.number: r for r in load_study_run(study.client, study.config).records}[best.number]
+    column = header.index("val_loss")
+    assert [float(row[column]) for row in rows] == pytest.approx(stored.history["val_loss"], rel=1e-3)
+
+
 def test_report_is_logged_to_the_parent_run(study):
     logged = {Path(a.path).name for a in study.client.list_artifacts(study.result.parent_run_id, "report")}
-    assert {REPORT_FILE, DATA_FILE} | {f"{n}.png" for n in CHART_NAMES} | {f"{n}.html" for n in INTERACTIVE} <= logged
+    assert logged == {REPORT_FILE, DATA_FILE} | {f"{n}.png" for n in CHART_NAMES}
 
 
 def test_complete_trials_carry_their_learning_curve(study, tmp_path):
@@ -276,22 +330,20 @@ def test_in_memory_optuna_study_keeps_trial_numbers():
                       6: "COMPLETE", 7: "COMPLETE", 8: "COMPLETE", 9: "COMPLETE"}
 
 
-def test_too_few_trials_skip_pictures_with_a_note(tmp_path):
+def test_too_few_trials_skip_pictures_with_a_note():
     one = [r for r in synthetic_records(2) if r.finished][:1]
     charts = {c.name: c for c in plots.study_charts(one, SPACE, "minimize", "mse")}
     assert charts["param_importances"].figure is None and "at least 2 complete trials" in charts["param_importances"].note
     assert charts["optimization_history"].figure is not None
     assert plots.learning_curve_figure({}) is None
-    extras = plots.write_interactive(plots.optuna_study(one, SPACE, "minimize"), tmp_path)
-    assert "param_importances" not in extras and "optimization_history" in extras
+    assert charts["optimization_history"].table and not charts["param_importances"].table
 
 
-def test_a_flat_objective_skips_importances_with_a_note(tmp_path):
+def test_a_flat_objective_skips_importances_with_a_note():
     records = [TrialRecord(r.number, r.params, COMPLETE, 1.0, "mse") for r in synthetic_records(6)]
     study = plots.optuna_study(records, SPACE, "minimize")
     chart = plots.importance_chart(study, "mse")
-    assert chart.figure is None and "could not be computed" in chart.note
-    assert "param_importances" not in plots.write_interactive(study, tmp_path)
+    assert chart.figure is None and "could not be computed" in chart.note and not chart.table
 
 
 @pytest.mark.parametrize("value", [3, 0.0123, 1e-05, "relu", None, True, 2])

@@ -75,3 +75,53 @@ def test_paging_reads_every_run(study_runs, monkeypatch):
     parent = client.get_run(tracker.parent_run_id)
     runs = list(layout.search_all(client, [parent.info.experiment_id], layout.children_filter(parent.info.run_id)))
     assert sorted(layout.trial_number(r) for r in runs) == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------------------- the tracker's writer thread
+
+
+def test_background_writer_runs_calls_in_order_and_a_failure_only_warns(caplog):
+    import threading
+    import time
+
+    from tuning.tracking.tracker import BackgroundWriter, flush_writers
+
+    done: list[tuple[int, str]] = []
+
+    def slow(i: int) -> None:
+        time.sleep(0.05)
+        done.append((i, threading.current_thread().name))
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    writer = BackgroundWriter("test-writer")
+    with caplog.at_level("WARNING", logger="tuning.tracking.tracker"):
+        for i in range(3):
+            writer.submit(slow, i)
+        writer.submit(broken)
+        writer.submit(slow, 3)
+        writer.flush()  # waits for the whole queue
+        assert [i for i, _ in done] == [0, 1, 2, 3]
+    assert "broken failed: disk full" in caplog.text
+    assert {name for _, name in done} != {threading.current_thread().name}  # off the caller's thread
+    assert all(name.startswith("test-writer") for _, name in done)
+    writer.close()
+    writer.submit(slow, 4)  # a closed writer starts a new thread
+    flush_writers()  # what a study process runs at exit
+    assert [i for i, _ in done] == [0, 1, 2, 3, 4]
+    writer.close()
+
+
+def test_learning_curves_are_logged_by_the_writer_thread(tmp_path):
+    tracker = MlflowTracker(tracking_uri(tmp_path), "background", background=True)
+    tracker.start_study("background", {"search.metric": "mse"}, None, "name: background\n")
+    for record in RECORDS[:2]:
+        tracker.on_trial_start(record.number, record.params)
+        tracker.on_trial_end(record)
+    tracker.flush()
+    client = MlflowClient(tracker.tracking_uri)
+    for record in RECORDS[:2]:
+        names = [a.path for a in client.list_artifacts(tracker.trial_runs[record.number])]
+        assert names == [layout.LEARNING_CURVE], record.number
+    tracker.close()

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.multiclass import type_of_target
 
 from tuning.config.schema import DatasetConfig
 from tuning.errors import DataError
@@ -52,33 +53,39 @@ def check_class_sizes(y: np.ndarray, cfg: DatasetConfig, name: str, stratify: bo
 
 
 def infer_task(y: pd.Series) -> str:
-    """Task from a target column: non-integer numbers -> regression; 2 values -> binary; consecutive integers
-    (at most MAX_CLASSES of them) or strings -> multiclass; other integers (counts, amounts) -> regression."""
-    _check_not_constant(y)
-    n_values = y.nunique()
-    if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
-        values = np.unique(y.to_numpy(dtype=np.float64))
-        if not np.all(np.mod(values, 1) == 0):
-            return "regression"
-        if n_values == 2:
-            return "binary"
-        consecutive = values[-1] - values[0] + 1 == n_values
-        return "multiclass" if consecutive and n_values <= MAX_CLASSES else "regression"
-    return "binary" if n_values == 2 else "multiclass"
+    """Task from a target column, as scikit-learn's ``type_of_target`` reads it: ``continuous`` (non-integer
+    numbers) -> regression, ``binary`` -> binary, ``multiclass`` -> multiclass, except integers that are not
+    consecutive (0, 1, 2 ...) or more than MAX_CLASSES of them: a quantity (counts, amounts) -> regression."""
+    _check_usable(y)
+    numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+    values = y.to_numpy(dtype=np.float64) if numeric else y.astype(str).to_numpy(dtype=object)
+    kind = type_of_target(values, input_name=f"target '{y.name}'", raise_unknown=True)
+    if kind == "continuous":
+        return "regression"
+    if kind == "multiclass" and numeric:
+        classes = np.unique(values)
+        consecutive = classes[-1] - classes[0] + 1 == len(classes)
+        return "multiclass" if consecutive and len(classes) <= MAX_CLASSES else "regression"
+    return kind
 
 
-def _check_not_constant(y: pd.Series) -> None:
+def _check_usable(y: pd.Series) -> None:
+    """A target to learn: not the same value in every row, no infinite number."""
     if y.nunique() < 2:
         raise DataError(
             f"dataset.target: the target '{y.name}' has the same value ({y.iloc[0]!r}) in every row; there is "
             "nothing to learn"
         )
+    if pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y):
+        infinite = int(np.isinf(y.to_numpy(dtype=np.float64)).sum())
+        if infinite:
+            raise DataError(f"dataset.target: the target '{y.name}' has {infinite} infinite value(s); drop those rows")
 
 
 def check_task(y: pd.Series, task: str, source: str) -> None:
     numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
     n_values = y.nunique()
-    _check_not_constant(y)
+    _check_usable(y)
     if task == "regression" and not numeric:
         raise DataError(f"dataset.task is regression but the target '{y.name}' of {source} is not numeric")
     if task != "regression":

@@ -23,7 +23,11 @@ TRAIN_COLOR, VALID_COLOR, BEST_COLOR = "C0", "C1", "C3"
 
 @dataclass
 class Chart:
-    """One picture of a study: its figure and the data drawn, or a note saying why there is none."""
+    """One picture of a study: its figure and the data drawn, or a note saying why there is none.
+
+    ``table``: what the picture shows as rows (column -> value) for the report to print beside it, so exact
+    values can be read (and searched) where the PNG shows shapes.
+    """
 
     name: str
     title: str
@@ -31,6 +35,7 @@ class Chart:
     figure: Figure | None = None
     data: dict[str, Any] = field(default_factory=dict)
     note: str | None = None
+    table: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------- helpers

@@ -154,6 +154,9 @@ def best_curve_chart(records: Sequence[TrialRecord], direction: str, metric: str
         chart.note = "no complete trial with recorded curves yet"
         return chart
     chart.data = {"trial": best.number, "value": best.value, "history": best.history}
+    names = [k for k, values in best.history.items() if values]
+    chart.table = [{"epoch": epoch, **{k: best.history[k][epoch - 1] for k in names if epoch <= len(best.history[k])}}
+                   for epoch in range(1, max(len(best.history[k]) for k in names) + 1)]
     chart.caption += f" Trial {best.number}: {_params_text(best.params)}."
     chart.figure = learning_curve_figure(best.history, f"best trial {best.number}: validation {metric} = {fmt(best.value)}")
     return chart
@@ -169,6 +172,8 @@ def top_curves_chart(records: Sequence[TrialRecord], direction: str, metric: str
         chart.note = "no complete trial with recorded curves yet"
         return chart
     chart.data = {"trials": [r.number for r in top], "values": [r.value for r in top]}
+    chart.table = [{"rank": rank, "trial": r.number, f"validation {metric}": r.value, "epochs": len(r.history["loss"])}
+                   for rank, r in enumerate(top, start=1)]
     fig = new_figure(max(5.0, 3.1 * len(top)), 3.5)
     axes = fig.subplots(1, len(top), sharey=True, squeeze=False).ravel()
     scale = _curve_scale([r.history.get(key) or [] for r in top for key in ("loss", "val_loss")])

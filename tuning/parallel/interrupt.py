@@ -25,10 +25,6 @@ def install_handlers() -> None:
         signal.signal(signal.SIGTERM, _handler)
 
 
-def stop_requested() -> bool:
-    return _stop.is_set()
-
-
 def check() -> None:
     """Raise KeyboardInterrupt if a stop was requested (and its first exception was swallowed)."""
     if _stop.is_set():

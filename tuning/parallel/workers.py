@@ -16,36 +16,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 GROUP_ENV = "TUNING_WORKER_GROUP"
 INDEX_ENV = "TUNING_WORKER_INDEX"
 THREAD_VARS = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
+#: psutil's start time is the boot time (whole seconds, moved by clock adjustments) plus the ticks since
+#: boot, so two reads for one process may differ by a second or so; a recycled pid belongs to a process
+#: started well after the original (the kernel hands a pid out again only after cycling through the others).
+START_TOLERANCE_S = 5.0
 
 
-def _proc_stat(pid: int) -> list[str] | None:
-    """Fields of ``/proc/<pid>/stat`` after the command name (Linux), or None."""
+def process_started(pid: int) -> float | None:
+    """When ``pid`` started (seconds since the epoch, from psutil), or None when it cannot be read."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
         return None
-    return text[text.rfind(")") + 2 :].split()
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When ``pid`` started (clock ticks since boot), or None where /proc is not available."""
-    fields = _proc_stat(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
-
-
-def _pid_running(pid: int) -> bool:
-    """Whether a process with this pid exists and is not a zombie (killed but not yet reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    fields = _proc_stat(pid)
-    return not (fields and fields[0] in ("Z", "X"))
 
 
 @dataclass(frozen=True)
@@ -54,7 +41,7 @@ class WorkerId:
 
     host: str
     pid: int
-    started: int | None
+    started: float | None  # psutil's create_time: with the pid, a process no recycled pid can pass for
     group: str
     index: int = 0
 
@@ -62,7 +49,7 @@ class WorkerId:
     def current(cls) -> WorkerId:
         """This process; its group and index come from the launcher's environment, else it leads a group."""
         host, pid = socket.gethostname(), os.getpid()
-        started = process_start_ticks(pid)
+        started = process_started(pid)
         group = os.environ.get(GROUP_ENV) or f"{host}:{pid}:{started}"
         return cls(host, pid, started, group, int(os.environ.get(INDEX_ENV, "0")))
 
@@ -71,21 +58,30 @@ class WorkerId:
 
 
 def is_alive(info: dict[str, Any] | None) -> bool | None:
-    """Whether the worker described by ``info`` still runs: True/False on this host, None when unknown."""
+    """Whether the worker described by ``info`` still runs: True/False on this host, None when unknown.
+
+    A zombie (killed, not yet reaped) is not running; a pid now used by a process that started at another
+    time than ``info["started"]`` is another process.
+    """
     if not info or info.get("host") != socket.gethostname() or not info.get("pid"):
         return None
-    pid = int(info["pid"])
-    if not _pid_running(pid):
+    try:
+        process = psutil.Process(int(info["pid"]))
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        started = info.get("started")
+        return started is None or abs(process.create_time() - float(started)) <= START_TOLERANCE_S
+    except psutil.NoSuchProcess:  # ZombieProcess included
         return False
-    started = info.get("started")
-    return started is None or process_start_ticks(pid) in (None, started)
+    except psutil.AccessDenied:  # another user's process: it exists
+        return True
 
 
 def group_alive(group: str | None) -> bool | None:
     """Whether the process leading ``group`` (``host:pid:start``) still runs; None when unknown."""
     try:
         host, pid, started = (group or "").rsplit(":", 2)
-        info = {"host": host, "pid": int(pid), "started": None if started == "None" else int(started)}
+        info = {"host": host, "pid": int(pid), "started": None if started == "None" else float(started)}
     except ValueError:
         return None
     return is_alive(info)

@@ -8,11 +8,11 @@ since does not skew the pictures. So it works the same for both backends, for a 
 one still running, and for ``--workers`` studies (they share one parent run). The files go to ``<export dir>/report/`` (``--output-dir`` moves the export dir, as it does for
 ``tuning.run``) and are logged to the parent run under ``report/``:
 
-* ``optimization_history``, ``param_importances``, ``parallel_coordinates``, ``slices``: ``.png`` and
-  Optuna's interactive plotly ``.html`` (plotly.js loaded from its CDN);
-* ``best_learning_curve.png``, ``top_learning_curves.png``;
-* ``data.json`` (the data each picture draws) and ``report.html`` (summary, pictures as data URIs,
-  every trial; no external resource).
+* ``optimization_history``, ``param_importances``, ``parallel_coordinates``, ``slices``,
+  ``best_learning_curve``, ``top_learning_curves``: one ``.png`` each (matplotlib, the one drawing of a
+  chart: what the MLflow UI shows and the report embeds);
+* ``data.json`` (the data each picture draws) and ``report.html`` (summary, pictures as data URIs, under
+  each the values it draws as a table to unfold, every trial; no script, no external resource).
 
 Exit codes: 0 report written, 2 bad study file or no run of the study found, 1 any other failure.
 """
@@ -200,23 +200,22 @@ def load_study_run(client, config: StudyConfig, run_id: str | None = None) -> St
 # ------------------------------------------------------------------------------------------------ files
 
 
-def write_pictures(study: StudyRun, out_dir: Path) -> tuple[list, dict[str, Path]]:
-    """PNG of every chart that can be drawn, Optuna's interactive HTML, and ``data.json``."""
+def write_pictures(study: StudyRun, out_dir: Path) -> list:
+    """PNG of every chart that can be drawn, and ``data.json``; the charts."""
     from tuning.report import plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in CHART_NAMES:
-        for suffix in (".png", ".html"):
+        for suffix in (".png", ".html"):  # .html: the interactive pages of earlier versions
             (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
     optuna_study = plots.optuna_study(study.records, study.space, study.direction)
     charts = plots.study_charts(study.records, study.space, study.direction, study.metric, study=optuna_study)
     for chart in charts:
         if chart.figure is not None:
             plots.save_png(chart.figure, out_dir / f"{chart.name}.png")
-    extras = plots.write_interactive(optuna_study, out_dir)
     data = {c.name: {"title": c.title, "note": c.note, "data": c.data} for c in charts}
     (out_dir / DATA_FILE).write_text(json.dumps(data, indent=1, default=str, allow_nan=True) + "\n")
-    return charts, extras
+    return charts
 
 
 CSS = """
@@ -230,6 +229,7 @@ tr.best td{background:#fff3e0;font-weight:600}
 tr.pruned td{color:#777}tr.failed td,tr.killed td{color:#b00020}
 figure{margin:1.5rem 0;border-top:1px solid #eee;padding-top:1rem}
 figure img{max-width:100%;height:auto}figcaption{color:#555;font-size:.9rem}
+details{margin:.5rem 0;font-size:.9rem}summary{cursor:pointer;color:#555}
 .note{color:#8a6d3b;background:#fcf8e3;padding:.5rem .8rem;border-radius:4px}
 """
 
@@ -295,21 +295,30 @@ def trials_table(study: StudyRun) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def figure_html(chart, png: Path, extra: Path | None) -> str:
-    """One picture as an embedded PNG (data URI), its caption and a link to the interactive version."""
+def data_table(rows: list[dict[str, Any]]) -> str:
+    """Rows (column -> value) as an HTML table; the columns are the first row's."""
+    head = "".join(f"<th>{_esc(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f'<td class="num">{_esc(_fmt(row.get(k)))}</td>' for k in rows[0]) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def figure_html(chart, png: Path) -> str:
+    """One picture as an embedded PNG (data URI), its caption and, to unfold, the values it draws."""
     title = f"<h2 id=\"{_esc(chart.name)}\">{_esc(chart.title)}</h2>"
     if chart.figure is None:
         return f'<figure>{title}<p class="note">Not drawn: {_esc(chart.note)}.</p></figure>'
     data = base64.b64encode(png.read_bytes()).decode("ascii")
-    link = f' <a href="{_esc(extra.name)}">Interactive version</a> (needs the file next to this report).' if extra else ""
+    table = (f'<details data-chart="{_esc(chart.name)}"><summary>Values drawn ({len(chart.table)} rows)</summary>'
+             f"{data_table(chart.table)}</details>") if chart.table else ""
     return (f'<figure>{title}<img src="data:image/png;base64,{data}" alt="{_esc(chart.title)}" '
-            f'data-file="{_esc(png.name)}"><figcaption>{_esc(chart.caption)}{link}</figcaption></figure>')
+            f'data-file="{_esc(png.name)}"><figcaption>{_esc(chart.caption)}</figcaption>{table}</figure>')
 
 
-def render_html(study: StudyRun, config: StudyConfig, charts: list, extras: dict[str, Path], out_dir: Path) -> str:
+def render_html(study: StudyRun, config: StudyConfig, charts: list, out_dir: Path) -> str:
     """The whole report as one HTML page with no external resource."""
     generated = time.strftime("%Y-%m-%d %H:%M:%S")
-    figures = "".join(figure_html(c, out_dir / f"{c.name}.png", extras.get(c.name)) for c in charts)
+    figures = "".join(figure_html(c, out_dir / f"{c.name}.png") for c in charts)
     notes = "".join(f'<p class="note">Note: {_esc(note)}.</p>' for note in study.notes)
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Study {_esc(study.name)}</title>'
@@ -337,9 +346,9 @@ def generate_report(config: StudyConfig, tracking_uri: str | None = None, run_id
     client = MlflowClient(tracking_uri=tracking_uri or config.mlflow.tracking_uri)
     study = load_study_run(client, config, run_id)
     directory = Path(out_dir) if out_dir is not None else config.export_dir / REPORT_DIR
-    charts, extras = write_pictures(study, directory)
+    charts = write_pictures(study, directory)
     report = directory / REPORT_FILE
-    report.write_text(render_html(study, config, charts, extras, directory), encoding="utf-8")
+    report.write_text(render_html(study, config, charts, directory), encoding="utf-8")
     if log_to_run:
         client.log_artifacts(study.run_id, str(directory), REPORT_DIR)
     return report

@@ -1,20 +1,20 @@
 """Pictures of a study, drawn from plain trial records: no training, no MLflow, no backend.
 
-Each study picture comes as a :class:`~tuning.figures.chart.Chart` that holds a matplotlib figure (made
-without pyplot, see `tuning.figures.chart`) *and the data it plots* (what tests and ``data.json`` read), or a
-note saying why it was skipped. This module draws the history, importance, parallel-coordinate and
+Each study picture comes as a :class:`~tuning.figures.chart.Chart` that holds its one drawing, a matplotlib
+figure (made without pyplot, see `tuning.figures.chart`), *and the data it plots* (what tests and
+``data.json`` read; as rows, the table the report prints beside the picture), or a note saying why it was
+skipped. This module draws the history, importance, parallel-coordinate and
 slice charts and puts every chart in report order (:func:`study_charts`); the learning curves come from
 `tuning.figures.curves`. The names of both helper modules are importable from here too.
 
-Parameter importances (fANOVA) and the interactive plotly extras come from Optuna, run on an in-memory
-Optuna study rebuilt from the records (:func:`optuna_study`), so both backends get the same pictures.
+Parameter importances (fANOVA) come from Optuna, run on an in-memory Optuna study rebuilt from the
+records (:func:`optuna_study`), so both backends get the same pictures.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -73,7 +73,6 @@ __all__ = [
     "study_charts",
     "top_curves_chart",
     "value_scale",
-    "write_interactive",
 ]
 
 MIN_TRIALS_FOR_IMPORTANCE = 2
@@ -113,6 +112,8 @@ def optimization_history(records: Sequence[TrialRecord], direction: str, metric:
     if not records:
         chart.note = "no trial has run yet"
         return chart
+    chart.table = [{"trial": n, f"validation {metric}": v, "best so far": b}
+                   for n, v, b in zip(series["trials"], series["values"], series["best_so_far"], strict=True)]
     fig = new_figure(7, 4)
     ax = fig.add_subplot()
     ax.scatter(series["trials"], series["values"], color=TRAIN_COLOR, zorder=3, gid="complete",
@@ -199,6 +200,7 @@ def importance_chart(study, metric: str) -> Chart:
         chart.note = "could not be computed (no hyperparameter varies, or every trial scored the same)"
         return chart
     chart.data = {"importances": importances}
+    chart.table = [{"hyperparameter": k, "importance": v} for k, v in importances.items()]
     names = list(importances)[::-1]
     values = [importances[k] for k in names]
     fig = new_figure(6.5, 1.2 + 0.45 * len(names))
@@ -266,6 +268,8 @@ def parallel_coordinates(records: Sequence[TrialRecord], space: Space, direction
     chart.data = {"axes": names + [metric],
                   "lines": [{"trial": r.number, "params": {k: r.params[k] for k in names}, "value": r.value}
                             for r in done]}
+    chart.table = [{"rank": rank, "trial": r.number, **{k: r.params[k] for k in names}, f"validation {metric}": r.value}
+                   for rank, r in enumerate(done, start=1)]
     fig = new_figure(max(6.0, 1.6 * (len(names) + 1)), 4.2)
     ax = fig.add_subplot()
     xs = list(range(len(names) + 1))
@@ -364,29 +368,3 @@ def study_charts(records: Sequence[TrialRecord], space: Space, direction: str, m
         best_curve_chart(records, direction, metric),
         top_curves_chart(records, direction, metric),
     ]
-
-
-def write_interactive(study, out_dir: str | Path) -> dict[str, Path]:
-    """Optuna's plotly pictures as HTML files (plotly.js from its CDN), by chart name; skips what cannot be drawn."""
-    import optuna.visualization as vis
-    from optuna.importance import FanovaImportanceEvaluator
-
-    n = _complete_count(study)
-    makers = {
-        "optimization_history": (1, vis.plot_optimization_history, {}),
-        "param_importances": (MIN_TRIALS_FOR_IMPORTANCE, vis.plot_param_importances,
-                              {"evaluator": FanovaImportanceEvaluator(seed=0)}),
-        "parallel_coordinates": (1, vis.plot_parallel_coordinate, {}),
-        "slices": (1, vis.plot_slice, {}),
-    }
-    out: dict[str, Path] = {}
-    for name, (needed, make, kwargs) in makers.items():
-        if n < needed:
-            continue
-        try:
-            figure = make(study, **kwargs)
-        except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. fANOVA when every trial scored the same
-            continue
-        out[name] = Path(out_dir) / f"{name}.html"
-        figure.write_html(out[name], include_plotlyjs="cdn", full_html=True)
-    return out

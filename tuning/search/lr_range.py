@@ -64,12 +64,6 @@ class LRRangeResult:
         values["suggested_bounds"] = tuple(values["suggested_bounds"])
         return cls(**values)
 
-    def summary(self) -> str:
-        low, high = self.suggested_bounds
-        return (f"loss lowest at learning rate {self.best_lr:.3g}; suggested {self.suggested_lr:.3g}, "
-                f"bounds {low:.2g} .. {high:.2g} (log); {len(self.learning_rates)} of {self.steps} steps "
-                f"({self.stopped})")
-
     def plot(self, path: str | Path) -> Path:
         """The loss against the learning rate (log axis), the suggestion and its bounds, as a PNG."""
         from matplotlib.figure import Figure

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import queue
 import threading
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,8 @@ _WRITERS: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
 
 
 class BackgroundWriter:
-    """One daemon thread that runs queued calls in order, off the trial loop's critical path.
+    """Queued calls run in order on one worker thread (a one-worker ``ThreadPoolExecutor``), off the trial
+    loop's critical path.
 
     A call that raises only logs a warning (tracking extras must never cost a trial). ``flush`` waits
     until everything queued has run; ``close`` flushes and stops the thread (a later ``submit`` starts a
@@ -74,46 +75,36 @@ class BackgroundWriter:
 
     def __init__(self, name: str = "tuning-tracking-writer"):
         self.name = name
-        self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._last: Future | None = None  # one worker runs calls in order: when this one is done, all are
 
     def submit(self, call: Callable[..., Any], *args: Any) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-                self._thread.start()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
                 _WRITERS.add(self)
-            self._queue.put((call, args))
+            self._last = self._executor.submit(self._run, call, *args)
 
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                call, args = item
-                call(*args)
-            except Exception as exc:
-                logger.warning("background tracking call %s failed: %s", getattr(call, "__name__", call), exc)
-            finally:
-                self._queue.task_done()
+    @staticmethod
+    def _run(call: Callable[..., Any], *args: Any) -> None:
+        try:
+            call(*args)
+        except Exception as exc:
+            logger.warning("background tracking call %s failed: %s", getattr(call, "__name__", call), exc)
 
     def flush(self) -> None:
-        """Wait until every queued call has run (returns at once if the thread is gone)."""
-        done = self._queue.all_tasks_done
-        with done:
-            while self._queue.unfinished_tasks and self._thread is not None and self._thread.is_alive():
-                done.wait(0.5)
+        """Wait until every call queued so far has run."""
+        last = self._last
+        if last is not None:
+            wait([last])
 
     def close(self) -> None:
         with self._lock:
-            thread, self._thread = self._thread, None
-            if thread is None:
-                return
-            self._queue.put(None)
-        thread.join()
-        _WRITERS.discard(self)
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+            _WRITERS.discard(self)
 
 
 def flush_writers() -> None:
@@ -352,9 +343,6 @@ class MlflowTracker:
                     metadata={"feature_types": feature_types(X_example)},
                 )
                 mlflow.set_tag("model.uri", info.model_uri)
-
-    def log_artifacts(self, directory: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.parent_run_id, str(directory), artifact_path)
 
     def log_files(self, paths: list[Path], artifact_path: str | None = None) -> None:
         """Files on the parent run (under ``artifact_path``)."""
