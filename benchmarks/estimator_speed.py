@@ -8,7 +8,7 @@ scikit-learn cache), synthetic data of the same shape is used and a note says so
 Milliseconds per epoch are timed from one epoch end to the next, so the first (warm-up, tracing)
 epoch is left out and validation is included. The two models run interleaved ``--repeats`` times,
 alternating which goes first, and the median is reported with the ratio baseline / ours. Ours runs
-seeded (``random_state``), i.e. with TensorFlow op determinism on, as users' seeded fits do.
+seeded (``random_state``), as users' seeded fits do.
 
     python benchmarks/estimator_speed.py                # full run
     python benchmarks/estimator_speed.py --smoke        # tiny data, 2 epochs, a few seconds

@@ -8,30 +8,6 @@ from collections.abc import Callable
 import keras
 
 
-class StopOnNaN(keras.callbacks.Callback):
-    """Stop training as soon as the loss is NaN or infinite, and remember that it happened.
-
-    With ``steps_per_execution`` > 1 Keras reports batch logs once per execution, so the check runs at
-    that granularity and at every epoch end.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.diverged = False
-
-    def _check(self, logs: dict | None) -> None:
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            self.diverged = True
-            self.model.stop_training = True
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._check(logs)
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self._check(logs)
-
-
 class EpochReporter(keras.callbacks.Callback):
     """Call ``fn(epoch, logs)`` after every epoch (pruning, live tracking, progress)."""
 

@@ -1,9 +1,10 @@
 """Weighted averages of fitted models, and greedy ensemble selection (Caruana et al. 2004, as auto-sklearn).
 
-:class:`AveragingRegressor` averages predictions, :class:`AveragingClassifier` class probabilities. Built
-with :meth:`from_fitted` from models already trained (a study's best trials), they predict at once;
-``fit`` trains clones of the given estimators, so they also work as ordinary estimators in a Pipeline,
-``clone`` and a search.
+:class:`AveragingRegressor` and :class:`AveragingClassifier` are scikit-learn's ``VotingRegressor`` and
+soft ``VotingClassifier`` (so they average predictions, resp. class probabilities, and ``fit`` trains clones
+of unfitted members: they work in a Pipeline, ``clone`` and a search). What they add is
+:meth:`~AveragingRegressor.from_fitted`, which builds one from models already trained (a study's best
+trials) by wrapping each in ``sklearn.frozen.FrozenEstimator``, so fitting the ensemble trains nothing.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
-from sklearn.utils.validation import check_is_fitted
+from sklearn.ensemble import VotingClassifier, VotingRegressor
+from sklearn.frozen import FrozenEstimator
 
 __all__ = ["AveragingClassifier", "AveragingRegressor", "greedy_selection"]
 
@@ -40,81 +41,66 @@ def greedy_selection(predictions: Sequence[np.ndarray], loss: Callable[[np.ndarr
     return counts / counts.sum()
 
 
-class _Averaging(BaseEstimator):
-    """Shared parts: members, weights, fitting clones, building from fitted members."""
+def _frozen_members(models: Sequence[Any], weights: Sequence[float] | None, owner: str):
+    """``(name, FrozenEstimator)`` pairs and normalised weights of the models with a weight > 0."""
+    models = list(models)
+    w = np.ones(len(models)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if len(models) == 0 or len(w) != len(models):
+        raise ValueError(f"{owner} needs one weight per estimator and at least one estimator, "
+                         f"got {len(models)} estimators and {len(w)} weights")
+    if not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
+        raise ValueError(f"weights must be finite, >= 0 and not all 0, got {list(w)}")
+    kept = [(model, weight) for model, weight in zip(models, w, strict=True) if weight > 0]
+    members = [(f"member_{i}", FrozenEstimator(model)) for i, (model, _) in enumerate(kept, start=1)]
+    total = sum(weight for _, weight in kept)
+    return members, [float(weight / total) for _, weight in kept]
 
-    def __init__(self, estimators: Sequence[Any] = (), weights: Sequence[float] | None = None):
-        self.estimators = estimators
-        self.weights = weights
+
+def _placeholder_rows(model: Any, n_rows: int) -> np.ndarray:
+    """Rows of zeros with ``model``'s number of features: the ``X`` for fitting frozen members (ignored)."""
+    return np.zeros((n_rows, int(getattr(model, "n_features_in_", 1))))
+
+
+class AveragingRegressor(VotingRegressor):
+    """``VotingRegressor``: the weighted mean of its members' predictions (float64 when theirs are).
+
+    Parameters are ``VotingRegressor``'s: ``estimators`` is a list of ``(name, regressor)`` pairs, ``weights``
+    one non-negative weight per member (None: equal weights).
+    """
 
     @classmethod
-    def from_fitted(cls, estimators: Sequence[Any], weights: Sequence[float] | None = None):
-        """An ensemble of already-fitted ``estimators`` (members with weight 0 are dropped)."""
-        ensemble = cls(list(estimators), None if weights is None else list(weights))
-        ensemble._set_members(list(estimators))
-        return ensemble
-
-    def _set_members(self, fitted: list[Any]) -> None:
-        weights = np.ones(len(fitted)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
-        if len(weights) != len(fitted) or len(fitted) == 0:
-            raise ValueError(f"{type(self).__name__} needs one weight per estimator and at least one estimator, "
-                             f"got {len(fitted)} estimators and {len(weights)} weights")
-        if not np.all(np.isfinite(weights)) or weights.min() < 0 or weights.sum() <= 0:
-            raise ValueError(f"weights must be finite, >= 0 and not all 0, got {list(weights)}")
-        keep = weights > 0
-        self.estimators_ = [est for est, k in zip(fitted, keep, strict=True) if k]
-        self.weights_ = weights[keep] / weights[keep].sum()
-        first = self.estimators_[0]
-        for name in ("n_features_in_", "feature_names_in_"):
-            if hasattr(first, name):
-                setattr(self, name, getattr(first, name))
-
-    def fit(self, X, y, **fit_params):
-        """Fit a clone of each estimator on ``(X, y)`` (``fit_params`` go to every member)."""
-        self._set_members([clone(est).fit(X, y, **fit_params) for est in self.estimators])
-        return self
-
-    def _average(self, outputs: list[np.ndarray]) -> np.ndarray:
-        return np.tensordot(self.weights_, np.stack([np.asarray(o, dtype=np.float64) for o in outputs]), axes=1)
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "estimators_")
+    def from_fitted(cls, estimators: Sequence[Any], weights: Sequence[float] | None = None) -> AveragingRegressor:
+        """A fitted ensemble of already-fitted regressors (frozen; members of weight 0 are dropped)."""
+        members, kept_weights = _frozen_members(estimators, weights, cls.__name__)
+        first = members[0][1]
+        # Fitting frozen members trains nothing (FrozenEstimator.fit only checks they are fitted).
+        return cls(members, weights=kept_weights).fit(_placeholder_rows(first, 1), np.zeros(1))
 
 
-class AveragingRegressor(RegressorMixin, _Averaging):
-    """The weighted mean of its members' predictions.
+class AveragingClassifier(VotingClassifier):
+    """Soft ``VotingClassifier``: the weighted mean of its members' class probabilities; ``predict`` takes
+    the most probable class.
 
-    Parameters
-    ----------
-    estimators : list of regressors
-    weights : list of float or None, default=None
-        Non-negative, normalised to sum to 1; None weighs every member equally.
+    Parameters are ``VotingClassifier``'s, with ``voting="soft"`` by default.
     """
 
-    def predict(self, X) -> np.ndarray:
-        """The weighted mean prediction, shape (n_samples,)."""
-        check_is_fitted(self)
-        return self._average([est.predict(X) for est in self.estimators_])
+    def __init__(self, estimators, *, voting="soft", weights=None, n_jobs=None, flatten_transform=True,
+                 verbose=False):
+        super().__init__(estimators, voting=voting, weights=weights, n_jobs=n_jobs,
+                         flatten_transform=flatten_transform, verbose=verbose)
 
-
-class AveragingClassifier(ClassifierMixin, _Averaging):
-    """The weighted mean of its members' class probabilities; ``predict`` takes the most probable class.
-
-    Parameters are those of :class:`AveragingRegressor`; every member must have the same ``classes_``.
-    """
-
-    def _set_members(self, fitted: list[Any]) -> None:
-        super()._set_members(fitted)
-        self.classes_ = self.estimators_[0].classes_
-        for est in self.estimators_[1:]:
-            if not np.array_equal(est.classes_, self.classes_):
+    @classmethod
+    def from_fitted(cls, estimators: Sequence[Any], weights: Sequence[float] | None = None) -> AveragingClassifier:
+        """A fitted ensemble of already-fitted classifiers with the same ``classes_`` (frozen; members of
+        weight 0 are dropped)."""
+        members, kept_weights = _frozen_members(estimators, weights, cls.__name__)
+        classes = np.asarray(members[0][1].classes_)
+        for _, member in members[1:]:
+            if not np.array_equal(member.classes_, classes):
                 raise ValueError("every member of an AveragingClassifier must have the same classes_")
-
-    def predict_proba(self, X) -> np.ndarray:
-        """Weighted mean class probabilities, shape (n_samples, n_classes)."""
-        check_is_fitted(self)
-        return self._average([est.predict_proba(X) for est in self.estimators_])
-
-    def predict(self, X) -> np.ndarray:
-        """The class with the highest mean probability."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        # VotingClassifier.fit learns its label encoder (sorted labels) from y; fitted on one row per class
+        # it names the averaged probability columns as the members do, provided their classes_ are sorted.
+        ensemble = cls(members, weights=kept_weights).fit(_placeholder_rows(members[0][1], len(classes)), classes)
+        if not np.array_equal(ensemble.classes_, classes):
+            raise ValueError(f"an AveragingClassifier needs members whose classes_ are sorted, got {list(classes)}")
+        return ensemble

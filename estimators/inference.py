@@ -13,6 +13,9 @@ model, built from the current weights at each predict (never stored, so never st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from scipy import special
 from sklearn.utils.validation import check_array
@@ -71,7 +74,21 @@ ACTIVATIONS = {
 }
 
 
-def _dense_step(kernel: np.ndarray, bias: np.ndarray | None, activation):
+def _identity_step(layer):
+    """Input layers, and Dropout (the identity at inference)."""
+    return lambda X: X
+
+
+def _dense_step(layer):
+    """A Dense layer's ``activation(X @ kernel + bias)``; None for an activation outside ACTIVATIONS or extra
+    weights (LoRA, quantisation)."""
+    name = layer.get_config().get("activation")
+    activation = ACTIVATIONS.get(name) if isinstance(name, str) else None
+    weights = [np.asarray(w, dtype=np.float64) for w in layer.get_weights()]
+    if activation is None or len(weights) != 1 + bool(layer.use_bias):
+        return None
+    kernel, bias = weights[0], (weights[1] if layer.use_bias else None)
+
     def forward(X: np.ndarray) -> np.ndarray:
         out = X @ kernel
         if bias is not None:
@@ -81,28 +98,32 @@ def _dense_step(kernel: np.ndarray, bias: np.ndarray | None, activation):
     return forward
 
 
-def numpy_layers(model) -> list | None:
-    """``model``'s layers as float64 NumPy functions of the previous layer's output, or None when a layer is
-    not a plain Dense (known activation), a periodic embedding, Dropout or an input layer."""
+def numpy_layer_table() -> dict[type, Callable[[Any], Callable[[np.ndarray], np.ndarray] | None]]:
+    """The Keras layer types the NumPy forward pass knows (exact types, not subclasses), each with the
+    function turning such a layer into its float64 NumPy step, or None when its configuration is not covered."""
     import keras
 
     from estimators.embeddings import PeriodicEmbedding, periodic_embedding_numpy
 
+    return {
+        keras.layers.InputLayer: _identity_step,
+        keras.layers.Dropout: _identity_step,
+        keras.layers.Dense: _dense_step,
+        PeriodicEmbedding: periodic_embedding_numpy,
+    }
+
+
+def numpy_layers(model) -> list | None:
+    """``model``'s layers as float64 NumPy functions of the previous layer's output, or None when a layer is
+    not in :func:`numpy_layer_table` or its configuration is not covered (the Keras twin scores it then)."""
+    table = numpy_layer_table()
     steps = []
     for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer | keras.layers.Dropout):
-            continue  # dropout is the identity at inference
-        if type(layer) is PeriodicEmbedding:
-            steps.append(periodic_embedding_numpy(layer))
-            continue
-        if type(layer) is not keras.layers.Dense:
+        make_step = table.get(type(layer))
+        step = None if make_step is None else make_step(layer)
+        if step is None:
             return None
-        name = layer.get_config().get("activation")
-        activation = ACTIVATIONS.get(name) if isinstance(name, str) else None
-        if activation is None:
-            return None
-        weights = [np.asarray(w, dtype=np.float64) for w in layer.get_weights()]
-        steps.append(_dense_step(weights[0], weights[1] if layer.use_bias else None, activation))
+        steps.append(step)
     return steps
 
 

@@ -1,13 +1,21 @@
-"""Seed every random source for the duration of one fit, then put everything back.
+"""Seed the global random sources for the duration of one fit, then put them back.
 
-scikeras seeds Python, NumPy and TensorFlow but not Keras 3's global ``SeedGenerator``, and op
-determinism switched on inside a failing fit must not outlive it. This context manager saves and
-restores all of them in a ``finally`` block, so a seeded fit leaves no global state behind.
+A seeded fit does not depend on global random state: ``build_model`` seeds every initializer, dropout
+layer and embedding, the ``tf.data`` pipeline shuffles with the seed and the hold-out split takes it.
+What this context manager adds is for anything that still draws from a global source: Python's
+``random`` (which also seeds any unseeded ``keras.random.SeedGenerator`` made during the fit), NumPy's
+global generator and TensorFlow's global seed (which ``tf.data``'s shuffle combines with its own seed, so
+an outer ``tf.random.set_seed`` would otherwise change the order). All three are saved and restored with
+public APIs in a ``finally`` block, so a seeded fit leaves no global state behind.
+
+``keras.utils.set_random_seed`` is not used: it also records a global seed and drops Keras's global
+``SeedGenerator``, neither of which a public API can put back. Op determinism is not switched on either:
+TensorFlow has a public switch to turn it on (``tf.config.experimental.enable_op_determinism``) but none
+to turn it off again, and on CPU the fits are already bit-for-bit reproducible without it.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,38 +25,27 @@ import numpy as np
 
 @contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
-    """Make the enclosed Keras work deterministic for ``seed`` (no-op for ``None``)."""
+    """Seed Python's, NumPy's and TensorFlow's global random sources with ``seed`` inside the block, and
+    restore them on the way out, even on an exception (no-op for ``None``)."""
     if seed is None:
         yield
         return
-    import keras
     import tensorflow as tf
-    from keras.src.backend.common import global_state
-    from keras.src.random import seed_generator
-    from keras.src.utils import rng_utils
-    from tensorflow.python.eager import context
-    from tensorflow.python.framework import config as tf_config
 
     saved_python = random.getstate()
     saved_numpy = np.random.get_state()
-    saved_tf_seed = context.global_seed()
-    saved_generator = global_state.get_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR)
-    saved_keras_seed = global_state.get_global_attribute(rng_utils.GLOBAL_RANDOM_SEED)
-    saved_env = os.environ.get("TF_DETERMINISTIC_OPS")
-    determinism_was_on = tf_config.is_op_determinism_enabled()
+    saved_tf_seed = _tf_global_seed(tf)
     try:
-        keras.utils.set_random_seed(int(seed))
-        tf_config.enable_op_determinism()
+        random.seed(seed)
+        np.random.seed(seed)
+        tf.random.set_seed(seed)
         yield
     finally:
         random.setstate(saved_python)
         np.random.set_state(saved_numpy)
         tf.random.set_seed(saved_tf_seed)
-        global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, saved_generator)
-        global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, saved_keras_seed)
-        if not determinism_was_on:
-            tf_config.disable_op_determinism()
-        if saved_env is None:
-            os.environ.pop("TF_DETERMINISTIC_OPS", None)
-        else:
-            os.environ["TF_DETERMINISTIC_OPS"] = saved_env
+
+
+def _tf_global_seed(tf) -> int | None:
+    """TensorFlow's global seed (``None`` when unset), read with the public ``tf.compat.v1.get_seed``."""
+    return tf.compat.v1.get_seed(None)[0]

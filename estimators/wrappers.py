@@ -13,18 +13,18 @@ import numbers
 import textwrap
 import warnings
 
+import keras
 import numpy as np
 import scipy.sparse as sp
 from scikeras.wrappers import KerasClassifier, KerasRegressor
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
-from sklearn.utils._tags import ClassifierTags, RegressorTags
+from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
 
 from estimators import hyperparams
 from estimators.build import build_model
-from estimators.callbacks import StopOnNaN, early_stopping, lr_schedule
+from estimators.callbacks import early_stopping, lr_schedule
 from estimators.data_pipeline import array_dataset
 from estimators.inference import PREDICT_CHUNK, numeric_input, predict_float64
 from estimators.seeding import seeded
@@ -72,9 +72,6 @@ class _KerasMLPMixin:
         tags.target_tags.multi_output = False
         tags.input_tags.sparse = False
         return tags
-
-    def _more_tags(self):  # scikit-learn < 1.6 reads this instead of __sklearn_tags__
-        return {"poor_score": True, "requires_y": True}
 
     def _validate_data(self, X=None, y=None, reset: bool = False, y_numeric: bool = False):
         if X is None or reset or not hasattr(self, "n_features_in_"):
@@ -240,7 +237,9 @@ class _KerasMLPMixin:
             valid = self._encode_validation(validation_data)
         else:
             X, y, sample_weight, valid = self._holdout(X, y, sample_weight, seed)
-        nan_stop = StopOnNaN()
+        # Stops at the first batch log (one per execution of steps_per_execution batches) whose loss is
+        # NaN or infinite; the epoch still ends, so the history ends with that loss (diverged_ below).
+        nan_stop = keras.callbacks.TerminateOnNaN()
         monitor = "val_loss" if valid is not None else "loss"
         stopper = None
         if self.early_stopping:
@@ -257,11 +256,14 @@ class _KerasMLPMixin:
             callbacks=callbacks,
         )
         new = {key: [float(v) for v in values] for key, values in history.history.items()}
+        new_losses = np.asarray(new.get("loss", []), dtype=float)
         if initial_epoch and hasattr(self, "history_"):  # partial_fit: continue the curves
             new = {key: self.history_.get(key, []) + values for key, values in new.items()}
         self.history_ = new
         self.n_epochs_ = len(self.history_.get("loss", []))
-        self.diverged_ = bool(nan_stop.diverged)
+        # The logged loss is the epoch's running mean: once a batch's loss is NaN/inf it stays non-finite,
+        # so a non-finite loss in this fit's history is exactly a stop by TerminateOnNaN.
+        self.diverged_ = not bool(np.isfinite(new_losses).all())
         curve = np.asarray(self.history_.get(monitor, [np.nan]), dtype=float)
         self.best_epoch_ = int(np.nanargmin(curve)) + 1 if np.isfinite(curve).any() else 0
         self.best_score_ = float(np.nanmin(curve)) if np.isfinite(curve).any() else float("nan")

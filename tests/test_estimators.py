@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import tensorflow as tf
 from scipy.stats import loguniform
 from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
@@ -30,8 +31,6 @@ from sklearn.model_selection import (
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from tensorflow.python.eager import context
-from tensorflow.python.framework import config as tf_config
 
 from estimators import KerasMLPClassifier, KerasMLPRegressor
 
@@ -77,11 +76,11 @@ def labels(y, kind):
 
 
 class StepsSpy(keras.callbacks.Callback):
-    """Records how many batches an epoch has, and whether op determinism is on while training."""
+    """Records how many batches an epoch has, and TensorFlow's global seed while training."""
 
     def on_train_begin(self, logs=None):
         self.steps = self.params["steps"]
-        self.deterministic = tf_config.is_op_determinism_enabled()
+        self.tf_seed = _tf_global_seed()
 
 
 class Boom(keras.callbacks.Callback):
@@ -350,9 +349,13 @@ def test_same_random_state_same_predictions_in_one_process_and_across_processes(
     np.testing.assert_allclose(_predictions_from(proc), first.astype("float64"), rtol=1e-5, atol=1e-6)
 
 
+def _tf_global_seed():
+    return tf.compat.v1.random.get_seed(None)[0]
+
+
 def _global_state():
     np_state = np.random.get_state()
-    return random.getstate(), np_state[0], np_state[1].copy(), np_state[2:], context.global_seed()
+    return random.getstate(), np_state[0], np_state[1].copy(), np_state[2:], _tf_global_seed()
 
 
 def _assert_same_state(before, after):
@@ -362,30 +365,44 @@ def _assert_same_state(before, after):
 
 
 def test_seeded_fit_leaves_no_global_state_behind():
-    assert not tf_config.is_op_determinism_enabled()
     env_before = os.environ.get("TF_DETERMINISTIC_OPS")
     before = _global_state()
     X, y = regression_data(100)
     spy = StepsSpy()
     regressor(epochs=2).fit(X, y, callbacks=[spy])
-    assert spy.deterministic  # on while fitting ...
-    assert not tf_config.is_op_determinism_enabled()  # ... and off again afterwards
+    assert spy.tf_seed == FAST["random_state"]  # seeded while fitting ...
     assert os.environ.get("TF_DETERMINISTIC_OPS") == env_before
-    _assert_same_state(before, _global_state())
+    _assert_same_state(before, _global_state())  # ... and as before afterwards
 
 
 def test_seeded_fit_that_raises_leaves_no_global_state_and_no_model():
-    assert not tf_config.is_op_determinism_enabled()
     before = _global_state()
     X, y = regression_data(100)
     est = regressor(epochs=5)
     with pytest.raises(RuntimeError, match="boom"):
         est.fit(X, y, callbacks=[Boom()])
-    assert not tf_config.is_op_determinism_enabled()
     _assert_same_state(before, _global_state())
     assert not hasattr(est, "model_") and not hasattr(est, "history_")
     with pytest.raises(NotFittedError):
         est.predict(X)
+
+
+def test_a_seeded_fit_ignores_and_keeps_the_callers_global_seeds():
+    """Seeds set by the caller (tf.data's shuffle would combine TensorFlow's with its own) change nothing
+    in a seeded fit, and are the same afterwards; nothing is drawn from Keras's global SeedGenerator."""
+    X, y = regression_data(100)
+    plain = regressor(epochs=2, dropout=0.2).fit(X, y).predict(X)
+    keras.utils.set_random_seed(7)
+    expected_draw = np.asarray(keras.random.uniform((4,)))
+    keras.utils.set_random_seed(7)
+    try:
+        before = _global_state()
+        again = regressor(epochs=2, dropout=0.2).fit(X, y).predict(X)
+        _assert_same_state(before, _global_state())
+        np.testing.assert_array_equal(np.asarray(keras.random.uniform((4,))), expected_draw)
+    finally:
+        tf.random.set_seed(None)
+    np.testing.assert_array_equal(again, plain)
 
 
 def test_different_seeds_differ_and_unseeded_fits_after_a_seeded_fit_differ():

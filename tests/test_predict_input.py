@@ -90,17 +90,116 @@ def test_non_numeric_columns_are_refused_with_a_clear_message(regressor):
         est.predict(frame)
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "elu", "selu", "gelu", "silu", "sigmoid", "softplus"])
-def test_numpy_forward_pass_equals_the_keras_float64_model(activation):
-    """build_model's networks are scored by a NumPy pass; it computes what Keras computes in float64."""
-    from estimators.inference import float64_twin, numpy_layers
+# ---- the NumPy forward pass, against Keras in float64, for every activation and layer type it claims -----
 
-    X, y = load_diabetes(return_X_y=True)
-    X = _float32(X)
-    est = KerasMLPRegressor(**{**FAST, "activation": activation, "epochs": 2}).fit(X, y.astype("float32") / 100)
-    assert numpy_layers(est.model_) is not None
-    keras_out = np.asarray(float64_twin(est.model_)(X.astype("float64"), training=False)).ravel()
-    np.testing.assert_allclose(est.predict(X), keras_out, rtol=0, atol=1e-7 * np.abs(keras_out).max())
+
+def _activation_layers(name):
+    import keras
+
+    return [keras.layers.Dense(6, activation=name), keras.layers.Dense(3, activation=name)]
+
+
+def _example_layers():
+    """For each layer type of the NumPy pass's table, layers of a small network that has one (a type added to
+    the table fails its test below until it has an example here)."""
+    import keras
+
+    from estimators.embeddings import PeriodicEmbedding
+
+    return {
+        keras.layers.InputLayer: [keras.layers.Dense(3, activation="tanh")],  # a functional model lists its input
+        keras.layers.Dense: [keras.layers.Dense(5, activation="relu"), keras.layers.Dense(2, use_bias=False)],
+        keras.layers.Dropout: [keras.layers.Dense(5, activation="elu"), keras.layers.Dropout(0.5),
+                               keras.layers.Dense(1)],
+        PeriodicEmbedding: [PeriodicEmbedding(3, 0.5, 2, seed=0), keras.layers.Dense(2, activation="softmax")],
+    }
+
+
+def _float64_network(layers, seed=0):
+    """A functional float64 Keras model of ``layers`` on 4 inputs, with random weights (biases too)."""
+    import keras
+
+    inputs = keras.Input(shape=(4,), dtype="float64")
+    outputs = inputs
+    for layer in layers:
+        outputs = type(layer).from_config({**layer.get_config(), "dtype": "float64"})(outputs)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.normal(scale=0.8, size=w.shape) for w in model.get_weights()])
+    return model
+
+
+# Where Keras itself is off in float64, with the reason; everything else must agree to float64 rounding.
+KERAS_FLOAT64_ERROR = {
+    # tf.nn.gelu computes erfc(-x * c) with c = 1/sqrt(2) cast from a float32 constant (relative error
+    # ~1e-8); the NumPy pass computes the exact 0.5 x (1 + erf(x / sqrt(2))).
+    "gelu": 1e-7,
+}
+
+
+def _tolerance(name=None):
+    error = KERAS_FLOAT64_ERROR.get(name)
+    return {"rtol": error, "atol": error} if error else {"rtol": 1e-12, "atol": 1e-13}
+
+
+def _assert_numpy_pass_is_keras(model, activation=None):
+    from estimators.inference import numpy_layers
+
+    steps = numpy_layers(model)
+    assert steps is not None
+    X = np.random.default_rng(1).normal(scale=2.0, size=(64, 4))
+    ours = X
+    for step in steps:
+        ours = step(ours)
+    keras_out = np.asarray(model(X, training=False))
+    assert ours.dtype == keras_out.dtype == np.float64
+    np.testing.assert_allclose(ours, keras_out, **_tolerance(activation))
+
+
+def _layer_types():
+    from estimators.inference import numpy_layer_table
+
+    return list(numpy_layer_table())
+
+
+def _activations():
+    from estimators.inference import ACTIVATIONS
+
+    return sorted(ACTIVATIONS)
+
+
+@pytest.mark.parametrize("name", _activations())
+def test_each_numpy_activation_is_the_keras_activation_in_float64(name):
+    import keras
+
+    from estimators.inference import ACTIVATIONS
+
+    x = np.linspace(-30.0, 30.0, 603).reshape(-1, 3)  # both signs, small values and saturation
+    keras_out = np.asarray(keras.activations.get(name)(keras.ops.convert_to_tensor(x, dtype="float64")))
+    np.testing.assert_allclose(ACTIVATIONS[name](x), keras_out, **_tolerance(name))
+
+
+@pytest.mark.parametrize("name", _activations())
+def test_the_numpy_pass_of_dense_layers_is_keras_in_float64_for_each_activation(name):
+    _assert_numpy_pass_is_keras(_float64_network(_activation_layers(name)), name)
+
+
+@pytest.mark.parametrize("layer_type", _layer_types(), ids=lambda t: t.__name__)
+def test_the_numpy_pass_is_keras_in_float64_for_each_layer_type(layer_type):
+    examples = _example_layers()
+    assert layer_type in examples, f"{layer_type.__name__} is in the NumPy pass's table: give it an example network"
+    model = _float64_network(examples[layer_type])
+    assert any(type(layer) is layer_type for layer in model.layers)
+    _assert_numpy_pass_is_keras(model)
+
+
+def test_layers_and_activations_outside_the_tables_have_no_numpy_pass():
+    import keras
+
+    from estimators.inference import numpy_layers
+
+    assert numpy_layers(_float64_network([keras.layers.Dense(3, activation="hard_sigmoid")])) is None
+    assert numpy_layers(_float64_network([keras.layers.Dense(3), keras.layers.LayerNormalization()])) is None
 
 
 def test_a_network_the_numpy_pass_does_not_know_uses_the_keras_float64_copy(regressor):

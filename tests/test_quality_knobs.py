@@ -10,11 +10,13 @@ import pickle
 import subprocess
 import sys
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from sklearn.base import clone
+from sklearn.ensemble import VotingClassifier, VotingRegressor
 
 from estimators import KerasMLPClassifier, KerasMLPRegressor, build_model
 from estimators.embeddings import PeriodicEmbedding
@@ -142,18 +144,33 @@ def test_greedy_selection_combines_complementary_models_and_drops_useless_ones()
         greedy_selection([], lambda p: 0.0, size=3)
 
 
-def test_averaging_regressor_is_the_weighted_mean_and_a_plain_estimator():
+def test_averaging_regressor_is_the_weighted_mean_of_frozen_members_and_a_plain_estimator(tmp_path):
     X, y = regression_data()
     a = KerasMLPRegressor(n_hidden=1, n_neurons=8, **FAST).fit(X, y)
     b = KerasMLPRegressor(n_hidden=2, n_neurons=8, **{**FAST, "random_state": 1}).fit(X, y)
     ensemble = AveragingRegressor.from_fitted([a, b], [3, 1])
-    np.testing.assert_allclose(ensemble.predict(X), 0.75 * a.predict(X) + 0.25 * b.predict(X), rtol=1e-12)
+    assert isinstance(ensemble, VotingRegressor)
+    assert [member.estimator for member in ensemble.estimators_] == [a, b]
+    pred = ensemble.predict(X)
+    assert pred.dtype == np.float64 and pred.shape == (len(X),)
+    np.testing.assert_allclose(pred, 0.75 * a.predict(X) + 0.25 * b.predict(X), rtol=1e-12)
+    alone = np.array([ensemble.predict(X[i : i + 1])[0] for i in range(5)])
+    np.testing.assert_allclose(alone, pred[:5], rtol=1e-9)  # a row scores the same alone and in a batch
     assert ensemble.n_features_in_ == 4
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(ensemble)).predict(X), ensemble.predict(X))
-    refit = clone(ensemble).fit(X, y)  # fit trains clones of the members: same seeds, same models
-    np.testing.assert_allclose(refit.predict(X), ensemble.predict(X), rtol=1e-6)
-    with pytest.raises(ValueError, match="weights"):
-        AveragingRegressor.from_fitted([a, b], [0, 0])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(ensemble)).predict(X), pred)
+    joblib.dump(ensemble, tmp_path / "ensemble.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "ensemble.joblib").predict(X), pred)
+    # The members are frozen: fitting a clone of the ensemble (on other targets) trains nothing.
+    np.testing.assert_array_equal(clone(ensemble).fit(X, y + 100.0).predict(X), pred)
+    # Built from unfitted members, fit trains clones of them: same seeds, same models.
+    fresh = AveragingRegressor([("a", clone(a)), ("b", clone(b))], weights=[3, 1]).fit(X, y)
+    np.testing.assert_allclose(fresh.predict(X), pred, rtol=1e-6)
+    only_a = AveragingRegressor.from_fitted([a, b], [2, 0])  # a member of weight 0 is dropped
+    assert len(only_a.estimators_) == 1 and only_a.weights == [1.0]
+    np.testing.assert_array_equal(only_a.predict(X), a.predict(X))
+    for bad in ([0, 0], [1, -1], [1, np.nan], [1]):
+        with pytest.raises(ValueError, match="weight"):
+            AveragingRegressor.from_fitted([a, b], bad)
 
 
 def test_averaging_classifier_averages_probabilities():
@@ -162,10 +179,20 @@ def test_averaging_classifier_averages_probabilities():
     a = KerasMLPClassifier(n_hidden=1, n_neurons=8, **FAST).fit(X, labels)
     b = KerasMLPClassifier(n_hidden=1, n_neurons=8, **{**FAST, "random_state": 1}).fit(X, labels)
     ensemble = AveragingClassifier.from_fitted([a, b])
+    assert isinstance(ensemble, VotingClassifier) and ensemble.voting == "soft"
     proba = ensemble.predict_proba(X)
     np.testing.assert_allclose(proba, (a.predict_proba(X) + b.predict_proba(X)) / 2, rtol=1e-12)
     assert list(ensemble.classes_) == ["high", "low"]
     np.testing.assert_array_equal(ensemble.predict(X), ensemble.classes_[proba.argmax(axis=1)])
+    alone = np.stack([ensemble.predict_proba(X[i : i + 1])[0] for i in range(5)])
+    np.testing.assert_allclose(alone, proba[:5], rtol=1e-9)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(ensemble)).predict_proba(X), proba)
+    weighted = AveragingClassifier.from_fitted([a, b], [1, 3])
+    np.testing.assert_allclose(weighted.predict_proba(X), 0.25 * a.predict_proba(X) + 0.75 * b.predict_proba(X),
+                               rtol=1e-12)
+    other = KerasMLPClassifier(n_hidden=0, **{**FAST, "epochs": 1}).fit(X, np.where(y > 0, "up", "down"))
+    with pytest.raises(ValueError, match="same classes_"):
+        AveragingClassifier.from_fitted([a, other])
 
 
 ENSEMBLE_SPACE = {
