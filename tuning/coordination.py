@@ -112,12 +112,3 @@ def candidate_jobs(config: StudyConfig) -> int:
     if config.search.backend != "random":
         return 1
     return usable_cores() if config.search.n_jobs == -1 else config.search.n_jobs
-
-
-def with_parallel_fits(config: StudyConfig, workers: int) -> StudyConfig:
-    """The random backend runs ``search.n_jobs`` candidates at once (worker processes,
-    :func:`start_helpers`): ``--workers N`` means n_jobs N."""
-    if workers <= 1 or config.search.backend != "random" or config.search.n_jobs == -1:
-        return config
-    search = config.search.model_copy(update={"n_jobs": max(workers, config.search.n_jobs)})
-    return config.model_copy(update={"search": search})

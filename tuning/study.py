@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tuning.config.schema import StudyConfig, load_study, space_digest
-from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers, with_parallel_fits
+from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers
 from tuning.data.sources import DatasetSplit, load_dataset
 from tuning.export.ensembling import build_ensemble, exported_estimator
 from tuning.export.files import export_model, make_pipeline, test_metrics
@@ -280,7 +280,6 @@ def run_study(
     workers = config.search.workers if workers is None else workers
     options = RunOptions(quiet, console, tuple(observers), workers, storage, fresh, worker)
     retest = fresh and not worker  # --fresh runs the learning-rate range test again
-    config = with_parallel_fits(config, workers)
     config = lr_bounds.with_stored_bounds(config, fresh=retest)
     done = finished_result(config, options)
     if done is not None:
