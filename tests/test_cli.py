@@ -130,10 +130,11 @@ def test_the_command_line_overrides_reach_every_stage(overridden_run):
     follow the overrides; the parent run logs the study file as it was read."""
     import json
 
+    import optuna
     from mlflow import MlflowClient
 
     from tuning.config.schema import load_study
-    from tuning.search.backends.random import STATE_FILE, candidates
+    from tuning.search.backends.random import SEED, candidates
 
     run = overridden_run
     assert run.code == 0
@@ -141,8 +142,9 @@ def test_the_command_line_overrides_reach_every_stage(overridden_run):
     as_run = as_file.with_overrides(seed=5, n_trials=2)
     drawn = candidates(as_run, 2)
     assert drawn != candidates(as_file, 2)  # the seed decides the trials
-    state = json.loads((run.export / STATE_FILE).read_text())  # the stored study, in --output-dir
-    assert state["seed"] == 5 and state["candidates"] == drawn
+    stored = optuna.load_study(study_name=as_run.name, storage=f"sqlite:///{run.export / 'optuna.db'}")
+    assert stored.user_attrs[SEED] == 5  # the stored study, in --output-dir
+    assert [t.params for t in sorted(stored.trials, key=lambda t: t.number)] == pytest.approx(drawn)
 
     client = MlflowClient(run.tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("overridden").experiment_id])
