@@ -144,7 +144,10 @@ def test_the_command_line_overrides_reach_every_stage(overridden_run):
     assert drawn != candidates(as_file, 2)  # the seed decides the trials
     stored = optuna.load_study(study_name=as_run.name, storage=f"sqlite:///{run.export / 'optuna.db'}")
     assert stored.user_attrs[SEED] == 5  # the stored study, in --output-dir
-    assert [t.params for t in sorted(stored.trials, key=lambda t: t.number)] == pytest.approx(drawn)
+    in_store = sorted(stored.trials, key=lambda t: t.number)
+    assert len(in_store) == len(drawn)
+    for trial, candidate in zip(in_store, drawn, strict=True):
+        assert trial.params == pytest.approx(candidate)
 
     client = MlflowClient(run.tracking_uri)
     runs = client.search_runs([client.get_experiment_by_name("overridden").experiment_id])
