@@ -58,7 +58,7 @@ def write_data(path, task: str) -> None:
 def no_pictures(study, out_dir):
     """The report without its charts (slow to draw, tested in test_report): report.html and its table only."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [], {}
+    return []
 
 
 def run_family(tmp_path_factory, task: str, metrics: frozenset[str]) -> dict:
