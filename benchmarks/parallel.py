@@ -2,6 +2,7 @@
 
     python benchmarks/parallel.py           # the measurement (a few minutes on 2 cores)
     python benchmarks/parallel.py --smoke   # tiny run that keeps this script working (used by the tests)
+    python benchmarks/parallel.py --json parallel.json   # the measurements as JSON too
 
 Each configuration runs the real CLI (``python -m tuning.run STUDY --workers N``) with its own Optuna
 storage and MLflow store. Throughput is measured on the stored trials, over the stretch when all workers
@@ -19,12 +20,13 @@ that, so the script prints the ratio both ways (``efficiency`` = workers' ratio 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
@@ -173,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="two tiny trials per configuration: checks it runs")
     p.add_argument("--trials", type=int, default=24, help="trials per configuration (default 24)")
     p.add_argument("--epochs", type=int, default=40, help="epochs per trial (default 40)")
+    p.add_argument("--json", type=Path, help="write the measurements (unrounded) to this JSON file")
     args = p.parse_args(argv)
     n_trials, epochs = (2, 2) if args.smoke else (args.trials, args.epochs)
     with tempfile.TemporaryDirectory(prefix="parallel-bench-") as tmp:
@@ -194,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     machine = sum(ceiling) / len(ceiling)
     print(f"machine: two CPU-bound processes do {ceiling[0]:.2f}x / {ceiling[1]:.2f}x the work of one (before / "
           f"after the studies); efficiency of the workers against that: {ratio / machine:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "n_trials": n_trials, "epochs": epochs, "cores": os.cpu_count(), "smoke": args.smoke,
+            "runs": [{**asdict(r), "peak_mb": sorted(r.peak_mb.values())} for r in results],
+            "ratio": ratio, "target": TARGET, "machine_ratio": ceiling, "efficiency": ratio / machine,
+        }, indent=1) + "\n")
     return 0
 
 

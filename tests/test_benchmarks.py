@@ -1,13 +1,17 @@
-"""Smoke runs of the benchmark scripts (tiny data, seconds): they keep working; no timing is asserted.
+"""Smoke runs of the benchmark scripts (tiny data, seconds): they keep working, and what they write adds up.
 
-The three scripts run at once, each in its own process (``sys.executable``), started by one fixture; and
-then once more into the same output folder (a second run starts its studies fresh: it never resumes the
-first run's finished study, nor divides by a figure that run could not give).
+The four scripts run once, at the same time, each in its own process (``sys.executable``), started by one
+module fixture; the tests read the files each script wrote (``results.jsonl``, the markdown tables, the
+plots, the CSV and JSON files) and check that the figures printed and tabulated are the ones computed from
+the recorded numbers. No timing is asserted. The output folders of vs_classic.py and levers.py start with a
+stale row of an earlier run under each key a run writes: the run replaces it.
 """
 
+import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +22,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 SMOKE = {
     "vs_classic": ["vs_classic.py", "--smoke", "--out", "{tmp}/vs"],
-    "overhead": ["overhead.py", "--smoke"],
+    "overhead": ["overhead.py", "--smoke", "--out", "{tmp}/overhead.txt", "--json", "{tmp}/overhead.json"],
     "memory": ["memory.py", "--smoke", "--csv", "{tmp}/rss.csv"],
     "levers": ["levers.py", "--smoke", "--variants", "default", "plain+ensemble", "--out", "{tmp}/levers"],
 }
+# An earlier run's rows under the keys the smoke runs write (method, seed): each must be replaced.
+STALE = {
+    "vs": [{"method": m, "seed": 42, "stale": True, "wall_time_s": 1.0, "test_mse": 99.0} for m in ("hgb", "ours", "classic")],
+    "levers": [{"method": v, "variant": v, "seed": 42, "stale": True, "wall_time_s": 1.0, "test_mse": 99.0}
+               for v in ("default", "plain+ensemble")],
+}
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _env() -> dict:
@@ -33,75 +44,174 @@ def _check(done: subprocess.CompletedProcess, name: str) -> str:
     return done.stdout
 
 
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _cells(table: str, first: str) -> list[str]:
+    """The cells of the markdown table row whose first cell is ``first``."""
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first:
+            return cells
+    raise AssertionError(f"no row '{first}' in:\n{table}")
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG file (its IHDR chunk); fails on anything else."""
+    data = path.read_bytes()
+    assert data[:8] == PNG and len(data) > 5000, path
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> dict:
-    """name -> (stdout, output directory) of every script's second --smoke run into the same folder (the
-    scripts run in parallel; the first run of each must pass too)."""
+    """name -> (CompletedProcess, output folder) of every script's one --smoke run (run in parallel)."""
     tmp = tmp_path_factory.mktemp("bench")
-    for round_ in ("first", "second"):
-        procs = {}
-        for name, (script, *args) in SMOKE.items():
-            cmd = [sys.executable, str(BENCH / script), *(a.format(tmp=tmp) for a in args)]
-            procs[name] = subprocess.Popen(cmd, cwd=tmp, env=_env(), stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, text=True)
-        out = {}
-        for name, proc in procs.items():
+    for folder, rows in STALE.items():
+        (tmp / folder).mkdir()
+        (tmp / folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    procs = {}
+    for name, (script, *args) in SMOKE.items():
+        cmd = [sys.executable, str(BENCH / script), *(a.format(tmp=tmp) for a in args)]
+        procs[name] = subprocess.Popen(cmd, cwd=tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+    out = {}
+    for name, proc in procs.items():
+        try:
             stdout, stderr = proc.communicate(timeout=600)
-            out[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), tmp)
-        if round_ == "first":
-            for name, (done, _) in out.items():
-                _check(done, f"{name} (first run)")
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+        out[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), tmp)
     return out
 
 
 def test_vs_classic_smoke(smoke):
     done, tmp = smoke["vs_classic"]
     stdout = _check(done, "vs_classic.py")
-    assert re.search(r"^ratio +seed 42 +time ours/classic \d+\.\d+ +test MSE ours/classic \d+\.\d+", stdout, re.M)
-    assert re.search(r"^median +time ratio \d+\.\d+", stdout, re.M)
     out = tmp / "vs"
-    for name in ("results.jsonl", "results.md", "test_mse_vs_time.png", "time_to_quality.png"):
-        assert (out / name).stat().st_size > 0, name
-    runs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert sorted(r["method"] for r in runs) == ["classic", "hgb", "ours"]  # the second run replaced the first's
-    hgb = next(r for r in runs if r["method"] == "hgb")
-    assert hgb["test_mse"] > 0 and hgb["test_mse_full"] > 0 and hgb["y_test_digest"] == runs[0]["y_test_digest"]
-    assert re.search(r"test MSE ours/HGB \d+\.\d+", stdout)
-    assert "test MSE –" not in stdout
-    ours = next(r for r in runs if r["method"] == "ours")
-    assert ours["best_so_far"] and ours["best_so_far"][0]["elapsed_s"] > 0  # the run_study(observers=) hook
-    assert ours["test_mse"] > 0 and ours["n_trials"] == 2  # trained again, not the first run's study resumed
+    rows = _rows(out / "results.jsonl")
+    assert sorted(r["method"] for r in rows) == ["classic", "hgb", "ours"]
+    assert not [r for r in rows if r.get("stale")]  # each run replaced the earlier row of its (method, seed)
+    runs = {r["method"]: r for r in rows}
+    classic, ours, hgb = runs["classic"], runs["ours"], runs["hgb"]
+    for r in rows:
+        assert r["seed"] == 42 and r["smoke"] is True, r
+        assert r["wall_time_s"] > 0 and r["valid_mse"] > 0 and r["test_mse"] > 0, r
+    assert len({r["y_test_digest"] for r in rows}) == 1  # the three scored the same test rows
+    # the classic recipe, shrunk: 2 candidates of the notebook's space, 3-fold CV
+    assert classic["n_trials"] == 2 and classic["cv_mse"] > 0
+    assert set(classic["best_params"]) == {"n_hidden", "n_neurons", "learning_rate"}
+    assert 0 <= classic["best_params"]["n_hidden"] <= 3 and 1 <= classic["best_params"]["n_neurons"] <= 99
+    assert hgb["n_trials"] == 1 and hgb["best_params"] == {} and hgb["test_mse_full"] > 0
+    # ours: 2 trials run (not a finished study resumed); the best-so-far curve of the run_study(observers=) hook
+    assert ours["n_trials"] == 2 and ours["n_complete"] + ours["n_pruned"] <= 2 and ours["n_complete"] >= 1
+    curve = ours["best_so_far"]
+    assert curve, ours
+    assert [p["trial"] for p in curve] == sorted({p["trial"] for p in curve})  # one point per new best, in order
+    assert all(a["valid_mse"] > b["valid_mse"] for a, b in zip(curve, curve[1:], strict=False))
+    assert 0 < curve[0]["elapsed_s"] and all(a["elapsed_s"] < b["elapsed_s"] for a, b in zip(curve, curve[1:], strict=False))
+    assert curve[-1]["elapsed_s"] < ours["wall_time_s"]
+    assert curve[-1]["valid_mse"] == ours["valid_mse"]  # the last new best is the study's best trial
+    assert curve[-1]["test_mse"] == ours["best_trial_test_mse"] > 0
+
+    # the printed ratios and the table are the recorded numbers'
+    time_ratio = ours["wall_time_s"] / classic["wall_time_s"]
+    mse_ratio = ours["test_mse"] / classic["test_mse"]
+    hgb_ratio = ours["test_mse"] / hgb["test_mse"]
+    reached = next((p["elapsed_s"] for p in curve if p["test_mse"] <= classic["test_mse"]), None)
+    line = re.search(r"^ratio +seed 42 +time ours/classic (\S+) +test MSE ours/classic (\S+) +test MSE ours/HGB (\S+)"
+                     r" +time to classic test MSE / classic time (\S+)$", stdout, re.M)
+    assert line, stdout
+    assert line.groups() == (f"{time_ratio:.3f}", f"{mse_ratio:.3f}", f"{hgb_ratio:.3f}",
+                             "–" if reached is None else f"{reached / classic['wall_time_s']:.3f}")
+    median = re.search(r"^median +time ratio (\S+) +test MSE ratio (\S+) .* our test MSE (\S+) +HGB test MSE (\S+) "
+                       r"+\(1 runs of ours, 1 classic, 1 HGB\)$", stdout, re.M)
+    assert median, stdout
+    assert median.groups() == (f"{time_ratio:.3f}", f"{mse_ratio:.3f}", f"{ours['test_mse']:.3f}", f"{hgb['test_mse']:.3f}")
     table = (out / "results.md").read_text()
-    assert table.startswith("| seed |") and "| 42 |" in table and "HGB test MSE" in table
-    report = subprocess.run([sys.executable, str(BENCH / "vs_classic.py"), "--report", str(out)], cwd=tmp,
+    assert table.startswith("| seed |")
+    cells = _cells(table, "42")
+    assert cells[1:4] == [f"{classic['wall_time_s']:.0f}", f"{classic['cv_mse']:.3f}", f"{classic['test_mse']:.3f}"]
+    assert cells[5:7] == [f"{hgb['valid_mse']:.3f}", f"{hgb['test_mse']:.3f}"]
+    assert cells[8] == f"{ours['valid_mse']:.3f}" and cells[10] == f"{ours['test_mse']:.3f}"
+    assert cells[11:14] == [f"{time_ratio:.3f}", f"{mse_ratio:.3f}", f"{hgb_ratio:.3f}"]
+    assert f"test MSE {hgb['test_mse_full']:.3f} (median)" in table  # HGB on training + validation rows
+    for name in ("test_mse_vs_time.png", "time_to_quality.png"):
+        assert _png_size(out / name) == (768, 528), name  # 6.4 x 4.4 inches at 120 dpi
+
+    # --report rebuilds the same table from results.jsonl alone
+    again = tmp / "vs-report"
+    again.mkdir()
+    shutil.copy(out / "results.jsonl", again / "results.jsonl")
+    report = subprocess.run([sys.executable, str(BENCH / "vs_classic.py"), "--report", str(again)], cwd=tmp,
                             env=_env(), capture_output=True, text=True, timeout=120)
-    assert "median" in _check(report, "vs_classic.py --report")  # rebuilt from results.jsonl
+    assert line.group(0) in _check(report, "vs_classic.py --report")
+    assert (again / "results.md").read_text() == table
+    assert _png_size(again / "time_to_quality.png") == (768, 528)
 
 
 def test_overhead_smoke(smoke):
-    stdout = _check(smoke["overhead"][0], "overhead.py")
-    assert re.search(r"^trials 2, epochs \d+", stdout, re.M)
-    assert re.search(r"^harness ratio \d+\.\d+ \(target <= 1\.05\)", stdout, re.M)
+    done, tmp = smoke["overhead"]
+    stdout = _check(done, "overhead.py")
+    m = json.loads((tmp / "overhead.json").read_text())
+    assert m["smoke"] is True and m["target"] == 1.05
+    assert m["trials"] == 2 and 2 <= m["epochs"] <= 4  # two trials of at most 2 epochs, each replayed bare
+    assert m["bare_s"] > 0 and m["loop_s"] > 0 and m["fixed_s"] > 0
+    assert m["ratio"] == pytest.approx(m["loop_s"] / m["bare_s"], rel=1e-12)
+    assert m["total_s"] == pytest.approx(m["loop_s"] + m["fixed_s"], rel=1e-12)
+    lines = (tmp / "overhead.txt").read_text().splitlines()
+    assert lines == stdout.splitlines()[-4:]  # --out holds the printed result lines
+    per_trial = (m["loop_s"] - m["bare_s"]) / m["trials"] * 1000
+    assert lines[0] == f"trials 2, epochs {m['epochs']}"
+    assert lines[1] == (f"search loop through the runner {m['loop_s']:.2f} s, bare fits {m['bare_s']:.2f} s, "
+                        f"per trial harness cost {per_trial:.0f} ms")
+    assert lines[3] == f"harness ratio {m['ratio']:.3f} (target <= 1.05)"
 
 
 def test_memory_smoke(smoke):
     done, tmp = smoke["memory"]
     stdout = _check(done, "memory.py")
-    assert re.search(r"^RSS after trial 1: [\d.]+ MB, after trial 3: [\d.]+ MB", stdout, re.M)
-    assert re.search(r"^growth [+-][\d.]+ MB", stdout, re.M)
-    assert (tmp / "rss.csv").read_text().startswith("trials,rss_mb\n")
+    with open(tmp / "rss.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    # RSS read at the start of each of the 4 trials: after 0, 1, 2 and 3 finished trials
+    assert [int(r["trials"]) for r in rows] == [0, 1, 2, 3]
+    rss = {int(r["trials"]): r["rss_mb"] for r in rows}
+    registry = {int(r["trials"]): int(r["gradient_registry"]) for r in rows}
+    assert all(200 < float(v) < 50_000 for v in rss.values()), rss  # a process with TensorFlow loaded
+    assert re.search(r"^4 trials \(\d+ complete, \d+ pruned\) in \d+ s$", stdout, re.M), stdout
+    assert f"RSS after trial 1: {rss[1]} MB, after trial 3: {rss[3]} MB\n" in stdout
+    growth = re.search(r"^growth ([+-][\d.]+) MB over 2 trials", stdout, re.M)
+    assert growth and float(growth.group(1)) == pytest.approx(float(rss[3]) - float(rss[1]), abs=0.11)
+    # the one-replica all-reduce fix: no gradient function left behind per fit
+    assert registry[3] - registry[1] == 0 and registry[1] > 0
+    assert "TensorFlow gradient registry: +0 entries over the same trials (with the one-replica" in stdout
 
 
 def test_levers_smoke(smoke):
     done, tmp = smoke["levers"]
     stdout = _check(done, "levers.py")
-    assert re.search(r"^default without the ensemble \(its best trial\) +test MSE \d+\.\d+", stdout, re.M)
-    assert re.search(r"^plain\+ensemble +test MSE \d+\.\d+ \([+-]\d+\.\d+\)", stdout, re.M)
-    runs = [json.loads(line) for line in (tmp / "levers" / "results.jsonl").read_text().splitlines()]
-    assert sorted(r["variant"] for r in runs) == ["default", "plain+ensemble"]  # the second run replaced the first's
-    by = {r["variant"]: r for r in runs}
-    assert by["default"]["ensemble_members"] >= 1 and by["plain+ensemble"]["ensemble_members"] >= 1
-    assert (tmp / "levers" / "results.md").read_text().startswith("| variant |")
+    rows = _rows(tmp / "levers" / "results.jsonl")
+    assert sorted(r["variant"] for r in rows) == ["default", "plain+ensemble"]
+    assert not [r for r in rows if r.get("stale")]  # each run replaced the earlier row of its (variant, seed)
+    by = {r["variant"]: r for r in rows}
+    for name, r in by.items():
+        assert r["method"] == name and r["seed"] == 42 and r["smoke"] is True
+        assert r["n_trials"] == 2 and r["n_complete"] >= 1 and r["wall_time_s"] > 0
+        assert r["test_mse"] > 0 and r["best_trial_test_mse"] > 0 and r["ensemble_members"] >= 1
+    default, plain = by["default"], by["plain+ensemble"]
+    table = (tmp / "levers" / "results.md").read_text()
+    assert table.startswith("| variant |")
+    assert _cells(table, "default") == ["default", f"{default['test_mse']:.4f}", "+0.0000",
+                                        f"{default['wall_time_s']:.0f}", "1.00x", "1"]
+    assert _cells(table, "default without the ensemble (its best trial)")[1:3] == [
+        f"{default['best_trial_test_mse']:.4f}", f"{default['best_trial_test_mse'] - default['test_mse']:+.4f}"]
+    change = plain["test_mse"] - default["test_mse"]
+    assert _cells(table, "plain+ensemble") == ["plain+ensemble", f"{plain['test_mse']:.4f}", f"{change:+.4f}",
+                                               f"{plain['wall_time_s']:.0f}",
+                                               f"{plain['wall_time_s'] / default['wall_time_s']:.2f}x", "1"]
+    assert re.search(rf"^plain\+ensemble +test MSE {plain['test_mse']:.4f} \({change:+.4f}\)", stdout, re.M), stdout
 
 
 @pytest.mark.parametrize("script", ["vs_classic.py", "overhead.py", "memory.py", "levers.py"])

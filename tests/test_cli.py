@@ -254,44 +254,99 @@ def test_error_text_keeps_its_brackets(tmp_path, capsys):
     assert "data[1].csv" in capsys.readouterr().err
 
 
+# Ctrl-C test: the tuned epochs make the first trial short and the second one long (minutes), in the order
+# the seeded random sampler draws them, so SIGINT certainly lands while the second one trains. The median
+# pruner (which prunes nothing before 5 complete trials) has every epoch reported to the Optuna storage: the
+# signal is sent once the trial has finished epochs there, i.e. past Keras' first-epoch tracing.
+SHORT, LONG = 2, 100_000
+CTRL_C_SEED = 10
+
+
 def test_ctrl_c_marks_the_running_trial_and_the_study_killed_and_prints_the_best(tmp_path):
+    """SIGINT once a trial is seen training (its MLflow run RUNNING, its parameters logged): exit 130, that
+    trial's run KILLED with its reason, the finished trial kept, the parent run KILLED, no run left RUNNING,
+    the best so far printed, nothing exported; the Optuna store holds the interrupted trial as failed without
+    a reason (not counted) and its parameters queued again for a resume."""
     import signal
     import time
+    import warnings
 
+    import optuna
     from mlflow import MlflowClient
 
-    path = write_study(tmp_path, search={"n_trials": 50}, training={"epochs": 40, "early_stopping": {"enabled": False}})
+    data = study_dict(tmp_path, space={"epochs": {"type": "categorical", "choices": [SHORT, LONG]}},
+                      search={"sampler": "random", "seed": CTRL_C_SEED, "pruner": "median"},
+                      training={"early_stopping": {"enabled": False}})
+    del data["training"]["epochs"]
+    path = write_raw(tmp_path, data, "study.yaml")
     proc = subprocess.Popen([sys.executable, "-m", "tuning.run", str(path), "--quiet", "--experiment", "ctrl-c"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    deadline = time.monotonic() + 240
-    finished = []
-    while time.monotonic() < deadline and not finished:
-        time.sleep(1.0)
+    storage = f"sqlite:///{tmp_path / 'out' / 'optuna.db'}"
+
+    def epochs_reported(number: int) -> int:
+        trial = optuna.load_study(study_name="tiny", storage=storage).trials[number]
+        return len(trial.intermediate_values) if trial.state == optuna.trial.TrialState.RUNNING else 0
+
+    def trial_runs() -> list:
         experiment = client.get_experiment_by_name("ctrl-c")
-        if experiment is not None:
-            runs = client.search_runs([experiment.experiment_id], filter_string="tags.`tuning.role` = 'trial'")
-            finished = [r for r in runs if r.info.status == "FINISHED"]
-    assert finished, "no trial finished in time"
-    time.sleep(0.5)  # most likely inside the next trial now
-    proc.send_signal(signal.SIGINT)
+        if experiment is None:
+            return []
+        return client.search_runs([experiment.experiment_id], filter_string="tags.`tuning.role` = 'trial'")
+
     try:
+        deadline, training = time.monotonic() + 240, None
+        while training is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            training = next((r for r in trial_runs() if r.info.status == "RUNNING"
+                             and r.data.params.get("epochs") == str(LONG)), None)
+        assert training is not None, f"no trial of {LONG} epochs seen training (exit {proc.poll()})"
+        number = int(training.data.tags["trial.number"])
+        while epochs_reported(number) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert epochs_reported(number) >= 2, f"trial {number} reported no epochs (exit {proc.poll()})"
+        finished = [r for r in trial_runs() if r.info.status == "FINISHED"]
+        assert [r.data.params["epochs"] for r in finished] == [str(SHORT)], "the seed no longer draws SHORT first"
+        proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"no exit after SIGINT; stderr:\n{stderr[-4000:]}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, stderr[-3000:]
-    assert "best trial" in stdout  # the best so far is still printed
+    # (a traceback may show: Python prints "Exception ignored" when the signal lands in a __del__, see
+    # tuning.parallel.interrupt)
+    assert "interrupted" in stderr and "marked KILLED" in " ".join(stderr.split()), stderr[-3000:]
+
     runs = client.search_runs([client.get_experiment_by_name("ctrl-c").experiment_id])
-    parent = [r for r in runs if r.data.tags.get("tuning.role") == "study"]
-    trials = [r for r in runs if r.data.tags.get("tuning.role") == "trial"]
-    assert len(parent) == 1 and parent[0].info.status == "KILLED"
-    assert not [r for r in trials if r.info.status == "RUNNING"]
-    killed = [r for r in trials if r.info.status == "KILLED"]
-    assert len(killed) <= 1
-    for run in killed:
-        assert run.data.tags["trial.state"] == "killed"
+    (parent,) = [r for r in runs if r.data.tags.get("tuning.role") == "study"]
+    assert parent.info.status == "KILLED"
+    trials = {r.info.run_id: r for r in runs if r.data.tags.get("tuning.role") == "trial"}
+    assert sorted(trials) == sorted([finished[0].info.run_id, training.info.run_id])  # no trial started after
+    done, killed = trials[finished[0].info.run_id], trials[training.info.run_id]
+    assert done.info.status == "FINISHED" and done.data.tags["trial.state"] == "complete"
+    assert killed.info.status == "KILLED"  # the very run seen training
+    assert killed.data.tags["trial.state"] == "killed"
+    assert killed.data.tags["trial.reason"] == "interrupted by the user"
+
+    table = _rows(stdout)  # the best so far is printed; nothing is exported
+    assert table["best trial"] == done.data.tags["trial.number"]
+    assert table["trials"] == "1 complete, 0 pruned, 0 failed"
+    assert "model exported to" not in table and not (tmp_path / "out" / "pipeline.joblib").exists()
+
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    by_state = {state: [t for t in study.trials if t.state == state] for state in optuna.trial.TrialState}
+    (complete,) = by_state[optuna.trial.TrialState.COMPLETE]
+    (failed,) = by_state[optuna.trial.TrialState.FAIL]
+    (queued,) = by_state[optuna.trial.TrialState.WAITING]
+    assert not by_state[optuna.trial.TrialState.RUNNING]
+    assert str(complete.number) == done.data.tags["trial.number"] and complete.params == {"epochs": SHORT}
+    assert str(failed.number) == killed.data.tags["trial.number"] and failed.params == {"epochs": LONG}
+    assert "reason" not in failed.user_attrs  # interrupted: not counted toward n_trials
+    assert queued.params == failed.params  # queued again: a resume trains it
+    with warnings.catch_warnings():  # "experimental" in Optuna since 2.8
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        assert optuna.storages.RetryFailedTrialCallback.retried_trial_number(queued) == failed.number
 
 
 def test_dry_run_names_the_workers_and_the_exported_model(tmp_path, capsys):
