@@ -119,3 +119,28 @@ def test_configure_study_process_applies_the_settings():
             "import gc; print(os.environ['TF_ENABLE_ONEDNN_OPTS'], optuna.logging.get_verbosity() == optuna.logging.ERROR, "
             "gc.get_freeze_count() > 0)")
     assert _python(code, env) == ["0", "True", "True"]
+
+
+_DIVERGE = """
+import sys
+if sys.argv[1] == "study":
+    from tuning.parallel.process import configure_study_process
+    configure_study_process(start_tensorflow=True)
+import numpy as np
+from estimators import KerasMLPRegressor
+X = np.ones((64, 2)) * 1e3
+est = KerasMLPRegressor(learning_rate=1e6, epochs=3, batch_size=8, validation_fraction=None, random_state=0)
+print("diverged", est.fit(X, X[:, 0] * 1e3).diverged_)
+"""
+
+
+@pytest.mark.parametrize("process", ["study", "plain"])
+def test_a_diverging_fit_prints_nothing_in_a_study_process(process):
+    """Keras' TerminateOnNaN prints "Invalid loss" on stdout; a study process sends it to Keras' logger."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _DIVERGE, process], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "diverged True" in done.stdout
+    assert ("Invalid loss" in done.stdout) == (process == "plain"), done.stdout

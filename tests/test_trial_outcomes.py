@@ -205,3 +205,58 @@ def test_the_export_asks_the_keeper_and_refits_only_what_it_does_not_hold():
     refit = fitted_estimator(runner, finished(1, 2.0), keeper)
     assert isinstance(refit, Estimator) and fits == [5]
     assert isinstance(fitted_estimator(runner, finished(0, 1.0)), Estimator) and fits == [5, 5]  # no keeper
+
+
+@pytest.fixture(scope="module")
+def diabetes_runners(tmp_path_factory):
+    """metric -> a TrialRunner of a tiny diabetes study (target standardised for training)."""
+    from tuning.data.sources import load_dataset
+
+    runners, split = {}, None
+    for metric in ("mse", "rmse", "r2"):
+        config = study_config(tmp_path_factory.mktemp(metric), search={"metric": metric},
+                              training={"epochs": 6, "early_stopping": {"patience": 10}})
+        split = split or load_dataset(config.dataset)
+        runners[metric] = TrialRunner(config, split)
+    return runners
+
+
+@pytest.mark.parametrize("metric", ["mse", "rmse", "r2"])
+def test_the_per_epoch_value_is_the_metric_the_finished_model_scores(diabetes_runners, metric):
+    """For these metrics the value a pruner sees after an epoch is the metric itself on the validation rows
+    (not a stand-in): the finished trial (best epoch's weights restored) scores the value its best epoch
+    reported."""
+    runner = diabetes_runners[metric]
+    reported: list[float] = []
+    outcome = runner.run_trial(0, {"n_hidden": 1, "n_neurons": 8, "learning_rate": 0.01},
+                               lambda epoch, value: reported.append(value))
+    assert outcome.record.state == COMPLETE and len(reported) == 6
+    best = reported[outcome.estimator.best_epoch_ - 1]
+    assert outcome.record.value == pytest.approx(best, rel=1e-4, abs=1e-5)
+    assert len(set(reported)) > 1  # the epochs differ, so the match is not a coincidence of a flat curve
+
+
+def test_an_interrupt_ends_the_trial_as_killed_even_when_keras_cannot_clear_its_session(diabetes_runners,
+                                                                                         monkeypatch):
+    """Ctrl-C can land while Keras traces a graph, where ``clear_session`` raises; the interrupt must still
+    reach the command (exit 130), with the trial marked killed."""
+    import keras
+
+    def cannot_clear(*args, **kwargs):
+        raise AssertionError("Do not use tf.reset_default_graph() to clear nested graphs.")
+
+    runner = diabetes_runners["mse"]
+    ended: list[TrialRecord] = []
+    runner.observers = [SimpleNamespace(portable=False, on_trial_start=lambda number, params: None,
+                                        on_trial_end=ended.append)]
+    monkeypatch.setattr(keras.backend, "clear_session", cannot_clear)
+
+    def interrupt(epoch, value):
+        raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            runner.run(1, {"n_hidden": 1, "n_neurons": 4, "learning_rate": 0.01}, interrupt)
+    finally:
+        runner.observers = []
+    assert [r.state for r in ended] == ["killed"] and ended[0].reason == "interrupted by the user"

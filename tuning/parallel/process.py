@@ -20,7 +20,8 @@ What it does (each once per process; a value the user exported in the environmen
   pointed at /dev/null, so the first sight of a run is not C++ start-up lines such as
   ``E0000 ... cuda_platform.cc:52] failed call to cuInit``. Devices are not hidden: a GPU is found and
   used as usual. Export ``TF_CPP_MIN_LOG_LEVEL`` (``0`` shows everything) to see those lines: then the
-  quiet start steps aside.
+  quiet start steps aside. Keras' own messages (``TerminateOnNaN``'s "Invalid loss" when a trial diverges)
+  then go to its logger instead of stdout: the trial's record says it diverged.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def start_tensorflow_quietly() -> None:
     if LOG_LEVEL_VAR in os.environ or "tensorflow" in sys.modules:
         import tensorflow  # noqa: F401
 
+        quiet_keras()
         return
     os.environ[LOG_LEVEL_VAR] = QUIET_LOG_LEVEL
     sys.stderr.flush()
@@ -103,6 +105,14 @@ def start_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+    quiet_keras()
+
+
+def quiet_keras() -> None:
+    """Keras messages to its logger, not stdout: the progress display is the study's one voice."""
+    import keras
+
+    keras.config.disable_interactive_logging()
 
 
 def configure_study_process(*, start_tensorflow: bool = False) -> None:

@@ -48,15 +48,19 @@ def score(metric: str, estimator: Any, X: np.ndarray, y: np.ndarray) -> float:
     return SCORERS[metric](estimator, X, y)
 
 
-def epoch_value(metric: str, direction: str, logs: dict[str, float], target_scale: float = 1.0) -> float | None:
+def epoch_value(metric: str, direction: str, logs: dict[str, float], target_scale: float = 1.0,
+                valid_variance: float | None = None) -> float | None:
     """A per-epoch stand-in for ``metric`` from Keras validation logs, oriented like the metric.
 
     The one per-epoch value: the trial runner reports it to the pruner after each epoch, and a pruned
     trial keeps the last one reported as its value (in the study store, MLflow and the report alike).
     Pruners compare these across trials, so they must rank trials the way the final metric does:
     ``val_loss`` is the MSE for regression (``target_scale`` is the target's standard deviation when the
-    network trains on a standardised target, so the value is in the target's units); ``val_accuracy`` is
-    the accuracy; for other metrics the validation loss is used (negated when the metric is maximised).
+    network trains on a standardised target, so the value is in the target's units), so ``mse``, ``rmse``
+    and, given ``valid_variance`` (the validation targets' variance), ``r2 = 1 - MSE / variance`` are the
+    metric itself on the validation rows; ``val_accuracy`` is the accuracy and the cross-entropy loss is the
+    ``log_loss``. For ``mae`` and ``roc_auc`` the validation loss stands in (negated when the metric is
+    maximised): it ranks trials alike but is not the metric's value.
     """
     if metric == "accuracy" and "val_accuracy" in logs:
         return float(logs["val_accuracy"])
@@ -66,4 +70,6 @@ def epoch_value(metric: str, direction: str, logs: dict[str, float], target_scal
     loss = float(loss) * target_scale**2
     if metric == "rmse":
         return math.sqrt(loss) if loss >= 0 else loss
+    if metric == "r2" and valid_variance:
+        return 1.0 - loss / valid_variance
     return loss if direction == "minimize" else -loss

@@ -146,6 +146,9 @@ class TrialRunner:
         # per-epoch values are reported (to pruners, to pruned records) in the target's own units.
         standardized = self.task == "regression" and self.data.standardize_target
         self.target_scale = float(np.std(np.asarray(self.data.y_train, dtype=np.float64))) if standardized else 1.0
+        #: for r2's per-epoch value (1 - MSE / variance of the validation targets)
+        self.valid_variance = (float(np.var(np.asarray(self.data.y_valid, dtype=np.float64)))
+                               if self.task == "regression" else None)
         self.observers = list(observers or [])
         #: where complete trials' fitted models go (the export reuses them); None: nowhere
         self.keeper = keeper
@@ -217,7 +220,8 @@ class TrialRunner:
                 self.keeper.offer(record, outcome.estimator)
             for observer in self.observers:
                 observer.on_trial_end(record)
-            self._release_memory()
+            if record.state != KILLED:  # an interrupt may land while Keras traces a graph, where clearing
+                self._release_memory()  # the session fails; the process is ending anyway
         return outcome
 
     def _run(self, record: TrialRecord, report: Report | None, reported: list[float]) -> Any:
@@ -229,7 +233,7 @@ class TrialRunner:
             for key, value in logs.items():
                 record.history.setdefault(key, []).append(float(value))
             record.epochs_run = epoch + 1
-            value = metrics.epoch_value(self.metric, self.direction, logs, self.target_scale)
+            value = metrics.epoch_value(self.metric, self.direction, logs, self.target_scale, self.valid_variance)
             if report is not None and value is not None and np.isfinite(value):
                 reported.append(value)
                 report(epoch, value)
