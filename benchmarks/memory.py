@@ -81,7 +81,7 @@ def main(argv=None) -> int:
                                        "max_rows": args.rows}
     # One trial more than `last`: its start is when the RSS after trial `last` is read.
     config = study_config(args.study, smoke=args.smoke, dataset=dataset,
-                          search={"n_trials": last + 1, "timeout": None}, training={"epochs": epochs})
+                          search={"n_trials": last + 1, "timeout": None, "workers": 1}, training={"epochs": epochs})
     from tuning.study import run_study
 
     if args.without_fix:

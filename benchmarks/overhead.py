@@ -102,7 +102,7 @@ def measure(study: Path, n_trials: int, smoke: bool, workdir: Path, seed: int | 
     from tuning.study import run_study
 
     training = {"epochs": 2} if smoke else None
-    config = study_config(study, smoke=smoke, search={"n_trials": n_trials, "timeout": None}, training=training)
+    config = study_config(study, smoke=smoke, search={"n_trials": n_trials, "timeout": None, "workers": 1}, training=training)
     config = config.with_overrides(seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
                                    output_dir=workdir / "export")
     replayer = Replayer()
