@@ -10,8 +10,9 @@ import sys
 import pytest
 import yaml
 
-from tests.helpers import study_dict, tracking_uri, write_study
+from tests.helpers import no_pictures, study_dict, tracking_uri, write_study
 from tuning.cli.run import main
+from tuning.report import html as report_html
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -112,6 +113,7 @@ def overridden_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp)  # MLflow's artifact store lands there
         patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
+        patch.setattr(report_html, "write_pictures", no_pictures)  # the charts: tested in test_report
         patch.setattr(builtins, "open", counting(builtins.open))
         patch.setattr(pathlib.Path, "open", counting(pathlib.Path.open))  # read_text, read_bytes too
         run.code = main([str(path), "--quiet", "--n-trials", "2", "--seed", "5", "--timeout", "900",
@@ -174,10 +176,11 @@ def test_the_command_line_overrides_reach_every_stage(overridden_run):
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:|cuda|cuInit|oneDNN|absl::|TF_ENABLE_ONEDNN_OPTS", re.M | re.I)
 
 
-def test_cli_runs_a_study_quietly_end_to_end_and_a_rerun_trains_nothing(tmp_path):
-    """First run: no TensorFlow C++ start-up lines on stderr (the user exported no TF_CPP_MIN_LOG_LEVEL).
-    Re-run of the finished study: says it is complete, shows the stored test metrics and export, trains
-    nothing, exits 0. A larger --n-trials extends it."""
+def test_cli_runs_a_study_quietly_end_to_end_and_a_rerun_trains_nothing(tmp_path, capsys, monkeypatch):
+    """First run, a fresh ``python -m tuning.run`` process: no TensorFlow C++ start-up lines on stderr (the
+    user exported no TF_CPP_MIN_LOG_LEVEL). Re-run of the finished study (the command's ``main`` in this
+    process: only the stores on disk carry over): says it is complete, shows the stored test metrics and
+    export, trains nothing, exits 0. A larger --n-trials extends it."""
     from mlflow import MlflowClient
 
     path = write_study(tmp_path, search={"n_trials": 2})
@@ -196,22 +199,28 @@ def test_cli_runs_a_study_quietly_end_to_end_and_a_rerun_trains_nothing(tmp_path
     assert parent.data.params["search.seed"] == "3"
     first_table, exported_at = _rows(out.stdout), pipeline.stat().st_mtime_ns
 
-    again = run_cli(str(path), "--quiet", "--experiment", "cli-test", "--seed", "3", env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
-    message = " ".join(again.stderr.split())
+    from tuning.tracking.tracker import MlflowTracker
+
+    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
+    monkeypatch.setattr(report_html, "write_pictures", no_pictures)  # the charts: tested in test_report
+    code = main([str(path), "--quiet", "--experiment", "cli-test", "--seed", "3"])
+    again = capsys.readouterr()
+    assert code == 0, again.err[-3000:]
+    message = " ".join(again.err.split())
     assert "already complete" in message and "--n-trials" in message and "--fresh" in message
-    table = _rows(again.stdout)
+    table = _rows(again.out)
     for key in ("best trial", "validation mse", "test mse", "test r2", "model exported to", "trials"):
         assert table[key] == first_table[key], key
     assert pipeline.stat().st_mtime_ns == exported_at  # nothing refitted or exported
     assert len(client.search_runs([experiment.experiment_id])) == 3  # no trial run, no new parent run
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
 
-    more = run_cli(str(path), "--quiet", "--experiment", "cli-test", "--seed", "3", "--n-trials", "3", env=env)
-    assert more.returncode == 0, more.stderr[-3000:]
-    assert "already complete" not in more.stderr
+    code = main([str(path), "--quiet", "--experiment", "cli-test", "--seed", "3", "--n-trials", "3"])
+    more = capsys.readouterr()
+    assert code == 0, more.err[-3000:]
+    assert "already complete" not in more.err
     assert len(client.search_runs([experiment.experiment_id])) == 4  # one more trial, same parent
-    counts = re.match(r"(\d+) complete, (\d+) pruned, (\d+) failed", _rows(more.stdout)["trials"])
+    counts = re.match(r"(\d+) complete, (\d+) pruned, (\d+) failed", _rows(more.out)["trials"])
     assert counts and sum(map(int, counts.groups())) == 3
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.helpers import run_study_without_model_logging, study_config, study_dict, write_study
+from tests.helpers import no_pictures, run_study_without_model_logging, study_config, study_dict, write_study
 from tuning.cli.lr_find import main
 from tuning.cli.run import main as run_main
 from tuning.config.schema import load_study_dict
@@ -122,7 +122,9 @@ def test_study_step_sets_the_bounds_and_a_resume_reuses_them(tmp_path, monkeypat
     from mlflow import MlflowClient
 
     import tuning.search.lr_range
+    from tuning.report import html as report_html
 
+    monkeypatch.setattr(report_html, "write_pictures", no_pictures)  # the report's charts: tested in test_report
     study = write_study(tmp_path, search={"lr_range_test": True, "n_trials": 2},
                         training={"epochs": 2})
     first = run_study_without_model_logging(study, tmp_path)

@@ -11,8 +11,9 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from tests.helpers import study_config
+from tests.helpers import no_pictures, study_config
 from tuning.records import COMPLETE, FAILED, PRUNED
+from tuning.report import html as report_html
 from tuning.study import run_study
 from tuning.tracking.tracker import MlflowTracker
 
@@ -23,6 +24,14 @@ def child_runs(client: MlflowClient, parent_run_id: str):
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=500
     )
     return sorted(runs, key=lambda r: int(r.data.tags["trial.number"]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_report_charts():
+    """Every study here writes its report without the charts (slow to draw, tested in test_report)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(report_html, "write_pictures", no_pictures)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +161,8 @@ def test_mlflow_model_predicts_raw_rows(optuna_study):
     np.testing.assert_allclose(bare.predict(np.asarray(split.X_test[:20], dtype=np.float64)), pred, rtol=1e-5)
 
 
-def test_random_backend_with_cross_validation_logs_fold_scores(tmp_path):
+def test_random_backend_with_cross_validation_logs_fold_scores(tmp_path, monkeypatch):
+    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # tested on optuna_study
     config = study_config(
         tmp_path, name="tiny-random", search={"backend": "random", "n_trials": 2, "cv": 3},
         training={"epochs": 3},
@@ -170,8 +180,9 @@ def test_random_backend_with_cross_validation_logs_fold_scores(tmp_path):
     assert (config.export_dir / "pipeline.joblib").is_file()
 
 
-def test_failed_and_pruned_trials_are_recorded_as_such(tmp_path):
+def test_failed_and_pruned_trials_are_recorded_as_such(tmp_path, monkeypatch):
     """A diverging learning rate fails with a reason; a bad trial under successive halving is pruned."""
+    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # tested on optuna_study
     config = study_config(
         tmp_path, name="tiny-states",
         model={"optimizer": "sgd"},

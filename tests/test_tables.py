@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import tracking_uri
+from tests.helpers import no_pictures, tracking_uri
 from tuning.cli.run import main
 from tuning.export.files import load_model
+from tuning.report import html as report_html
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("TUNING_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -110,32 +111,36 @@ def inject(raw):
 RESULTS: dict[str, dict] = {}
 
 
-def run_case(name: str, tmp_path: Path) -> dict:
+def run_case(name: str, tmp_path: Path, capsys) -> dict:
+    """The study of one table through the command (``tuning.run``'s ``main``, in this process: the fresh
+    process is the MLflow model's, below), once per module; the report without its charts."""
     if name not in RESULTS:
         dataset, read = CASES[name]
         path = study_file(tmp_path, name, dataset)
-        out = subprocess.run([sys.executable, "-m", "tuning.run", str(path), "--quiet"], capture_output=True,
-                             text=True, timeout=600, cwd=tmp_path)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(tmp_path)  # MLflow's artifact store lands there
+            patch.setattr(report_html, "write_pictures", no_pictures)  # charts: tested in test_report
+            code = main([str(path), "--quiet"])
+        err = capsys.readouterr().err
         rows = inject(read())
         rows_file = tmp_path / "rows.pkl"
         pd.to_pickle(rows, rows_file)
-        RESULTS[name] = {"out": out, "export": tmp_path / "out", "rows": rows, "rows_file": rows_file,
+        RESULTS[name] = {"code": code, "err": err, "export": tmp_path / "out", "rows": rows, "rows_file": rows_file,
                          "uri": tracking_uri(tmp_path)}
     return RESULTS[name]
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_shipped_table_tunes_and_its_export_predicts_raw_rows(name, tmp_path):
-    result = run_case(name, tmp_path)
-    out = result["out"]
-    assert out.returncode == 0, out.stderr[-3000:]
+def test_shipped_table_tunes_and_its_export_predicts_raw_rows(name, tmp_path, capsys):
+    result = run_case(name, tmp_path, capsys)
+    assert result["code"] == 0, result["err"][-3000:]
     metrics = json.loads((result["export"] / "metrics.json").read_text())
     from mlflow import MlflowClient
 
     client = MlflowClient(result["uri"])
     runs = client.search_runs([client.get_experiment_by_name(name).experiment_id],
                               "tags.`tuning.role` = 'trial'")
-    print(f"\n[acceptance] {name}: exit {out.returncode}, trials {len(runs)}, test {metrics['test']}")
+    print(f"\n[acceptance] {name}: exit {result['code']}, trials {len(runs)}, test {metrics['test']}")
     assert len(runs) == 2
     rows = result["rows"]
     predictions = load_model(result["export"]).predict(rows)
@@ -167,10 +172,10 @@ print(json.dumps(answers))
 """
 
 
-def test_mlflow_models_predict_raw_rows_in_a_fresh_process(tmp_path_factory):
+def test_mlflow_models_predict_raw_rows_in_a_fresh_process(tmp_path_factory, capsys):
     """All the studies' MLflow models, loaded with ``mlflow.pyfunc`` in one new process (start-up costs)."""
-    results = {name: run_case(name, tmp_path_factory.mktemp(name)) for name in sorted(CASES)}
-    failed = [name for name, r in results.items() if r["out"].returncode != 0]
+    results = {name: run_case(name, tmp_path_factory.mktemp(name), capsys) for name in sorted(CASES)}
+    failed = [name for name, r in results.items() if r["code"] != 0]
     assert not failed, f"studies failed: {failed}"
     jobs = [(r["uri"], name, str(r["rows_file"])) for name, r in results.items()]
     done = subprocess.run([sys.executable, "-c", _PYFUNC, json.dumps(jobs)], capture_output=True, text=True,
@@ -189,7 +194,8 @@ def test_mlflow_models_predict_raw_rows_in_a_fresh_process(tmp_path_factory):
             assert [str(v) for v in got] == [str(v) for v in expected], name
 
 
-def test_housing_export_predicts_on_the_frame_and_on_float64_arrays(tmp_path):
+def test_housing_export_predicts_on_the_frame_and_on_float64_arrays(tmp_path, monkeypatch):
+    monkeypatch.setattr(report_html, "write_pictures", no_pictures)  # charts: tested in test_report
     home = os.environ.get("SCIKIT_LEARN_DATA")
     if not home or not (Path(home).expanduser() / "cal_housing_py3.pkz").is_file():
         pytest.skip("scikit-learn's California housing cache not found (set SCIKIT_LEARN_DATA)")
@@ -261,6 +267,7 @@ def test_a_study_with_only_name_and_dataset_runs_with_the_defaults(tmp_path, cap
     path.write_text(yaml.safe_dump({"name": "minimal", "dataset": {"source": "csv", "path": "table.csv",
                                                                    "target": "price"}}))
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(report_html, "write_pictures", no_pictures)  # charts: tested in test_report
     assert main([str(path), "--dry-run"]) == 0
     assert "n_neurons" in capsys.readouterr().out  # the default space
     assert main([str(path), "--n-trials", "1", "--tracking-uri", tracking_uri(tmp_path)]) == 0
