@@ -28,10 +28,6 @@ from tuning.search.backends.optuna_budget import CANDIDATE, WORKER
 BACKENDS = ["optuna", "random"]
 
 
-def _log(path) -> str:
-    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
     """Completed trials are kept, the killed one is FAIL and its parameters retried, n_trials end counted,
@@ -51,7 +47,7 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
             running = [t for t in trials if t.state.name == "RUNNING" and "worker" in t.user_attrs]
             return sum(map(counts_toward_budget, trials)) >= 2 and running
 
-        wait_for(mid_trial, 240, "two trials done and a third running", alive=first)
+        wait_for(mid_trial, 240, f"two trials done and a third running (its output: {log})", alive=first)
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
