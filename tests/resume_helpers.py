@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,22 @@ def write_study(directory: Path, name: str, **search: Any) -> Path:
     path = Path(directory) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
     return path
+
+
+@contextmanager
+def without_charts() -> Iterator[None]:
+    """In this process, the end-of-study report without its PNG charts (slow to draw; test_report draws them)."""
+    import pytest
+
+    import tuning.report.html
+
+    def no_pictures(study: Any, out_dir: Path) -> list:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        return []
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tuning.report.html, "write_pictures", no_pictures)
+        yield
 
 
 def mlflow_db(directory: Path, name: str = "mlflow.db") -> Path:

@@ -146,28 +146,37 @@ def _postgres_or_skip() -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture(scope="module")
+def postgres_and_server(tmp_path_factory):
+    """(PostgreSQL URL, one ``mlflow server`` for this module's studies, each its own experiment). The server
+    is yielded while it starts: a test starts its workers first, then waits for it (``wait_healthy``)."""
+    storage = _postgres_or_skip()
+    directory = tmp_path_factory.mktemp("mlflow_server")
+    with mlflow_server(directory, f"sqlite:///{mlflow_db(directory, 'server.db')}") as server:
+        yield storage, server
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_three_workers_on_postgres_and_an_mlflow_server(tmp_path, backend):
+def test_three_workers_on_postgres_and_an_mlflow_server(tmp_path, backend, postgres_and_server):
     """Three independent workers (as on three machines): exactly n_trials counted trials with unique
     numbers and parameters (the random backend: each seeded candidate once), one parent run, one run per
     trial, the best model exported once."""
     import optuna
 
-    storage = _postgres_or_skip()
+    storage, server = postgres_and_server
     name = f"dist-{uuid.uuid4().hex[:10]}"
     n_trials = 6
     study = write_study(tmp_path, name, backend=backend, n_trials=n_trials, epochs=10)
     try:
-        with mlflow_server(tmp_path, f"sqlite:///{mlflow_db(tmp_path, 'server.db')}") as server:
-            procs = []  # started with the server: it comes up while they import TensorFlow
-            for i in range(3):
-                cmd = cli(study, "--storage", storage, "--tracking-uri", server.url, "--output-dir", str(tmp_path / f"w{i}"))
-                procs.append(start(cmd, tmp_path, tmp_path / f"w{i}.log"))
-            tracking = wait_healthy(server)
-            codes = [p.wait(timeout=600) for p in procs]
-            logs = "\n".join((tmp_path / f"w{i}.log").read_text(errors="replace")[-2000:] for i in range(3))
-            assert codes == [0, 0, 0], logs
-            parents, runs = mlflow_runs(tracking, name)
+        procs = []  # started with the server (first test): it comes up while they import TensorFlow
+        for i in range(3):
+            cmd = cli(study, "--storage", storage, "--tracking-uri", server.url, "--output-dir", str(tmp_path / f"w{i}"))
+            procs.append(start(cmd, tmp_path, tmp_path / f"w{i}.log"))
+        tracking = wait_healthy(server)
+        codes = [p.wait(timeout=600) for p in procs]
+        logs = "\n".join((tmp_path / f"w{i}.log").read_text(errors="replace")[-2000:] for i in range(3))
+        assert codes == [0, 0, 0], logs
+        parents, runs = mlflow_runs(tracking, name)
 
         storage = driver_url(storage)  # this process reads it directly (the CLI was given the plain URL)
         trials = load_trials(storage, name)

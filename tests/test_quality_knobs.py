@@ -9,6 +9,7 @@ import math
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -21,6 +22,7 @@ from estimators import KerasMLPClassifier, KerasMLPRegressor, build_model
 from estimators.embeddings import PeriodicEmbedding
 from estimators.ensemble import AveragingClassifier, AveragingRegressor, greedy_selection
 from tests.helpers import run_study_without_model_logging, tracking_uri, write_study
+from tests.resume_helpers import without_charts
 from tuning.export.files import load_model
 
 FAST = {"epochs": 3, "batch_size": 32, "optimizer": "adam", "random_state": 0}
@@ -207,7 +209,8 @@ def test_a_study_exports_a_greedy_ensemble_of_its_best_trials(tmp_path):
                        model={"optimizer": "adam", "numeric_embedding": "periodic", "n_frequencies": 4,
                               "embedding_dim": 2, "lr_schedule": "plateau"},
                        export={"ensemble": {"method": "greedy", "size": 6, "candidates": 3}})
-    result = run_study_without_model_logging(path, tmp_path)
+    with without_charts():
+        result = run_study_without_model_logging(path, tmp_path)
     out = tmp_path / "out"
     info = json.loads((out / "best_params.json").read_text())["ensemble"]
     members = info["members"]
@@ -237,7 +240,8 @@ def test_a_study_exports_a_greedy_ensemble_of_its_best_trials(tmp_path):
 def test_a_classification_study_exports_a_top_k_ensemble(tmp_path):
     path = write_study(tmp_path, dataset={"source": "iris", "test_size": 0.3, "valid_size": 0.3, "seed": 0},
                        search={"n_trials": 3}, export={"ensemble": {"method": "top_k", "size": 2}})
-    run_study_without_model_logging(path, tmp_path)
+    with without_charts():
+        run_study_without_model_logging(path, tmp_path)
     info = json.loads((tmp_path / "out" / "best_params.json").read_text())["ensemble"]
     assert [m["weight"] for m in info["members"]] == [0.5, 0.5]
     model = load_model(tmp_path / "out")
@@ -267,39 +271,59 @@ def _table(tmp_path):
 
 
 _FRESH = """
-import json, sys
+import json, os, sys
 import numpy as np, pandas as pd, mlflow
 from mlflow import MlflowClient
 from tuning.export.files import load_model
-uri, export, csv = sys.argv[1:4]
-rows = pd.read_csv(csv).drop(columns="price").head(6)
-rows.loc[0, "city"] = "never-seen"
-rows.loc[1, "area"] = np.nan
-mlflow.set_tracking_uri(uri)
-client = MlflowClient(uri)
-parent = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`tuning.role` = 'study'")[0]
-pyfunc = mlflow.pyfunc.load_model(parent.data.tags["model.uri"])
-print(json.dumps({"pipeline": load_model(export).predict(rows).tolist(),
-                  "pyfunc": np.asarray(pyfunc.predict(rows)).ravel().tolist(),
-                  "members": parent.data.tags.get("ensemble_members", "")}))
+answers = {}
+for key, (directory, uri, export, csv) in json.loads(sys.argv[1]).items():
+    os.chdir(directory)  # where the study ran: its MLflow artifact store
+    rows = pd.read_csv(csv).drop(columns="price").head(6)
+    rows.loc[0, "city"] = "never-seen"
+    rows.loc[1, "area"] = np.nan
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    parent = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`tuning.role` = 'study'")[0]
+    pyfunc = mlflow.pyfunc.load_model(parent.data.tags["model.uri"])
+    answers[key] = {"pipeline": load_model(export).predict(rows).tolist(),
+                    "pyfunc": np.asarray(pyfunc.predict(rows)).ravel().tolist(),
+                    "members": parent.data.tags.get("ensemble_members", "")}
+print(json.dumps(answers))
 """
 
+TRAIN_ON = ["train", "train+valid"]
 
-@pytest.mark.parametrize("train_on", ["train", "train+valid"])
-def test_an_exported_ensemble_predicts_raw_rows_in_a_fresh_process_and_through_mlflow(tmp_path, train_on):
-    csv = _table(tmp_path)
-    path = write_study(tmp_path, dataset={"source": "csv", "path": str(csv), "target": "price", "seed": 0},
-                       space=ENSEMBLE_SPACE, search={"n_trials": 3},
-                       model={"optimizer": "adam", "numeric_embedding": "periodic", "n_frequencies": 4,
-                              "embedding_dim": 2},
-                       export={"ensemble": {"size": 4, "candidates": 3}, "train_on": train_on})
-    done = subprocess.run([sys.executable, "-m", "tuning.run", str(path), "--quiet"], capture_output=True,
-                          text=True, timeout=600, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    fresh = subprocess.run([sys.executable, "-c", _FRESH, tracking_uri(tmp_path), str(tmp_path / "out"), str(csv)],
-                           capture_output=True, text=True, timeout=600, cwd=tmp_path)
+
+@pytest.fixture(scope="module")
+def exported_ensembles(tmp_path_factory):
+    """A study on a user's CSV per ``export.train_on``, run in this process (MLflow model included), then
+    one fresh process predicting raw rows with each export and each MLflow model: {train_on: (study
+    directory, CSV, the fresh process's answer)}."""
+    from tuning.study import run_study
+
+    studies = {}
+    for train_on in TRAIN_ON:
+        tmp = tmp_path_factory.mktemp("raw_rows")
+        csv = _table(tmp)
+        path = write_study(tmp, dataset={"source": "csv", "path": str(csv), "target": "price", "seed": 0},
+                           space=ENSEMBLE_SPACE, search={"n_trials": 3},
+                           model={"optimizer": "adam", "numeric_embedding": "periodic", "n_frequencies": 4,
+                                  "embedding_dim": 2},
+                           export={"ensemble": {"size": 4, "candidates": 3}, "train_on": train_on})
+        with pytest.MonkeyPatch.context() as patch, without_charts():
+            patch.chdir(tmp)  # MLflow's artifact store lands there
+            assert run_study(path, quiet=True).best is not None
+        studies[train_on] = (str(tmp), tracking_uri(tmp), str(tmp / "out"), str(csv))
+    fresh = subprocess.run([sys.executable, "-c", _FRESH, json.dumps(studies)], capture_output=True, text=True,
+                           timeout=600)
     assert fresh.returncode == 0, fresh.stderr[-3000:]
-    answer = json.loads(fresh.stdout.strip().splitlines()[-1])
+    answers = json.loads(fresh.stdout.strip().splitlines()[-1])
+    return {key: (Path(directory), Path(csv), answers[key]) for key, (directory, _, _, csv) in studies.items()}
+
+
+@pytest.mark.parametrize("train_on", TRAIN_ON)
+def test_an_exported_ensemble_predicts_raw_rows_in_a_fresh_process_and_through_mlflow(exported_ensembles, train_on):
+    tmp_path, csv, answer = exported_ensembles[train_on]
     rows = pd.read_csv(csv).drop(columns="price").head(6)
     rows.loc[0, "city"] = "never-seen"
     rows.loc[1, "area"] = np.nan

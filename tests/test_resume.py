@@ -16,9 +16,9 @@ from resume_helpers import (
     load_trials,
     mlflow_db,
     mlflow_runs,
-    run,
     start,
     wait_for,
+    without_charts,
     write_study,
 )
 
@@ -26,10 +26,6 @@ from tuning.search.backends.optuna import SURPLUS, counts_toward_budget
 from tuning.search.backends.optuna_budget import CANDIDATE, WORKER
 
 BACKENDS = ["optuna", "random"]
-
-
-def _log(path) -> str:
-    return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -51,7 +47,7 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
             running = [t for t in trials if t.state.name == "RUNNING" and "worker" in t.user_attrs]
             return sum(map(counts_toward_budget, trials)) >= 2 and running
 
-        wait_for(mid_trial, 240, "two trials done and a third running", alive=first)
+        wait_for(mid_trial, 240, f"two trials done and a third running (its output: {log})", alive=first)
     finally:
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
@@ -61,7 +57,17 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
     killed = killed[0]
     kept = {n: t.datetime_complete for n, t in before.items() if counts_toward_budget(t)}
 
-    assert run(cmd, tmp_path, log) == 0, _log(log)
+    # the re-run: this process (its own pid; the killed one's is gone), charts and MLflow model skipped
+    from tuning.config.schema import load_study
+    from tuning.study import run_study
+    from tuning.tracking.tracker import MlflowTracker
+
+    config = load_study(study).with_overrides(output_dir=tmp_path / "out", tracking_uri=tracking)
+    with pytest.MonkeyPatch.context() as patch, without_charts():
+        patch.chdir(tmp_path)
+        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)
+        rerun = run_study(config, quiet=True)
+    assert rerun.best is not None and not rerun.interrupted
 
     trials = load_trials(storage, "resume")
     by_number = {t.number: t for t in trials}
@@ -73,7 +79,6 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
     assert len(retries) == 1 and retries[0].params == killed.params and counts_toward_budget(retries[0])
     assert len(trials) == n_trials + 1
     if backend == "random":
-        from tuning.config.schema import load_study
         from tuning.search.backends.random import candidates
 
         ran = sorted(((t.user_attrs[CANDIDATE], t.params) for t in trials if counts_toward_budget(t)), key=lambda x: x[0])
@@ -135,6 +140,7 @@ def test_random_backend_resumes_after_a_dead_process(tmp_path, monkeypatch):
     from tuning.study import run_study
 
     monkeypatch.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")  # see resume_helpers.cli_env
+    monkeypatch.chdir(tmp_path)  # MLflow's artifact store lands there
     study = write_study(tmp_path, "rand", backend="random", n_trials=3, epochs=2, n_jobs=2)
     out, tracking = tmp_path / "out", f"sqlite:///{mlflow_db(tmp_path)}"
     config = load_study(study).with_overrides(output_dir=out, tracking_uri=tracking)
@@ -163,7 +169,11 @@ def test_random_backend_resumes_after_a_dead_process(tmp_path, monkeypatch):
     real_wait = tuning.study.wait_all
     monkeypatch.setattr(tuning.study, "wait_all", lambda procs: helpers.extend(procs) or real_wait(procs))
 
-    result = run_study(config, quiet=True)
+    from tuning.tracking.tracker import MlflowTracker
+
+    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
+    with without_charts():
+        result = run_study(config, quiet=True)
 
     assert spawned == [(1, store.url)] and [p.returncode for p in helpers] == [0]  # n_jobs 2: one more process
     trials = {t.number: t for t in load_trials(store.url, "rand")}

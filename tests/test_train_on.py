@@ -13,6 +13,7 @@ import pytest
 
 from estimators.ensemble import AveragingRegressor
 from tests.helpers import run_study_without_model_logging, study_dict, write_study
+from tests.resume_helpers import without_charts
 from tuning.config.schema import load_study, load_study_dict
 from tuning.data.sources import load_dataset
 from tuning.errors import StudyError
@@ -55,11 +56,19 @@ def test_a_retrained_model_replays_its_trials_epochs_and_learning_rates_on_all_r
     assert not np.allclose(again.predict(runner.data.X_valid), trained.predict(runner.data.X_valid))
 
 
-def test_a_study_exports_an_ensemble_retrained_on_training_and_validation_rows(tmp_path):
-    path = write_study(tmp_path, model=PLATEAU, training=TRAINING, search={"n_trials": 4},
+@pytest.fixture(scope="module")
+def ensemble_study(tmp_path_factory):
+    """One train+valid greedy-ensemble study (4 trials), shared: (study file, result, export dir)."""
+    tmp = tmp_path_factory.mktemp("ensemble")
+    path = write_study(tmp, model=PLATEAU, training=TRAINING, search={"n_trials": 4},
                        export={"ensemble": {"method": "greedy", "size": 6, "candidates": 3}, "train_on": "train+valid"})
-    result = run_study_without_model_logging(path, tmp_path)
-    out = tmp_path / "out"
+    with without_charts():
+        result = run_study_without_model_logging(path, tmp)
+    return path, result, tmp / "out"
+
+
+def test_a_study_exports_an_ensemble_retrained_on_training_and_validation_rows(ensemble_study):
+    path, result, out = ensemble_study
     info = json.loads((out / "best_params.json").read_text())["ensemble"]
     by_number = {r.number: r for r in result.records}
     ensemble = load_model(out).named_steps["model"]
@@ -79,7 +88,8 @@ def test_a_study_exports_an_ensemble_retrained_on_training_and_validation_rows(t
 def test_the_random_backend_keeps_outputs_for_a_retrained_single_best_model(tmp_path):
     path = write_study(tmp_path, model=PLATEAU, training=TRAINING, search={"backend": "random", "n_trials": 2},
                        export={"train_on": "train+valid", "ensemble": {"method": "top_k", "size": 2}})
-    result = run_study_without_model_logging(path, tmp_path)
+    with without_charts():
+        result = run_study_without_model_logging(path, tmp_path)
     done = [r for r in result.records if r.state == COMPLETE]
     assert done and all(r.best_epoch >= 1 and r.valid_output is not None for r in done)  # read back from its file
     members = load_model(tmp_path / "out").named_steps["model"].estimators_
@@ -100,19 +110,18 @@ def test_search_workers_in_the_study_starts_helpers(tmp_path, monkeypatch):
     monkeypatch.setattr(tuning.study, "start_helpers",
                         lambda config, store, workers, *rest: started.append(workers) or real(config, store, workers, *rest))
     path = write_study(tmp_path, search={"n_trials": 2, "workers": 2})
-    result = run_study_without_model_logging(path, tmp_path)
+    with without_charts():
+        result = run_study_without_model_logging(path, tmp_path)
     assert started == [2] and len(result.records) == 2
 
 
-def test_another_process_selects_the_same_ensemble_from_the_stored_trials(tmp_path):
+def test_another_process_selects_the_same_ensemble_from_the_stored_trials(ensemble_study):
     """The exporting process may not have trained a member (a helper did): selection reads the outputs
     the study store keeps, and the members are retrained from their records alone."""
-    path = write_study(tmp_path, model=PLATEAU, training=TRAINING, search={"n_trials": 4},
-                       export={"ensemble": {"method": "greedy", "size": 4, "candidates": 3}, "train_on": "train+valid"})
-    run_study_without_model_logging(path, tmp_path)
-    exported = json.loads((tmp_path / "out" / "best_params.json").read_text())["ensemble"]
+    path, _, out = ensemble_study
+    exported = json.loads((out / "best_params.json").read_text())["ensemble"]
     config = load_study(path)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'out' / 'optuna.db'}")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{out / 'optuna.db'}")
     complete = [t for t in optuna.load_study(study_name="tiny", storage=storage).trials
                 if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete and all("valid_output" in t.user_attrs and t.user_attrs["best_epoch"] >= 1 for t in complete)
