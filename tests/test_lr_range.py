@@ -93,20 +93,22 @@ def test_command_defaults_to_the_export_dir(tmp_path, capsys):
     assert (tmp_path / "out" / "lr_range.json").exists()
 
 
-def test_command_bad_key_exits_2_naming_it(tmp_path, capsys):
+def test_command_bad_key_exits_2_naming_it(tmp_path, capsys, monkeypatch):
     data = study_dict(tmp_path)
     data["search"]["lr_range_tst"] = True
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("COLUMNS", "50")  # a narrow terminal: the file's path must still come out whole
     assert main([str(path)]) == 2
     err = capsys.readouterr().err
-    assert "bad.yaml" in err and "search.lr_range_tst" in err and "Traceback" not in err
+    assert str(path) in err and "search.lr_range_tst" in err and "Traceback" not in err
 
 
-def test_command_missing_study_exits_2(tmp_path, capsys):
+def test_command_missing_study_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "50")
     assert main([str(tmp_path / "nope.yaml")]) == 2
-    err = capsys.readouterr().err.replace("\n", "")  # the console wraps a long temporary path
-    assert "nope.yaml" in err and "not found" in err
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nope.yaml") in err and "not found" in err
 
 
 def test_command_bad_option_exits_2(tmp_path, capsys):

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         range_of = lr_bounds.spec_json(spec) if spec is not None else None
         files = lr_bounds.write(result, out_dir, range_of)
     except StudyError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")

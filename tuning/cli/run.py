@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_study(config, quiet=args.quiet, console=console, workers=workers, storage=args.storage,
                            fresh=args.fresh, worker=args.worker)
     except StudyError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[bold red]interrupted[/]")
