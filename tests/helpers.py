@@ -85,3 +85,12 @@ def no_pictures(study, out_dir: Path) -> list:
     tested in test_report), so ``report.html`` and its table are still written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     return []
+
+
+def table_cells(table: str, first: str) -> list[str]:
+    """The cells of the first markdown table row whose first cell is ``first``."""
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first:
+            return cells
+    raise AssertionError(f"no row '{first}' in:\n{table}")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import table_cells
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 SMOKE = {
@@ -46,15 +48,6 @@ def _check(done: subprocess.CompletedProcess, name: str) -> str:
 
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _cells(table: str, first: str) -> list[str]:
-    """The cells of the markdown table row whose first cell is ``first``."""
-    for line in table.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0] == first:
-            return cells
-    raise AssertionError(f"no row '{first}' in:\n{table}")
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -132,7 +125,7 @@ def test_vs_classic_smoke(smoke):
     assert median.groups() == (f"{time_ratio:.3f}", f"{mse_ratio:.3f}", f"{ours['test_mse']:.3f}", f"{hgb['test_mse']:.3f}")
     table = (out / "results.md").read_text()
     assert table.startswith("| seed |")
-    cells = _cells(table, "42")
+    cells = table_cells(table, "42")
     assert cells[1:4] == [f"{classic['wall_time_s']:.0f}", f"{classic['cv_mse']:.3f}", f"{classic['test_mse']:.3f}"]
     assert cells[5:7] == [f"{hgb['valid_mse']:.3f}", f"{hgb['test_mse']:.3f}"]
     assert cells[8] == f"{ours['valid_mse']:.3f}" and cells[10] == f"{ours['test_mse']:.3f}"
@@ -203,12 +196,12 @@ def test_levers_smoke(smoke):
     default, plain = by["default"], by["plain+ensemble"]
     table = (tmp / "levers" / "results.md").read_text()
     assert table.startswith("| variant |")
-    assert _cells(table, "default") == ["default", f"{default['test_mse']:.4f}", "+0.0000",
+    assert table_cells(table, "default") == ["default", f"{default['test_mse']:.4f}", "+0.0000",
                                         f"{default['wall_time_s']:.0f}", "1.00x", "1"]
-    assert _cells(table, "default without the ensemble (its best trial)")[1:3] == [
+    assert table_cells(table, "default without the ensemble (its best trial)")[1:3] == [
         f"{default['best_trial_test_mse']:.4f}", f"{default['best_trial_test_mse'] - default['test_mse']:+.4f}"]
     change = plain["test_mse"] - default["test_mse"]
-    assert _cells(table, "plain+ensemble") == ["plain+ensemble", f"{plain['test_mse']:.4f}", f"{change:+.4f}",
+    assert table_cells(table, "plain+ensemble") == ["plain+ensemble", f"{plain['test_mse']:.4f}", f"{change:+.4f}",
                                                f"{plain['wall_time_s']:.0f}",
                                                f"{plain['wall_time_s'] / default['wall_time_s']:.2f}x", "1"]
     assert re.search(rf"^plain\+ensemble +test MSE {plain['test_mse']:.4f} \({change:+.4f}\)", stdout, re.M), stdout

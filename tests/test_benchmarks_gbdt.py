@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import table_cells
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "vs_gbdt.py"
 NUMBER = r"\d+(\.\d+)?"
@@ -29,15 +31,6 @@ def run_vs_gbdt(*args: str, cwd: Path, expect: int = 0) -> subprocess.CompletedP
 def smoke(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     tmp = tmp_path_factory.mktemp("gbdt")
     return run_vs_gbdt("--smoke", "--out", str(tmp / "out"), cwd=tmp), tmp / "out"
-
-
-def _cells(table: str, first: str) -> list[str]:
-    """The cells of the first markdown table row whose first cell is ``first``."""
-    for line in table.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if line.startswith("|") and cells[0] == first:
-            return cells
-    raise AssertionError(f"no row '{first}' in:\n{table}")
 
 
 def _near(cell: str, value: float) -> bool:
@@ -63,11 +56,11 @@ def test_smoke_writes_table_plot_and_results(smoke):
     assert re.search(rf"^ratio smoke +seed 42 +test RMSE ours/HGB {ratio:.3f} +ours/HGB\(train\+valid\) {ratio_all:.3f}$",
                      done.stdout, re.M), done.stdout
     table = (out / "results.md").read_text()
-    summary = _cells(table, "smoke")  # the first table: one row per data set
+    summary = table_cells(table, "smoke")  # the first table: one row per data set
     assert summary[1] == "300" and summary[4] == f"{ratio:.3f}" and summary[8] == "42"
     assert _near(summary[2], ours["test_rmse"]) and _near(summary[3], hgb["test_rmse"])
     assert _near(summary[5], hgb["trainvalid_test_rmse"]) and summary[6] == f"{ours['wall_time_s']:.1f}"
-    per_run = _cells(table.split("| data set | seed |", 1)[1], "smoke")  # the second table: one row per run
+    per_run = table_cells(table.split("| data set | seed |", 1)[1], "smoke")  # the second table: one row per run
     assert per_run[1] == "42" and per_run[5] == f"{ratio:.3f}" and per_run[7] == f"{ratio_all:.3f}"
     assert _near(per_run[2], ours["valid_rmse"]) and _near(per_run[3], ours["test_rmse"])
     png = (out / "rmse_ratio.png").read_bytes()

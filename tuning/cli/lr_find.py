@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     from rich.console import Console
-    from rich.markup import escape
 
+    from tuning.cli.messages import interrupted, user_error
     from tuning.errors import StudyError
 
     console = Console(stderr=True, log_path=False)
@@ -76,11 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         range_of = lr_bounds.spec_json(spec) if spec is not None else None
         files = lr_bounds.write(result, out_dir, range_of)
     except StudyError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return 2
+        return user_error(console, exc)
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]")
-        return 130
+        return interrupted(console)
     low, high = result.suggested_bounds
     print(f"learning-rate range test of study '{config.name}': {len(result.learning_rates)} of {result.steps} "
           f"steps, batch size {result.batch_size} ({result.stopped})")

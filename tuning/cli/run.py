@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     interrupt.install_handlers()
     configure_study_process()  # before TensorFlow loads (see tuning/parallel/process.py)
     from rich.console import Console
-    from rich.markup import escape
 
+    from tuning.cli.messages import interrupted, user_error
     from tuning.errors import StudyError
 
     console = Console(stderr=True, log_path=False)
@@ -77,11 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run_study(config, quiet=args.quiet, console=console, workers=workers, storage=args.storage,
                            fresh=args.fresh, worker=args.worker)
     except StudyError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        return 2
+        return user_error(console, exc)
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]")
-        return 130
+        return interrupted(console)
     if args.worker:
         return 130 if result.interrupted else 0
     return report(result, console, out)

@@ -1,0 +1,21 @@
+"""What the commands print for a user's mistake and for Ctrl-C, and the exit code that goes with each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+
+from tuning.errors import StudyError
+
+
+def user_error(console: Any, exc: StudyError) -> int:
+    """Print ``exc``'s message, no traceback, its paths whole on any terminal width; exit code 2."""
+    console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    return 2
+
+
+def interrupted(console: Any) -> int:
+    """Say the command was interrupted; exit code 130."""
+    console.print("[bold red]interrupted[/]")
+    return 130
