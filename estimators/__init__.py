@@ -1,4 +1,4 @@
-"""Keras MLP estimators that behave as scikit-learn citizens.
+"""Keras estimators that behave as scikit-learn citizens: our MLP, or the user's own model factory.
 
 The estimators and ``build_model`` load on first use, so ``import estimators.hyperparams`` (the table of
 hyperparameters, read when a study file is validated) does not import TensorFlow. Importing this package
@@ -7,7 +7,7 @@ changes no environment variable or other process-wide state.
 
 from typing import Any
 
-__all__ = ["KerasMLPClassifier", "KerasMLPRegressor", "build_model"]
+__all__ = ["KerasMLPClassifier", "KerasMLPRegressor", "KerasModelClassifier", "KerasModelRegressor", "build_model"]
 
 
 def __getattr__(name: str) -> Any:
@@ -19,6 +19,10 @@ def __getattr__(name: str) -> Any:
         from estimators import wrappers
 
         return getattr(wrappers, name)
+    if name in ("KerasModelClassifier", "KerasModelRegressor"):
+        from estimators import user_model
+
+        return getattr(user_model, name)
     raise AttributeError(f"module 'estimators' has no attribute {name!r}")
 
 

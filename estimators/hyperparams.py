@@ -24,11 +24,13 @@ __all__ = [
     "HyperParam",
     "build_knobs",
     "check_params",
+    "compile_knobs",
     "for_estimator",
     "markdown_table",
     "model_settable",
     "numpydoc",
     "tunable",
+    "training_knobs",
     "tunable_line",
 ]
 
@@ -57,6 +59,9 @@ class HyperParam:
     tunable: bool = False  #: allowed as a key of a study's ``space``
     model: bool = False  #: settable in a study's ``model`` section
     build: bool = False  #: an argument of ``build_model`` (a model knob)
+    #: used to compile a user's own model that its factory left uncompiled (``KerasModelRegressor``); a factory
+    #: argument of the same name takes its place (the factory compiles with it)
+    compile: bool = False
     #: where a study sets it otherwise (dotted key of the study file), and how that value maps to the argument
     study: str | None = None
     study_value: Callable[[Any], Any] | None = None
@@ -165,16 +170,16 @@ HYPERPARAMS: dict[str, HyperParam] = _rows(
     HyperParam("n_neurons", "int", 30, "units per hidden layer", ge=1, tunable=True, model=True, build=True,
                aliases=("units", "neurons")),
     HyperParam("learning_rate", "float", 3e-3, "the optimizer's learning rate", gt=0, tunable=True, model=True,
-               build=True, aliases=("lr",)),
+               build=True, compile=True, aliases=("lr",)),
     HyperParam("activation", "str", "relu", "hidden-layer activation (a Keras name)", nullable=True,
                tunable=True, model=True, build=True),
     HyperParam("optimizer", "str", "sgd", "the Keras optimizer", choices=OPTIMIZERS, tunable=True, model=True,
-               build=True),
-    HyperParam("momentum", "float", 0.0, "SGD momentum", ge=0, lt=1, tunable=True, model=True, build=True),
+               build=True, compile=True),
+    HyperParam("momentum", "float", 0.0, "SGD momentum", ge=0, lt=1, tunable=True, model=True, build=True, compile=True),
     HyperParam("dropout", "float", 0.0, "dropout rate after each hidden layer", ge=0, lt=1, tunable=True,
                model=True, build=True),
     HyperParam("weight_decay", "float", None, "optimizer weight decay (None: the optimizer's default, 0.004 for "
-               "adamw)", ge=0, nullable=True, tunable=True, model=True, build=True, aliases=("l2",)),
+               "adamw)", ge=0, nullable=True, tunable=True, model=True, build=True, compile=True, aliases=("l2",)),
     HyperParam("numeric_embedding", "str", "none", "`periodic`: each feature goes through trainable sines and "
                "cosines, then a linear map and ReLU, before the hidden layers (PLR embeddings, Gorishniy et al. "
                "2022); `none`: the features enter the first hidden layer as they are",
@@ -207,7 +212,7 @@ HYPERPARAMS: dict[str, HyperParam] = _rows(
                "ignored when `fit(X, y, validation_data=(Xv, yv))` is given; `None` trains on everything",
                ge=0, lt=1, nullable=True, study="dataset.valid_size", study_value=lambda _: None),
     HyperParam("steps_per_execution", "int", 64, "training steps per TensorFlow call: the main speed knob for "
-               "small models on CPU", ge=1, build=True),
+               "small models on CPU", ge=1, build=True, compile=True),
     HyperParam("random_state", "any", None, "seeds weights, shuffling and the hold-out; the same seed gives "
                "identical predictions across fits and processes, and leaves no global TensorFlow state behind",
                study="search.seed", doc_type="int, RandomState or None"),
@@ -237,6 +242,17 @@ def model_settable() -> list[HyperParam]:
 def build_knobs() -> list[HyperParam]:
     """Hyperparameters that are arguments of ``build_model``."""
     return [p for p in HYPERPARAMS.values() if p.build]
+
+
+def training_knobs(estimator: str) -> list[HyperParam]:
+    """The ``regressor``'s or ``classifier``'s training arguments (not ``build_model``'s): the arguments a
+    user's own model estimator always has, which no factory argument may be named."""
+    return [p for p in for_estimator(estimator) if not p.build]
+
+
+def compile_knobs() -> list[HyperParam]:
+    """What compiles a user's model when its factory does not (optimizer, learning rate, ...)."""
+    return [p for p in HYPERPARAMS.values() if p.compile]
 
 
 def check_params(values: Mapping[str, Any], names: Iterable[str] | None = None) -> None:

@@ -7,8 +7,9 @@ alone takes the matrix-vector path). The same row then scores ~1e-7 relative apa
 batches, and which rows differ depends on the kernels the processor gets (its vector width). In float64
 the same effect is ~1e-16 relative, so predictions are computed in float64 from the fitted weights: for the
 networks ``build_model`` makes (Dense layers with the usual activations, Dropout, periodic embeddings) by
-a NumPy forward pass, which costs nothing to set up; for any other network by a float64 copy of the Keras
-model, built from the current weights at each predict (never stored, so never stale and never pickled).
+a NumPy forward pass, which costs nothing to set up; for any other network (a user's functional model) by a
+float64 copy of the Keras model, built from the current weights at each predict (never stored, so never
+stale and never pickled). A subclassed model, which cannot be copied layer by layer, predicts in float32.
 """
 
 from __future__ import annotations
@@ -36,21 +37,22 @@ def numeric_input(X, estimator_name: str) -> np.ndarray:
 
 
 def float64_twin(model):
-    """A float64 Keras model with ``model``'s layers and weights (inference only)."""
+    """A float64 Keras model with ``model``'s layers and weights (inference only), or None when one cannot
+    be made (a subclassed model, a layer whose config does not take a dtype)."""
     import keras
 
-    inputs = keras.Input(shape=tuple(model.input_shape[1:]), dtype="float64")
-    outputs = inputs
-    layers = []
-    for layer in model.layers:
+    def float64_layer(layer):
         config = layer.get_config()
         config["dtype"] = "float64"
-        twin_layer = type(layer).from_config(config)
-        outputs = twin_layer(outputs)
-        layers.append(twin_layer)
-    twin = keras.Model(inputs, outputs, name=f"{model.name}_float64")
-    for twin_layer, layer in zip(layers, model.layers, strict=True):
-        twin_layer.set_weights([np.asarray(w, dtype="float64") for w in layer.get_weights()])
+        return type(layer).from_config(config)
+
+    try:
+        inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype="float64") for t in model.inputs]
+        twin = keras.models.clone_model(model, input_tensors=inputs if len(inputs) > 1 else inputs[0],
+                                        clone_function=float64_layer)
+        twin.set_weights([np.asarray(w, dtype="float64") for w in model.get_weights()])
+    except Exception:  # not a graph of layers (subclassed), or a layer that cannot be rebuilt in float64
+        return None
     return twin
 
 
@@ -114,8 +116,13 @@ def numpy_layer_table() -> dict[type, Callable[[Any], Callable[[np.ndarray], np.
 
 
 def numpy_layers(model) -> list | None:
-    """``model``'s layers as float64 NumPy functions of the previous layer's output, or None when a layer is
-    not in :func:`numpy_layer_table` or its configuration is not covered (the Keras twin scores it then)."""
+    """``model``'s layers as float64 NumPy functions of the previous layer's output, or None when the model
+    is not a chain of layers (a Sequential model) or a layer is not in :func:`numpy_layer_table` or its
+    configuration is not covered (the Keras twin scores it then)."""
+    import keras
+
+    if not isinstance(model, keras.Sequential):  # a functional graph may branch: no chain to follow
+        return None
     table = numpy_layer_table()
     steps = []
     for layer in model.layers:
@@ -141,5 +148,8 @@ def predict_float64(model, X: np.ndarray) -> np.ndarray:
     if steps is not None:
         return _numpy_forward(steps, X)
     twin = float64_twin(model)  # any other network: a float64 copy, built from the current weights
-    chunks = [np.asarray(twin(X[i : i + PREDICT_CHUNK], training=False)) for i in range(0, max(len(X), 1), PREDICT_CHUNK)]
+    if twin is None:  # a subclassed model: its own float32 outputs (batch-invariant to ~1e-7 only)
+        twin, X = model, X.astype("float32")
+    chunks = [np.asarray(twin(X[i : i + PREDICT_CHUNK], training=False), dtype="float64")
+              for i in range(0, max(len(X), 1), PREDICT_CHUNK)]
     return np.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]

@@ -28,3 +28,33 @@ class StandardizedTargetEncoder(RegressorTargetEncoder):
     def inverse_transform(self, y: np.ndarray) -> np.ndarray:
         y = np.asarray(y, dtype="float64").reshape(-1, *self._y_shape[1:])
         return y * self.scale_ + self.mean_
+
+
+def is_one_hot_loss(loss) -> bool:
+    """Whether a compiled Keras loss wants one-hot targets (categorical, not sparse, cross-entropy)."""
+    import keras
+
+    if isinstance(loss, str):
+        return loss in ("categorical_crossentropy", "CategoricalCrossentropy")
+    return isinstance(loss, keras.losses.CategoricalCrossentropy) or loss is keras.losses.categorical_crossentropy
+
+
+class OneHotTargets:
+    """A fitted class encoder whose codes are turned into one-hot rows (for a model compiled with a
+    categorical cross-entropy); predictions go back through the class encoder."""
+
+    def __init__(self, encoder, n_classes: int) -> None:
+        self.encoder = encoder
+        self.n_classes = n_classes
+
+    def transform(self, y):
+        codes = np.asarray(self.encoder.transform(y)).reshape(-1).astype(int)
+        return np.eye(self.n_classes, dtype="float32")[codes]
+
+    def inverse_transform(self, y, return_proba: bool = False):
+        return self.encoder.inverse_transform(y, return_proba=return_proba)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.__dict__["encoder"], name)

@@ -209,6 +209,10 @@ class _KerasMLPMixin:
     def _model_task(self) -> str:
         return self._task
 
+    def _initial_learning_rate(self) -> float:
+        """The rate a schedule starts from."""
+        return float(self.learning_rate)
+
     def _holdout(self, X, y, sample_weight, seed):
         """Split ``validation_fraction`` of the (encoded) training data off for early stopping."""
         n = len(X)
@@ -244,7 +248,7 @@ class _KerasMLPMixin:
         stopper = None
         if self.early_stopping:
             stopper = early_stopping(monitor, int(self.patience), float(self.min_delta), bool(self.restore_best_weights))
-        schedule = lr_schedule(self.lr_schedule, float(self.learning_rate), int(epochs), int(self.patience), monitor)
+        schedule = lr_schedule(self.lr_schedule, self._initial_learning_rate(), int(epochs), int(self.patience), monitor)
         callbacks = [cb for cb in (nan_stop, stopper, schedule, *extra_callbacks) if cb is not None]
         history = self.model_.fit(
             array_dataset((X, y, sample_weight), int(self.batch_size), shuffle=True, seed=seed),
@@ -286,6 +290,37 @@ class _KerasMLPMixin:
         return predict_float64(self.model_, X)
 
 
+class _RegressorParts:
+    """What a regressor adds to the shared mixin (before scikeras' KerasRegressor in the MRO)."""
+
+    _task = "regression"
+
+    @property
+    def target_encoder(self):
+        """Standardises y for training when ``standardize_target``; predictions come back in y's units."""
+        return StandardizedTargetEncoder() if self.standardize_target else super().target_encoder
+
+    def predict(self, X, **kwargs):
+        """Predicted values, shape (n_samples,)."""
+        return super().predict(X, **kwargs)
+
+
+class _ClassifierParts:
+    """What a classifier adds to the shared mixin (before scikeras' KerasClassifier in the MRO)."""
+
+    _task = "classification"
+    class_weight = None
+
+    def _model_task(self) -> str:
+        return "multiclass" if (getattr(self, "n_classes_", 2) or 2) > 2 else "binary"
+
+    def predict_proba(self, X, **kwargs):
+        """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
+        proba = np.asarray(super().predict_proba(X, **kwargs), dtype="float64")
+        proba = proba.reshape(-1, max(int(self.n_classes_), 2)) if self.n_classes_ > 1 else proba.reshape(-1, 1)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+
 def _shape(a) -> tuple:
     """Shape of an array-like without numpy's array-function dispatch (sklearn's _NotAnArray)."""
     return tuple(a.shape) if hasattr(a, "shape") else np.asarray(a).shape
@@ -296,7 +331,7 @@ def _init_params(est, **params) -> None:
         setattr(est, name, value)
 
 
-class KerasMLPRegressor(_KerasMLPMixin, KerasRegressor):
+class KerasMLPRegressor(_RegressorParts, _KerasMLPMixin, KerasRegressor):
     __doc__ = f"""Multi-layer perceptron regressor (Keras), a scikit-learn estimator.
 
 {textwrap.indent(hyperparams.numpydoc("regressor"), "    ")}
@@ -314,8 +349,6 @@ class KerasMLPRegressor(_KerasMLPMixin, KerasRegressor):
         True when the loss became NaN/inf and training stopped.
     n_features_in_ : int
     """
-
-    _task = "regression"
 
     def __init__(
         self,
@@ -346,26 +379,15 @@ class KerasMLPRegressor(_KerasMLPMixin, KerasRegressor):
     ):
         _init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 
-    @property
-    def target_encoder(self):
-        """Standardises y for training when ``standardize_target``; predictions come back in y's units."""
-        return StandardizedTargetEncoder() if self.standardize_target else super().target_encoder
-
-    def predict(self, X, **kwargs):
-        """Predicted values, shape (n_samples,)."""
-        return super().predict(X, **kwargs)
 
 
-class KerasMLPClassifier(_KerasMLPMixin, KerasClassifier):
+class KerasMLPClassifier(_ClassifierParts, _KerasMLPMixin, KerasClassifier):
     """Multi-layer perceptron classifier (Keras), binary or multi-class, a scikit-learn estimator.
 
     Labels may be integers or strings. Binary problems use one sigmoid unit and binary
     cross-entropy; more classes use softmax and sparse categorical cross-entropy. Parameters and
     attributes are those of :class:`KerasMLPRegressor`, plus ``classes_`` and ``n_classes_``.
     """
-
-    _task = "classification"
-    class_weight = None
 
     def __init__(
         self,
@@ -395,11 +417,3 @@ class KerasMLPClassifier(_KerasMLPMixin, KerasClassifier):
     ):
         _init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 
-    def _model_task(self) -> str:
-        return "multiclass" if (getattr(self, "n_classes_", 2) or 2) > 2 else "binary"
-
-    def predict_proba(self, X, **kwargs):
-        """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
-        proba = np.asarray(super().predict_proba(X, **kwargs), dtype="float64")
-        proba = proba.reshape(-1, max(int(self.n_classes_), 2)) if self.n_classes_ > 1 else proba.reshape(-1, 1)
-        return proba / proba.sum(axis=1, keepdims=True)

@@ -1,0 +1,264 @@
+"""scikit-learn estimators around the user's own Keras model factory.
+
+``KerasModelRegressor(build=build_model, epochs=100, patience=10)`` takes any function that returns a Keras
+model (Sequential, functional or subclassed; compiled or not). Its parameters are ``build``, the factory's
+own arguments by their own names and defaults, the compile settings the factory does not take (optimizer,
+learning rate, ... : used when the factory leaves the model uncompiled) and the training settings of the
+hyperparameter table (epochs, batch size, early stopping, schedule, seed, validation fraction), so
+``clone``, pickle, Pipelines and every scikit-learn search work with a factory copied from a tutorial:
+
+    RandomizedSearchCV(KerasModelRegressor(build=build_model), {"n_neurons": randint(1, 100)})
+
+Arguments named in :data:`estimators.factory.FACTS` (``input_shape``, ``n_features``, ``n_classes``,
+``task``, ``seed``) are given from the data. The training loop, early stopping, seeding and float64
+prediction are the MLP estimators' (``estimators.wrappers``).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import keras
+from scikeras.wrappers import KerasClassifier, KerasRegressor
+
+from estimators import hyperparams
+from estimators.build import make_optimizer, skip_single_replica_all_reduce
+from estimators.factory import FACTS, Factory, FactoryError, resolve
+from estimators.targets import OneHotTargets, is_one_hot_loss
+from estimators.wrappers import _ClassifierParts, _init_params, _KerasMLPMixin, _RegressorParts
+
+__all__ = ["KerasModelClassifier", "KerasModelRegressor", "model_factory"]
+
+_RESOLVED: dict[tuple[int, str], Factory] = {}
+
+
+def _factory_of(build: Any) -> Factory:
+    """The resolved factory of ``build``, cached (a file is imported once)."""
+    key = (id(build), build if isinstance(build, str) else "")
+    if key not in _RESOLVED:
+        _RESOLVED[key] = resolve(build)
+    return _RESOLVED[key]
+
+
+class _KerasModelMixin(_KerasMLPMixin):
+    """Parameters from the factory's signature, and a model from the factory."""
+
+    def _store(self, build, training: dict[str, Any], params: dict[str, Any]) -> None:
+        """``__init__``: the factory, the training settings, then the model parameters given."""
+        object.__setattr__(self, "_model_params", {})
+        _init_params(self, build=build, **training)
+        for name, value in params.items():
+            setattr(self, name, value)
+
+    # ---- parameters: build, the factory's arguments, the compile settings it does not take, training ------
+    @classmethod
+    def _training_defaults(cls) -> dict[str, Any]:
+        return {p.name: p.default for p in hyperparams.training_knobs(cls._kind())}
+
+    @classmethod
+    def _kind(cls) -> str:
+        return "regressor" if cls._task == "regression" else "classifier"
+
+    def _factory(self) -> Factory | None:
+        return None if self.build is None else _factory_of(self.build)
+
+    def _model_defaults(self) -> dict[str, Any]:
+        """The factory's arguments with their defaults, then the compile settings it does not take."""
+        factory = self._factory()
+        out = {} if factory is None else factory.defaults()
+        for knob in hyperparams.compile_knobs():
+            if factory is None or knob.name not in factory.argument_names:
+                out[knob.name] = knob.default
+        return out
+
+    def _model_names(self) -> set[str]:
+        factory = self._factory()
+        names = set(self._model_defaults()) | set(self._model_params)
+        return names if factory is None else names | set(factory.argument_names)
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """``build``, the factory's arguments (with its defaults), the compile settings it does not take and
+        the training settings."""
+        out = {"build": self.build}
+        out.update({**self._model_defaults(), **self._model_params})
+        out.update({name: getattr(self, name) for name in self._training_defaults()})
+        return out
+
+    def set_params(self, **params):
+        valid = set(self.get_params()) | self._model_names()
+        for name, value in params.items():
+            if name not in valid and not self._accepts_any(name):
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}: not an argument of "
+                    f"{self._factory_label()} nor a training setting. Valid parameters are: {sorted(valid)!r}."
+                )
+            setattr(self, name, value)
+        return self
+
+    def _accepts_any(self, name: str) -> bool:
+        factory = self._factory()
+        return factory is not None and factory.takes(name)
+
+    def _factory_label(self) -> str:
+        factory = self._factory()
+        return "the factory" if factory is None else factory.label
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or name.endswith("_") or name == "build" or name in self._training_defaults():
+            object.__setattr__(self, name, value)
+            return
+        self.__dict__["_model_params"][name] = value
+
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup fails: a model parameter, given or at its default
+        if name.startswith("_") or name.endswith("_"):
+            raise AttributeError(name)
+        params = self.__dict__.get("_model_params", {})
+        if name in params:
+            return params[name]
+        try:
+            defaults = self._model_defaults()
+        except FactoryError:
+            defaults = {}
+        if name in defaults:
+            return defaults[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # ---- checks ----------------------------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.build is None:
+            raise ValueError(
+                f"{type(self).__name__} needs build: a function that returns a Keras model, "
+                "'package.module:function' or 'path/to/file.py:function'"
+            )
+        factory = self._factory()
+        given_facts = sorted(set(self._model_params) & set(FACTS))
+        if given_facts:
+            raise ValueError(
+                f"{', '.join(given_facts)} {'is' if len(given_facts) == 1 else 'are'} given to {factory.label} from "
+                "the data; do not set it on the estimator"
+            )
+        for knob in hyperparams.training_knobs(self._kind()):
+            knob.check(getattr(self, knob.name))
+        for knob in hyperparams.compile_knobs():
+            if not factory.takes(knob.name):
+                knob.check(getattr(self, knob.name))
+
+    # ---- the model -------------------------------------------------------------------------------------
+    def _keras_build_fn(self):
+        factory = self._factory()
+        arguments = {name: value for name, value in self.get_params().items() if factory.takes(name)}
+        facts = {
+            "input_shape": tuple(int(d) for d in self.X_shape_[1:]),
+            "n_features": int(self.n_features_in_),
+            "n_classes": getattr(self, "n_classes_", None),
+            "task": self._model_task(),
+            "seed": self._fit_extras[2],
+        }
+        model = factory.build(arguments, facts)
+        if model.compiled:
+            # the user's optimizer, kept as compiled; the fix that stops every fit leaking its graph applies
+            skip_single_replica_all_reduce(model.optimizer)
+        else:
+            model.compile(
+                loss=self._default_loss(model),
+                optimizer=make_optimizer(self._knob("optimizer"), float(self._knob("learning_rate")),
+                                         float(self._knob("momentum")), self._knob("weight_decay")),
+                metrics=["accuracy"] if self._task != "regression" else [],
+                steps_per_execution=int(self._knob("steps_per_execution")),
+            )
+        if self._task != "regression" and is_one_hot_loss(model.loss):
+            self.target_encoder_ = OneHotTargets(self.target_encoder_, int(self.n_classes_))
+        return model
+
+    def _knob(self, name: str) -> Any:
+        return hyperparams.HYPERPARAMS[name].coerce(getattr(self, name))
+
+    def _default_loss(self, model) -> str:
+        """The task's loss for a model the factory left uncompiled (its output gives probabilities)."""
+        if self._task == "regression":
+            return "mse"
+        units = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
+        return "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
+
+    def _initial_learning_rate(self) -> float:
+        rate = self.model_.optimizer.learning_rate
+        return float(keras.ops.convert_to_numpy(rate))
+
+
+def _doc(kind: str) -> str:
+    training = "\n".join(f"    {p.name} : default={p.default!r}\n        {p.doc}."
+                         for p in hyperparams.training_knobs(kind))
+    compiling = "\n".join(f"    {p.name} : default={p.default!r}\n        {p.doc}."
+                          for p in hyperparams.compile_knobs())
+    return textwrap.dedent(f"""
+    Parameters
+    ----------
+    build : callable or str
+        A function returning a Keras model, ``"package.module:function"`` or ``"path/to/file.py:function"``.
+    **arguments
+        The factory's own arguments, by their names (``get_params`` lists them with its defaults). Arguments
+        named {', '.join(FACTS)} are given from the data.
+    Compile settings (used when the factory returns an uncompiled model; a factory argument of the same
+    name takes their place):
+{compiling}
+    Training settings:
+{training}
+    """)
+
+
+class KerasModelRegressor(_RegressorParts, _KerasModelMixin, KerasRegressor):
+    __doc__ = "Your own Keras model as a scikit-learn regressor.\n" + _doc("regressor")
+
+    def __init__(
+        self,
+        build=None,
+        *,
+        epochs=100,
+        batch_size=32,
+        lr_schedule="constant",
+        early_stopping=True,
+        patience=10,
+        min_delta=0.0,
+        restore_best_weights=True,
+        validation_fraction=0.1,
+        random_state=None,
+        verbose=0,
+        standardize_target=False,
+        **params,
+    ):
+        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "params")}
+        self._store(build, training, params)
+
+
+class KerasModelClassifier(_ClassifierParts, _KerasModelMixin, KerasClassifier):
+    __doc__ = ("Your own Keras model as a scikit-learn classifier (binary or multi-class; a one-unit sigmoid "
+               "output gets 0/1 targets, a softmax output class codes, or one-hot with a categorical loss).\n"
+               + _doc("classifier"))
+
+    def __init__(
+        self,
+        build=None,
+        *,
+        epochs=100,
+        batch_size=32,
+        lr_schedule="constant",
+        early_stopping=True,
+        patience=10,
+        min_delta=0.0,
+        restore_best_weights=True,
+        validation_fraction=0.1,
+        random_state=None,
+        verbose=0,
+        **params,
+    ):
+        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "params")}
+        self._store(build, training, params)
+
+
+def model_factory(estimator: Any) -> Factory | None:
+    """The factory of a user's-model estimator (None for any other estimator, or without ``build``)."""
+    if isinstance(estimator, _KerasModelMixin) and estimator.build is not None:
+        return _factory_of(estimator.build)
+    return None
