@@ -308,7 +308,18 @@ def tunable_line() -> str:
     return "Tunable names: " + ", ".join(f"`{n}`" for n in names) + "."
 
 
-_BLOCKS = {"hyperparameter table": markdown_table, "tunable names": tunable_line}
+def own_model_lines() -> str:
+    """The README's lines on which arguments the user's-model estimators have."""
+    training = [p.name for p in training_knobs("regressor")]
+    compiling = [p.name for p in compile_knobs()]
+    return (
+        "- Training settings (every user's model): " + ", ".join(f"`{n}`" for n in training) + ".\n"
+        "- Compile settings (a model the factory leaves uncompiled; a factory argument of the same name takes "
+        "their place): " + ", ".join(f"`{n}`" for n in compiling) + "."
+    )
+
+
+_BLOCKS = {"hyperparameter table": markdown_table, "tunable names": tunable_line, "own model knobs": own_model_lines}
 
 
 def render_readme(text: str) -> str:

@@ -119,9 +119,8 @@ def numpy_layers(model) -> list | None:
     """``model``'s layers as float64 NumPy functions of the previous layer's output, or None when the model
     is not a chain of layers (a Sequential model) or a layer is not in :func:`numpy_layer_table` or its
     configuration is not covered (the Keras twin scores it then)."""
-    import keras
 
-    if not isinstance(model, keras.Sequential):  # a functional graph may branch: no chain to follow
+    if not _is_chain(model):  # a functional graph that branches: no chain to follow
         return None
     table = numpy_layer_table()
     steps = []
@@ -132,6 +131,28 @@ def numpy_layers(model) -> list | None:
             return None
         steps.append(step)
     return steps
+
+
+def _is_chain(model) -> bool:
+    """Whether each layer of ``model`` takes the previous layer's output (a Sequential model, or a
+    functional one without branches)."""
+    import keras
+
+    if isinstance(model, keras.Sequential):
+        return True
+    try:
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            return False
+        previous = model.inputs[0]
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            if layer.input is not previous:
+                return False
+            previous = layer.output
+        return previous is model.outputs[0]
+    except (AttributeError, ValueError):  # a subclassed model, a layer called more than once
+        return False
 
 
 def _numpy_forward(steps: list, X: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ prediction are the MLP estimators' (``estimators.wrappers``).
 
 from __future__ import annotations
 
+import os
 import textwrap
 from typing import Any
 
@@ -30,12 +31,13 @@ from estimators.wrappers import _ClassifierParts, _init_params, _KerasMLPMixin, 
 
 __all__ = ["KerasModelClassifier", "KerasModelRegressor", "model_factory"]
 
-_RESOLVED: dict[tuple[int, str], Factory] = {}
+_RESOLVED: dict[tuple[Any, ...], Factory] = {}
 
 
 def _factory_of(build: Any) -> Factory:
     """The resolved factory of ``build``, cached (a file is imported once)."""
-    key = (id(build), build if isinstance(build, str) else "")
+    # a relative path is relative to the working directory of the moment
+    key = ("path", build, os.getcwd()) if isinstance(build, str) else ("object", id(build))
     if key not in _RESOLVED:
         _RESOLVED[key] = resolve(build)
     return _RESOLVED[key]
@@ -61,11 +63,20 @@ class _KerasModelMixin(_KerasMLPMixin):
         return "regressor" if cls._task == "regression" else "classifier"
 
     def _factory(self) -> Factory | None:
+        """The resolved factory (a bad ``build`` raises :class:`FactoryError`, at fit)."""
         return None if self.build is None else _factory_of(self.build)
+
+    def _known_factory(self) -> Factory | None:
+        """The resolved factory, or None when ``build`` is missing or does not resolve: parameters can still
+        be read and set (scikit-learn's contract), and fit says what is wrong with ``build``."""
+        try:
+            return self._factory()
+        except FactoryError:
+            return None
 
     def _model_defaults(self) -> dict[str, Any]:
         """The factory's arguments with their defaults, then the compile settings it does not take."""
-        factory = self._factory()
+        factory = self._known_factory()
         out = {} if factory is None else factory.defaults()
         for knob in hyperparams.compile_knobs():
             if factory is None or knob.name not in factory.argument_names:
@@ -73,7 +84,7 @@ class _KerasModelMixin(_KerasMLPMixin):
         return out
 
     def _model_names(self) -> set[str]:
-        factory = self._factory()
+        factory = self._known_factory()
         names = set(self._model_defaults()) | set(self._model_params)
         return names if factory is None else names | set(factory.argument_names)
 
@@ -87,8 +98,9 @@ class _KerasModelMixin(_KerasMLPMixin):
 
     def set_params(self, **params):
         valid = set(self.get_params()) | self._model_names()
+        checkable = self._known_factory() is not None
         for name, value in params.items():
-            if name not in valid and not self._accepts_any(name):
+            if checkable and name not in valid and not self._accepts_any(name):
                 raise ValueError(
                     f"Invalid parameter {name!r} for estimator {type(self).__name__}: not an argument of "
                     f"{self._factory_label()} nor a training setting. Valid parameters are: {sorted(valid)!r}."
@@ -96,12 +108,26 @@ class _KerasModelMixin(_KerasMLPMixin):
             setattr(self, name, value)
         return self
 
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        """``KerasModelRegressor(build=handson.build_model, n_neurons=64)``: the parameters not at their default."""
+        defaults = {"build": None, **self._model_defaults(), **self._training_defaults()}
+        shown = []
+        for name, value in self.get_params().items():
+            if name in defaults and repr(value) == repr(defaults[name]):
+                continue
+            if callable(value) and hasattr(value, "__qualname__"):
+                shown.append(f"{name}={value.__module__}.{value.__qualname__}")
+            else:
+                shown.append(f"{name}={value!r}")
+        text = f"{type(self).__name__}({', '.join(shown)})"
+        return text if len(text) <= N_CHAR_MAX else text[: N_CHAR_MAX - 4] + "...)"
+
     def _accepts_any(self, name: str) -> bool:
-        factory = self._factory()
+        factory = self._known_factory()
         return factory is not None and factory.takes(name)
 
     def _factory_label(self) -> str:
-        factory = self._factory()
+        factory = self._known_factory()
         return "the factory" if factory is None else factory.label
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -117,10 +143,7 @@ class _KerasModelMixin(_KerasMLPMixin):
         params = self.__dict__.get("_model_params", {})
         if name in params:
             return params[name]
-        try:
-            defaults = self._model_defaults()
-        except FactoryError:
-            defaults = {}
+        defaults = self._model_defaults()
         if name in defaults:
             return defaults[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -171,6 +194,11 @@ class _KerasModelMixin(_KerasMLPMixin):
         if self._task != "regression" and is_one_hot_loss(model.loss):
             self.target_encoder_ = OneHotTargets(self.target_encoder_, int(self.n_classes_))
         return model
+
+    def _check_model_compatibility(self, y) -> None:
+        if getattr(self.model_, "outputs", None) is None:  # a subclassed model: no outputs until it runs
+            return
+        super()._check_model_compatibility(y)
 
     def _knob(self, name: str) -> Any:
         return hyperparams.HYPERPARAMS[name].coerce(getattr(self, name))

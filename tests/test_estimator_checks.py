@@ -1,8 +1,9 @@
-"""scikit-learn's own estimator test suite over both estimators."""
+"""scikit-learn's own estimator test suite over the MLP estimators and the user's-model estimators."""
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from estimators import KerasMLPClassifier, KerasMLPRegressor
+from estimators import KerasMLPClassifier, KerasMLPRegressor, KerasModelClassifier, KerasModelRegressor
+from tests.factories import small_network
 
 # Each entry is a check that cannot pass, with the reason. Keep this list short and true.
 COMMON_EXPECTED_FAILURES = {
@@ -28,6 +29,9 @@ def _expected_failed_checks(estimator):
     [
         KerasMLPRegressor(epochs=5, learning_rate=0.01, random_state=0),
         KerasMLPClassifier(epochs=5, learning_rate=0.05, random_state=0),
+        # a user's factory (functional, uncompiled): the same checks, the same expected failures
+        KerasModelRegressor(build=small_network, epochs=5, learning_rate=0.01, random_state=0),
+        KerasModelClassifier(build=small_network, epochs=5, learning_rate=0.05, random_state=0),
     ],
     expected_failed_checks=_expected_failed_checks,
 )
