@@ -16,6 +16,10 @@ benchmark used to show). ``estimators.build.skip_single_replica_all_reduce`` sto
     SCIKIT_LEARN_DATA=... python benchmarks/memory.py
     SCIKIT_LEARN_DATA=... python benchmarks/memory.py --without-fix   # the old behaviour
     python benchmarks/memory.py --smoke      # diabetes data, 3 trials of 1 epoch: after trial 1 vs 3
+    SCIKIT_LEARN_DATA=... python benchmarks/memory.py --own-model   # the user's factory (studies/handson.yaml)
+
+``--own-model`` runs the same measurement on ``studies/handson.yaml``: the Hands-On ML factory, verbatim,
+as a user brings it (it compiles its own SGD optimizer, which the estimator gives the same fix).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from _common import DEFAULT_STUDY, rss_mb, sqlite_uri, study_config, study_process
 
 TARGET_MB = 50.0
+OWN_MODEL_STUDY = DEFAULT_STUDY.parent / "handson.yaml"
 
 
 def gradient_registry_size() -> int:
@@ -60,7 +65,9 @@ class RssProbe:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--study", type=Path, default=DEFAULT_STUDY)
+    p.add_argument("--study", type=Path, default=None, help=f"default: {DEFAULT_STUDY.name}")
+    p.add_argument("--own-model", action="store_true",
+                   help=f"the user's-factory variant: {OWN_MODEL_STUDY.name} (the Hands-On factory)")
     p.add_argument("--first", type=int, default=10, help="compare the RSS after this many trials ...")
     p.add_argument("--last", type=int, default=100, help="... with the RSS after this many")
     p.add_argument("--rows", type=int, default=2000, help="subsample of the data set")
@@ -70,6 +77,8 @@ def main(argv=None) -> int:
     p.add_argument("--without-fix", action="store_true",
                    help="let Keras all-reduce the gradients of one replica (the leak the estimators avoid)")
     args = p.parse_args(argv)
+    if args.study is None:
+        args.study = OWN_MODEL_STUDY if args.own_model else DEFAULT_STUDY
     first, last, epochs = (1, 3, 1) if args.smoke else (args.first, args.last, args.epochs)
     if not 0 < first < last:
         p.error("need 0 < --first < --last")
