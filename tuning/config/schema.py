@@ -383,14 +383,15 @@ class StudyConfig(_Model):
 
     def _own_model_errors(self) -> list[InitErrorDetails]:
         """With `model.build`: space keys the factory cannot take, required arguments nobody gives, and
-        the default space (the entries of DEFAULT_SPACE it takes) when the file has no `space:`."""
+        the default space when the file has no `space:` (the entries of DEFAULT_SPACE the factory takes, and
+        the compile knob `learning_rate` for a model it leaves uncompiled; at least one of its arguments)."""
         factory = self.model.factory
         errors = []
         if "space" not in self.model_fields_set:
             space = {name: spec for name, spec in default_space().items()
                      if factory.takes(name) or name in hyperparams.HYPERPARAMS and hyperparams.HYPERPARAMS[name].compile}
-            if not space:
-                errors.append(_error(("space",), f"{factory.label} takes none of {', '.join(DEFAULT_SPACE)} (the "
+            if not any(factory.takes(name) for name in space):  # the learning rate alone: rarely meant
+                errors.append(_error(("model", "build"), f"{factory.label} takes none of {', '.join(DEFAULT_SPACE)} (the "
                                      "default space): give a space: of its arguments to tune", None))
                 return errors
             self.space = space
