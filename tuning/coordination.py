@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tuning.config.schema import StudyConfig, space_digest
+from tuning.config.schema import StudyConfig
 from tuning.parallel.workers import limit_threads, spawn_workers, usable_cores
 from tuning.search.backends.base import PARENT_RUN
 
@@ -72,16 +72,17 @@ def close_orphan_runs(tracker: Any, store: Any) -> list[int]:
 
 
 def check_resumable(config: StudyConfig, storage: str | None = None, fresh: bool = False) -> None:
-    """Refuse, before anything is loaded or trained, to resume a stored study whose space changed."""
+    """Refuse, before anything is loaded or trained, to resume a stored study whose space or model factory
+    changed."""
     from tuning.search.backends import make_store
-    from tuning.search.backends.base import SPACE_DIGEST, space_changed
+    from tuning.search.backends.base import FACTORY_DIGEST, SPACE_DIGEST, resume_problem
 
     if fresh:
         return
     store = make_store(config, config.export_dir, storage=storage)
-    stored = store.peek_attr(SPACE_DIGEST)
-    if stored is not None and stored != space_digest(config):
-        raise space_changed(config, store.location)
+    problem = resume_problem(config, store.location, store.peek_attr(SPACE_DIGEST), store.peek_attr(FACTORY_DIGEST))
+    if problem is not None:
+        raise problem
 
 
 def write_worker_study(config: StudyConfig, out_dir: Path, tracking_uri: str) -> Path:

@@ -31,8 +31,9 @@ from tuning.records import TrialRecord, best_record
 from tuning.report.html import report_safely
 from tuning.search import lr_bounds
 from tuning.search.backends import StudyStore, TrialScheduler, make_scheduler, make_store
-from tuning.search.backends.base import PARENT_RUN, SPACE_DIGEST
+from tuning.search.backends.base import FACTORY_DIGEST, PARENT_RUN, SPACE_DIGEST, resume_problem
 from tuning.search.keeper import ModelKeeper
+from tuning.search.preflight import preflight
 from tuning.search.trial import StudyObserver, TrialRunner
 from tuning.tracking.progress import ProgressDisplay
 from tuning.tracking.tracker import MlflowTracker
@@ -112,7 +113,8 @@ def finished_result(config: StudyConfig, options: RunOptions) -> StudyResult | N
     records = store.peek_records()
     if not records or not store.is_finished(config.search.n_trials, records):
         return None
-    if store.peek_attr(SPACE_DIGEST) != space_digest(config):
+    if store.peek_attr(SPACE_DIGEST) != space_digest(config) or resume_problem(
+            config, store.location, None, store.peek_attr(FACTORY_DIGEST)):
         return None  # opening the store refuses it, with the reason
     result = stored_result(config.name, records, config.export_dir, config.search.n_trials)
     if result is not None:
@@ -130,7 +132,7 @@ def print_notes(notes: list[str], console: Console) -> None:
 
 
 def prepare(config: StudyConfig, split: DatasetSplit, lr_step: lr_bounds.LRStep, options: RunOptions,
-            started: float) -> Session:
+            started: float, model_notes: Sequence[str] = ()) -> Session:
     """Build the runner, the study store, the scheduler and the tracking of ``config`` (the one the search
     uses) on the loaded data, in that order, each given what it needs; open the store and the shared parent
     run; start ``--workers`` helpers. ``lr_step`` gives its notes and, once the store accepted the space,
@@ -146,7 +148,7 @@ def prepare(config: StudyConfig, split: DatasetSplit, lr_step: lr_bounds.LRStep,
         runner = TrialRunner(config, split, observers=[tracker, collector, display, *options.observers],
                              keeper=keeper)
         if not (options.quiet or options.worker):
-            print_notes(split.notes + lr_step.notes + runner.data.notes, console)
+            print_notes([*split.notes, *model_notes, *lr_step.notes, *runner.data.notes], console)
         for observer in options.observers:
             observer.attach(runner)
         store = make_store(config, config.export_dir, storage=options.storage)
@@ -286,9 +288,12 @@ def run_study(
         return done
     started = time.monotonic()
     split = load_dataset(config.dataset)
+    # model.build: the factory built, run, saved and loaded once before anything else (its launcher did it
+    # for a --workers helper)
+    model_notes = [] if worker else preflight(config, split)
     lr_step = lr_bounds.resolve(config, split, fresh=retest)
     config = lr_step.config  # the config the search uses (search.lr_range_test: its learning_rate bounds)
-    session = prepare(config, split, lr_step, options, started)
+    session = prepare(config, split, lr_step, options, started, model_notes)
     status = "FAILED"
     try:
         result = finish(session, search(session))

@@ -60,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console(stderr=True, log_path=False)
     try:
+        from tuning.cli.run import start_tensorflow_for_factory
         from tuning.config.schema import load_study
 
-        config = load_study(args.study)  # a bad study fails here, before TensorFlow
+        start_tensorflow_for_factory(args.study, 1)
+        config = load_study(args.study)  # a bad study fails here, before TensorFlow (unless model.build)
         out_dir = Path(args.out) if args.out else config.export_dir
         if stored_suggestion_in_use(config, out_dir):
             raise StudyError(f"{out_dir / 'lr_range.json'} holds the learning-rate bounds study '{config.name}' "

@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from tuning.config.schema import load_study
 
+        start_tensorflow_for_factory(args.study, args.workers)
         # the one read of the study file, the overrides applied once; a bad study fails here, before TensorFlow
+        # (unless it brings its own model: its factory's module imports Keras)
         config = load_study(args.study).with_overrides(Overrides.from_args(args))
         if args.dry_run:
             from tuning.cli.plan import describe_plan
@@ -83,6 +85,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return 130 if result.interrupted else 0
     return report(result, console, out)
+
+
+def start_tensorflow_for_factory(path: str, workers: int | None) -> None:
+    """A study with ``model.build`` imports its factory's module, and so Keras, when it loads: start
+    TensorFlow first, quietly and with the thread limit of its workers, as a study without one does later.
+    The file is only peeked at here (anything unreadable is left to the real load to report)."""
+    try:
+        import yaml
+
+        with open(path, encoding="utf-8") as file:
+            data = yaml.safe_load(file)
+        model, search = data.get("model"), data.get("search") or {}
+        if not (isinstance(model, dict) and "build" in model):
+            return
+        workers = workers or int(search.get("workers", 1) or 1)
+    except Exception:
+        return
+    from tuning.parallel.process import configure_study_process
+    from tuning.parallel.workers import limit_threads
+
+    limit_threads(workers)
+    configure_study_process(start_tensorflow=True)
 
 
 def report(result, console, out) -> int:

@@ -19,6 +19,7 @@ __all__ = [
     "IntParam",
     "ParamSpec",
     "TunableName",
+    "check_tunable",
     "space_errors",
 ]
 
@@ -122,7 +123,7 @@ PARAM_MODELS: dict[str, type[StrictModel]] = {
 }
 
 
-def _check_tunable(name: str) -> str:
+def check_tunable(name: str) -> str:
     tunable = hyperparams.tunable()
     if name not in tunable:
         meant = [p.name for p in hyperparams.HYPERPARAMS.values() if p.tunable and name in p.aliases]
@@ -131,7 +132,7 @@ def _check_tunable(name: str) -> str:
     return name
 
 
-TunableName = Annotated[str, AfterValidator(_check_tunable)]
+TunableName = Annotated[str, AfterValidator(check_tunable)]
 
 #: The space types each kind of hyperparameter may use.
 _SPACE_TYPES = {"int": ("int", "categorical"), "float": ("float", "categorical"), "str": ("categorical",),

@@ -16,18 +16,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, PrivateAttr, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails
 
 from estimators import hyperparams
 from tuning.config.dataset import BUILTIN_TASKS, FILE_SOURCES, KERAS_FILE_SOURCES, DatasetConfig
 from tuning.config.overrides import Overrides
+from tuning.config.ownmodel import OwnModelConfig, model_kind, own_space_errors
 from tuning.config.paramspec import (
     CategoricalParam,
     FloatParam,
     IntParam,
     ParamSpec,
-    TunableName,
+    check_tunable,
     space_errors,
 )
 from tuning.config.studyfile import parse, read_text, validate
@@ -53,6 +65,7 @@ __all__ = [
     "IntParam",
     "MlflowConfig",
     "ModelConfig",
+    "OwnModelConfig",
     "ParamSpec",
     "PreprocessingConfig",
     "SearchConfig",
@@ -61,6 +74,7 @@ __all__ = [
     "TrainingConfig",
     "load_study",
     "load_study_dict",
+    "factory_digest",
     "space_digest",
 ]
 
@@ -94,6 +108,11 @@ class _FixedArguments(_Model):
         """The arguments that were given (not None)."""
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
+    @property
+    def factory(self) -> None:
+        """Our network has no user's factory (see `tuning.config.ownmodel.OwnModelConfig.factory`)."""
+        return None
+
 
 def _model_field(param: hyperparams.HyperParam) -> tuple[Any, Any]:
     """The `model:` key of a hyperparameter: its type and bounds from the table, None for the default."""
@@ -110,6 +129,24 @@ ModelConfig = create_model(
     __doc__="Fixed estimator arguments; None means the estimator's own default.",
     **{param.name: _model_field(param) for param in hyperparams.model_settable()},
 )
+
+
+#: The `model:` section: our network's fixed arguments, or (with `build`) a user's factory and its arguments.
+ModelSection = Annotated[
+    Annotated[ModelConfig, Tag("mlp")] | Annotated[OwnModelConfig, Tag("own")],  # type: ignore[valid-type]
+    Discriminator(model_kind),
+]
+
+
+def _space_name(name: str, info: ValidationInfo) -> str:
+    """A `space:` key: a name of the table's tunable ones, unless the study brings its own model (whose
+    factory's arguments the study checks once the model section is resolved)."""
+    if (info.context or {}).get("own_model") or isinstance((info.data or {}).get("model"), OwnModelConfig):
+        return name
+    return check_tunable(name)
+
+
+SpaceName = Annotated[str, AfterValidator(_space_name)]
 
 
 # --------------------------------------------------------------------------------------- other sections
@@ -266,8 +303,8 @@ class StudyConfig(_Model):
     name: str
     dataset: DatasetConfig
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    space: dict[TunableName, ParamSpec] = Field(default_factory=lambda: default_space())
+    model: ModelSection = Field(default_factory=ModelConfig)
+    space: dict[SpaceName, ParamSpec] = Field(default_factory=lambda: default_space())
     search: SearchConfig = Field(default_factory=SearchConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
@@ -288,11 +325,31 @@ class StudyConfig(_Model):
             raise ValueError("empty space: give at least one hyperparameter to tune")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _own_model(cls, data: Any, info: ValidationInfo) -> Any:
+        """Tell the `space:` key check that the study brings its own model (`model.build`)."""
+        model = data.get("model") if isinstance(data, dict) else None
+        if info.context is not None and isinstance(model, dict) and "build" in model:
+            info.context["own_model"] = True
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> "StudyConfig":
         errors: list[InitErrorDetails] = []
         fixed = self.model.fixed_params()
+        factory = self.model.factory
+        if factory is not None:
+            errors.extend(self._own_model_errors())
         for name, spec in self.space.items():
+            if factory is not None and own_space_errors(factory, name):
+                continue  # said above
+            if factory is not None and (factory.takes(name) or name not in hyperparams.HYPERPARAMS):
+                if name in fixed:
+                    errors.append(_error(
+                        ("space", name), f"'{name}' is both fixed in model and tuned in space; keep one", name
+                    ))  # fmt: skip
+                continue  # the factory's own argument: its values are the factory's business
             elsewhere = hyperparams.HYPERPARAMS[name].study
             if name in fixed:
                 errors.append(_error(
@@ -323,6 +380,36 @@ class StudyConfig(_Model):
             errors.append(_error(("search", "metric"), problem, self.search.metric))
         _raise_errors("StudyConfig", errors)
         return self
+
+    def _own_model_errors(self) -> list[InitErrorDetails]:
+        """With `model.build`: space keys the factory cannot take, required arguments nobody gives, and
+        the default space when the file has no `space:` (the entries of DEFAULT_SPACE the factory takes, and
+        the compile knob `learning_rate` for a model it leaves uncompiled; at least one of its arguments)."""
+        factory = self.model.factory
+        errors = []
+        if "space" not in self.model_fields_set:
+            space = {name: spec for name, spec in default_space().items()
+                     if factory.takes(name) or name in hyperparams.HYPERPARAMS and hyperparams.HYPERPARAMS[name].compile}
+            if not any(factory.takes(name) for name in space):  # the learning rate alone: rarely meant
+                errors.append(_error(("model", "build"), f"{factory.label} takes none of {', '.join(DEFAULT_SPACE)} (the "
+                                     "default space): give a space: of its arguments to tune", None))
+                return errors
+            self.space = space
+        bad = set()
+        for name in self.space:
+            problem = own_space_errors(factory, name)
+            if problem:
+                bad.add(name)
+                errors.append(_error(("space", name), problem, name))
+        given = set(self.model.fixed_params()) | set(self.space)
+        missing = [name for name in factory.required() if name not in given]
+        if missing:
+            names = ", ".join(f"'{n}'" for n in missing)
+            errors.append(_error(
+                ("model", "build"), f"{factory.label} needs argument{'s' if len(missing) > 1 else ''} {names}, "
+                "which neither model: (fixed) nor space: (tuned) gives", self.model.build,
+            ))  # fmt: skip
+        return errors
 
     def _is_set(self, dotted: str) -> bool:
         """Whether the study file gives the key `dotted` (``training.early_stopping.patience``) itself."""
@@ -377,6 +464,13 @@ def space_digest(cfg: StudyConfig) -> str:
     """sha256 of a canonical JSON of the search space (defaults included), to detect a changed space."""
     space = {name: cfg.space[name].model_dump(mode="json") for name in sorted(cfg.space)}
     return hashlib.sha256(json.dumps(space, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def factory_digest(cfg: StudyConfig) -> str | None:
+    """sha256 of the source file of the study's own model factory (`model.build`), to detect a changed
+    factory; None for our network."""
+    factory = cfg.model.factory
+    return None if factory is None else factory.digest()
 
 
 # ---------------------------------------------------------------------------------------------- loading

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tuning.config.ownmodel import MODEL_TAGS, OwnModelConfig, model_kind
 from tuning.config.paramspec import PARAM_MODELS, PARAM_TAGS
 from tuning.config.validation import suggest
 from tuning.errors import StudyConfigError
@@ -107,6 +108,8 @@ def _clean_loc(err: Any) -> tuple[Any, ...]:
     loc = [part for part in err["loc"] if part != "[key]"]
     if len(loc) >= 3 and loc[0] == "space" and loc[2] in PARAM_TAGS:
         del loc[2]
+    if len(loc) >= 2 and loc[0] == "model" and loc[1] in MODEL_TAGS:
+        del loc[1]
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc.append("type")
     return tuple(loc)
@@ -155,6 +158,9 @@ def _allowed_keys(schema: type[BaseModel], loc: tuple[Any, ...], data: Any) -> l
             node = node.get(loc[i]) if isinstance(node, dict) else None
             tag = node.get("type") if isinstance(node, dict) else None
             model = PARAM_MODELS.get(tag) if isinstance(tag, str) else None
+        elif model is schema and loc[i] == "model":  # our network's section, or a user's factory's
+            model = OwnModelConfig if model_kind(node) == "own" else schema.model_fields["model"].default_factory()
+            model = type(model) if isinstance(model, BaseModel) else model
         else:
             annotation = model.model_fields[loc[i]].annotation
             model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import check_cv
 
-from estimators import KerasMLPClassifier, KerasMLPRegressor
+from estimators import KerasMLPClassifier, KerasMLPRegressor, KerasModelClassifier, KerasModelRegressor
 from estimators.callbacks import EpochReporter
 from estimators.hyperparams import for_estimator
 from tuning.config.schema import PreprocessingConfig, StudyConfig
@@ -176,7 +176,13 @@ class TrialRunner:
         return params
 
     def make_estimator(self, params: dict[str, Any]):
-        """A new unfitted estimator with the study's fixed arguments and ``params``."""
+        """A new unfitted estimator with the study's fixed arguments and ``params``: our MLP, or with
+        ``model.build`` the user's factory (the function itself, which pickles by reference to its module)
+        in :class:`~estimators.KerasModelRegressor` / ``KerasModelClassifier``."""
+        factory = self.config.model.factory
+        if factory is not None:
+            cls = KerasModelRegressor if self.task == "regression" else KerasModelClassifier
+            return cls(build=factory.function, **{**self.base_params(), **params})
         cls = KerasMLPRegressor if self.task == "regression" else KerasMLPClassifier
         return cls(**{**self.base_params(), **params})
 

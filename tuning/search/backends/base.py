@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuning.config.schema import StudyConfig, space_digest
+from tuning.config.schema import StudyConfig, factory_digest, space_digest
 from tuning.errors import StudyError
 from tuning.parallel.workers import WorkerId
 from tuning.records import COMPLETE, FAILED, PRUNED, RUNNING, TrialRecord
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the backends import without TensorFlow (the CLI checks a st
 
 PARENT_RUN = "mlflow_parent_run_id"  # study attribute: the study layer's shared parent run (opaque here)
 SPACE_DIGEST = "space_digest"
+FACTORY_DIGEST = "factory_digest"  # sha256 of a model.build factory's source file
 EXPORTED = "exported_trials"  # how many counted trials the last export had seen
 COUNTED = (COMPLETE, PRUNED, FAILED)  # trial states that use up the budget (killed ones are retried)
 ATTR_WAIT_S = 60.0  # how long a worker waits for the study's creator to record the parent run id
@@ -41,6 +42,25 @@ def space_changed(config: StudyConfig, location: str) -> StudyError:
         f"study '{config.name}' already exists in {location} with a different search space; "
         "pass --fresh to start it over, or give the study a new name"
     )
+
+
+def factory_changed(config: StudyConfig, location: str) -> StudyError:
+    """The refusal to resume a study whose model factory's source file changed."""
+    return StudyError(
+        f"study '{config.name}' already exists in {location}, trained with another version of its model "
+        f"factory {config.model.factory.label} (its source file changed since); pass --fresh to start it over, "
+        "or give the study a new name"
+    )
+
+
+def resume_problem(config: StudyConfig, location: str, stored_space: Any, stored_factory: Any) -> StudyError | None:
+    """Why a stored study with these digests cannot be resumed with ``config`` (None: it can)."""
+    if stored_space is not None and stored_space != space_digest(config):
+        return space_changed(config, location)
+    current = factory_digest(config)
+    if stored_factory is not None and current is not None and stored_factory != current:
+        return factory_changed(config, location)
+    return None
 
 
 class StudyStore(ABC):
@@ -96,12 +116,17 @@ class StudyStore(ABC):
         """Every trial of the study, as stored."""
 
     def check_space(self) -> None:
-        """Refuse to resume a study whose search space changed (its trials would not be comparable)."""
-        stored = self.get_attr(SPACE_DIGEST)
+        """Refuse to resume a study whose search space or model factory changed (its trials would not be
+        comparable)."""
+        stored, stored_factory = self.get_attr(SPACE_DIGEST), self.get_attr(FACTORY_DIGEST)
+        problem = resume_problem(self.config, self.location, stored, stored_factory)
+        if problem is not None:
+            raise problem
         if stored is None:
             self.set_attr(SPACE_DIGEST, space_digest(self.config))
-        elif stored != space_digest(self.config):
-            raise space_changed(self.config, self.location)
+        current = factory_digest(self.config)
+        if stored_factory is None and current is not None:
+            self.set_attr(FACTORY_DIGEST, current)
 
     def shared_attr(self, key: str, create: Callable[[], Any], wait_s: float = ATTR_WAIT_S) -> tuple[Any, bool]:
         """The attribute ``key`` shared by every worker, and whether this call created it.
