@@ -10,6 +10,7 @@ itself is imported.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -63,6 +64,8 @@ class Factory:
     accepts_kwargs: bool = False
     #: defaults it gives to facts, which the data replaces
     fact_defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: imported from a file path (``file.py:function``): other processes import it by that path, not by name
+    from_file: bool = False
 
     @property
     def name(self) -> str:
@@ -83,6 +86,14 @@ class Factory:
     def takes(self, name: str) -> bool:
         """Whether ``name`` is one of its own arguments (any name, when it takes ``**kwargs``)."""
         return name in self.argument_names or (self.accepts_kwargs and name not in FACTS)
+
+    def reference(self) -> Any:
+        """What to give ``build`` in another process (joblib workers): the function, which pickles by
+        reference to its module, or for a file factory ``"/absolute/file.py:function"``, since no other
+        process can import a file's module by its name."""
+        if self.from_file and self.source is not None:
+            return f"{self.source}:{self.function.__name__}"
+        return self.function
 
     def digest(self) -> str:
         """sha256 of its source file ("" when there is none): a changed factory has another digest."""
@@ -134,12 +145,14 @@ def _resolve_string(text: str, base_dir: Path) -> Factory:
             raise FactoryError(f"build {text!r}: no file {path}")
         module = _import_path(path, text)
         label = f"{where}:{name}"
+        from_file = True
     else:
         try:
             module = importlib.import_module(where)
         except Exception as exc:  # the user's module failed to import: its own last line says why
             raise FactoryError(f"build {text!r}: cannot import {where}: {_last_line(exc)}") from None
         label = text.strip()
+        from_file = False
     function = getattr(module, name, None)
     if function is None:
         functions = [n for n, v in vars(module).items() if callable(v) and not n.startswith("_")]
@@ -147,7 +160,8 @@ def _resolve_string(text: str, base_dir: Path) -> Factory:
         raise FactoryError(f"build {text!r}: {where} has no function '{name}'{hint}")
     if not callable(function):
         raise FactoryError(f"build {text!r}: '{name}' in {where} is a {type(function).__name__}, not a function")
-    return _describe(function, label)
+    factory = _describe(function, label)
+    return dataclasses.replace(factory, from_file=from_file) if from_file else factory
 
 
 def import_file(path: str | Path, module: str) -> types.ModuleType:

@@ -208,3 +208,17 @@ def test_the_handson_factory_runs_end_to_end_and_exports(tmp_path, capsys, backe
 
     X = load_diabetes(as_frame=True).data.head(3)
     assert load_model(out).predict(X).shape[0] == 3
+
+
+def test_a_file_factory_cross_validates_with_folds_in_other_processes(tmp_path, capsys):
+    """joblib's workers cannot import a file's module by name: they get the factory by its path."""
+    build = write_factory(tmp_path, "f_folds", SEQUENTIAL)
+    path = write(tmp_path, {"build": build}, SPACE, search={"n_trials": 1, "cv": 2, "n_jobs": 2},
+                 training={"epochs": 1})
+    assert main([str(path), "--quiet"]) == 0, capsys.readouterr().err[-3000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    trial = next(r for r in runs if "n_hidden" in r.data.params)
+    assert trial.data.tags["trial.state"] == "complete", trial.data.tags.get("trial.reason")

@@ -279,8 +279,10 @@ class TrialRunner:
         folds = list(check_cv(self.config.search.cv, d.y_train, classifier=self.task != "regression").split(d.X_train, d.y_train))
         # Fold 0 runs here with the epoch hook (curves, pruning); the others in parallel if asked.
         first = fit_fold(estimator, d, folds[0], self.metric, [EpochReporter(on_epoch)])
+        factory = self.config.model.factory
+        twin = clone(estimator) if factory is None else clone(estimator).set_params(build=factory.reference())
         rest = Parallel(n_jobs=self.config.search.n_jobs)(
-            delayed(fit_fold)(clone(estimator), d, fold, self.metric) for fold in folds[1:]
+            delayed(fit_fold)(clone(twin), d, fold, self.metric) for fold in folds[1:]
         )
         return [first[0]] + [score for score, _ in rest], first[1]
 
