@@ -180,6 +180,9 @@ def import_file(path: str | Path, module: str) -> types.ModuleType:
     except BaseException:
         del sys.modules[module]
         raise
+    parent, _, child = module.rpartition(".")
+    if parent:  # as the import system does: ``import package.module`` then ``package.module`` finds it
+        setattr(sys.modules[parent], child, loaded)
     return loaded
 
 

@@ -64,6 +64,9 @@ class _KerasModelMixin(_KerasMLPMixin):
 
     def _factory(self) -> Factory | None:
         """The resolved factory (a bad ``build`` raises :class:`FactoryError`, at fit)."""
+        function = self.__dict__.get("_build_function")  # a ``build`` string's function, kept by pickling
+        if function is not None:
+            return _factory_of(function)
         return None if self.build is None else _factory_of(self.build)
 
     def _known_factory(self) -> Factory | None:
@@ -73,6 +76,23 @@ class _KerasModelMixin(_KerasMLPMixin):
             return self._factory()
         except FactoryError:
             return None
+
+    # ---- pickling: a ``build`` string also travels as its function, by reference ---------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """The state, led by the factory function when a fitted estimator's ``build`` is a string
+        (``"file.py:function"``): the unpickled estimator then needs the factory's module (imported first, so
+        that custom layers it registers are known before the Keras model is rebuilt), not the file at that
+        path, which another process or machine may not have (or may have under a module name already taken).
+        An unfitted one travels with ``build`` alone: a path is how joblib's workers on this machine import
+        a file's factory (their processes cannot import its module by name)."""
+        state = super().__getstate__()
+        state.pop("_build_function", None)
+        if isinstance(self.build, str) and "model_" in self.__dict__:
+            try:
+                state = {"_build_function": _factory_of(self.build).function, **state}
+            except FactoryError:
+                pass
+        return state
 
     def _model_defaults(self) -> dict[str, Any]:
         """The factory's arguments with their defaults, then the compile settings it does not take."""
@@ -131,6 +151,8 @@ class _KerasModelMixin(_KerasMLPMixin):
         return "the factory" if factory is None else factory.label
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "build":
+            self.__dict__.pop("_build_function", None)  # a new factory: the unpickled one's function is stale
         if name.startswith("_") or name.endswith("_") or name == "build" or name in self._training_defaults():
             object.__setattr__(self, name, value)
             return

@@ -3,7 +3,10 @@
 The export directory holds ``pipeline.joblib`` (preprocessing + estimator, the thing to load),
 ``model.keras`` (the bare Keras network; for an ensemble ``model_1.keras``, ``model_2.keras``, ... in the
 order of ``best_params.json``'s ``ensemble.members``), ``preprocessing.joblib``, ``best_params.json`` and
-``metrics.json``. ``load_model(dir)`` returns the pipeline.
+``metrics.json``. When the model is a user's own (``KerasModelRegressor`` / ``KerasModelClassifier``, or an
+ensemble of them) the factory's source file travels too: ``code/<module>.py`` and ``code.json`` (see
+:mod:`tuning.export.shipped_code`). ``load_model(dir)`` imports that code, then returns the pipeline, in any
+process and working directory.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 import joblib
 from sklearn.pipeline import Pipeline
 
+from tuning.export.shipped_code import import_shipped_code, ship_code
 from tuning.search import metrics as metric_fns
 
 PIPELINE_FILE = "pipeline.joblib"
@@ -52,6 +56,8 @@ def export_model(pipeline: Pipeline, out_dir: Path, best: dict[str, Any], metric
         "metrics": out_dir / "metrics.json",
     }
     joblib.dump(pipeline, paths["pipeline"])
+    for path in ship_code(pipeline, out_dir):  # a user's factory: its file, for loading in another process
+        paths[f"code:{path.relative_to(out_dir).as_posix()}"] = path
     model = pipeline.named_steps["model"]
     if hasattr(model, "estimators_"):  # an ensemble: one Keras file per member, in best_params.json's order
         del paths["keras"]
@@ -72,5 +78,8 @@ def load_model(export_dir: str | Path) -> Pipeline:
     ``raw_rows`` is a DataFrame with the training feature columns by name (any numeric dtype, text, missing
     values, unseen categories; extra columns ignored, a missing one refused by name) or a numeric array of
     the feature columns in training order. Predictions are in the target's units / original labels.
+    A user's model factory shipped with the export (``code.json``) is imported first, under its own module
+    name, unless a module of that name is already imported.
     """
+    import_shipped_code(export_dir)
     return joblib.load(Path(export_dir) / PIPELINE_FILE)

@@ -315,12 +315,17 @@ class MlflowTracker:
         Its signature lists the original feature columns by name: numbers (and booleans) as ``Any``, so
         integer columns, and integer columns that pandas read as float because of a missing value, both
         pass MLflow's schema check (the pipeline casts them); text as ``string``; dates as ``datetime``.
-        The input example is raw rows.
+        The input example is raw rows. A user's model factory travels as the model's ``code_paths`` (laid out
+        as an export's ``code/``, :mod:`tuning.export.shipped_code`): MLflow puts them on ``sys.path`` when it
+        loads the model, so it loads in a process that never imported the factory.
         """
+        import tempfile
+
         import mlflow
         import mlflow.sklearn
         from mlflow.models import ModelSignature, infer_signature
 
+        from tuning.export.shipped_code import code_paths, ship_code
         from tuning.tracking.model_schema import column_schema, feature_types, raw_example
 
         example = raw_example(pipeline, X_example)
@@ -330,7 +335,8 @@ class MlflowTracker:
         # they were (unset stays unset, so a later study without a URI still gets MLflow's default).
         from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-        with _use_tracking_uri(self.tracking_uri):
+        with tempfile.TemporaryDirectory(prefix="tuning-code-") as code_root, _use_tracking_uri(self.tracking_uri):
+            ship_code(pipeline, code_root)
             with mlflow.start_run(run_id=self.parent_run_id):
                 info = mlflow.sklearn.log_model(
                     pipeline,
@@ -341,6 +347,7 @@ class MlflowTracker:
                     serialization_format="cloudpickle",
                     pip_requirements=model_requirements(),  # inferring them costs ~20 s per study
                     metadata={"feature_types": feature_types(X_example)},
+                    code_paths=code_paths(code_root) or None,
                 )
                 mlflow.set_tag("model.uri", info.model_uri)
 

@@ -1,0 +1,207 @@
+"""An export of a user's own Keras model loads anywhere: the factory's file travels with it.
+
+Small pipelines (a fitted scaler + ``KerasModelRegressor`` with the Hands-On factory, with the Wide & Deep
+factory and its custom layer, and an ensemble of both) are exported and logged to MLflow through the tracker,
+then loaded in fresh processes started in another directory, where neither factory module is importable, by
+``tuning.export.load_model``, ``mlflow.pyfunc.load_model`` and ``python -m tuning.predict``; each predicts
+what the fitting process predicted, row by row and in a batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.helpers import tracking_uri
+from tuning.export.files import export_model, make_pipeline
+from tuning.export.shipped_code import CODE_DIR, CODE_FILE, code_paths, ship_code
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "studies" / "models"
+N_ROWS = 12
+TOL = dict(rtol=1e-9, atol=1e-12)  # as tests/test_predict_input.py: a row scores the same alone and in a batch
+TRAINING = dict(epochs=2, batch_size=64, early_stopping=False, validation_fraction=0.0, random_state=0)
+
+
+def housing_rows(n: int = 240) -> tuple[pd.DataFrame, np.ndarray]:
+    """California housing rows when scikit-learn's cache is there, else generated rows with its columns."""
+    home = os.environ.get("SCIKIT_LEARN_DATA")
+    if home and (Path(home).expanduser() / "cal_housing_py3.pkz").is_file():
+        from sklearn.datasets import fetch_california_housing
+
+        X, y = fetch_california_housing(as_frame=True, return_X_y=True)
+        return X.iloc[:n].astype("float64"), y.iloc[:n].to_numpy()
+    rng = np.random.default_rng(0)
+    columns = ["MedInc", "HouseAge", "AveRooms", "AveBedrms", "Population", "AveOccup", "Latitude", "Longitude"]
+    X = pd.DataFrame(rng.normal(size=(n, len(columns))) * 3 + 10, columns=columns)
+    return X, X["MedInc"].to_numpy() * 0.4 + rng.normal(scale=0.1, size=n)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict:
+    """Three exported and logged pipelines, the rows to predict on and what this process predicts."""
+    from mlflow import MlflowClient
+    from sklearn.preprocessing import StandardScaler
+
+    from estimators.ensemble import AveragingRegressor
+    from estimators.factory import resolve
+    from estimators.user_model import KerasModelRegressor
+    from tuning.tracking.tracker import MlflowTracker
+
+    tmp = tmp_path_factory.mktemp("own_model")
+    X, y = housing_rows()
+    scaler = StandardScaler().fit(X)
+    Xs = scaler.transform(X)
+    # build as a file string (as a study gives it) and as the function itself
+    handson = KerasModelRegressor(build=f"{MODELS / 'handson.py'}:build_model", **TRAINING).fit(Xs, y)
+    wide_deep = KerasModelRegressor(build=resolve(f"{MODELS / 'wide_deep.py'}:build_model").function,
+                                    n_hidden=1, n_neurons=8, **TRAINING).fit(Xs, y)
+    ensemble = AveragingRegressor.from_fitted([handson, wide_deep], [0.25, 0.75])
+    rows = X.iloc[:N_ROWS].reset_index(drop=True)
+    rows.to_csv(tmp / "rows.csv", index=False)
+
+    uri = tracking_uri(tmp)
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("own-model", artifact_location=(tmp / "artifacts").as_uri())
+    out = {"tmp": tmp, "rows": rows, "tracking_uri": uri, "models": {}}
+    for name, estimator in (("handson", handson), ("wide_deep", wide_deep), ("ensemble", ensemble)):
+        pipeline = make_pipeline(scaler, estimator)
+        export_model(pipeline, tmp / "exports" / name, {"trial": 0}, {"test": {}})
+        tracker = MlflowTracker(uri, "own-model", background=False)
+        tracker.experiment_id = experiment
+        tracker.parent_run_id = client.create_run(experiment).info.run_id
+        tracker.log_model(pipeline, X.iloc[:5], None)
+        out["models"][name] = {
+            "dir": tmp / "exports" / name,
+            "uri": client.get_run(tracker.parent_run_id).data.tags["model.uri"],
+            "expected": np.asarray(pipeline.predict(rows), dtype=np.float64),
+        }
+    return out
+
+
+# Runs in a fresh process, in another directory: neither factory module may be importable there.
+LOADER = """
+import importlib.util, json, sys
+import numpy as np, pandas as pd
+assert importlib.util.find_spec("handson") is None and importlib.util.find_spec("wide_deep") is None, sys.path
+how, where = sys.argv[1], sys.argv[2]
+rows = pd.read_csv(sys.argv[3]).astype("float64")
+if how == "export":
+    from tuning.export import load_model
+    model = load_model(where)
+else:
+    import mlflow.pyfunc
+    model = mlflow.pyfunc.load_model(where)
+pipeline = model if how == "export" else model.get_raw_model()
+pipeline.get_params()  # the factory's parameters: from the unpickled function, not a file path
+batch = np.asarray(model.predict(rows), dtype=np.float64).ravel()
+alone = [float(np.asarray(model.predict(rows.iloc[i : i + 1]), dtype=np.float64).ravel()[0]) for i in range(len(rows))]
+print(json.dumps({"batch": batch.tolist(), "alone": alone}))
+"""
+
+
+def _fresh(exported: dict, *args: str) -> subprocess.CompletedProcess:
+    """``python *args`` in a new process whose working directory is an empty folder and whose path holds
+    the project but not ``studies/models``."""
+    elsewhere = exported["tmp"] / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MLFLOW_TRACKING_URI=exported["tracking_uri"])
+    done = subprocess.run([sys.executable, *args], cwd=elsewhere, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.parametrize("how", ["export", "mlflow"])
+@pytest.mark.parametrize("name", ["handson", "wide_deep", "ensemble"])
+def test_loads_in_a_fresh_process_elsewhere_and_predicts_the_same(exported, name, how):
+    model = exported["models"][name]
+    where = str(model["dir"]) if how == "export" else model["uri"]
+    script = exported["tmp"] / "loader.py"
+    script.write_text(LOADER)
+    done = _fresh(exported, str(script), how, where, str(exported["tmp"] / "rows.csv"))
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(got["batch"], model["expected"], **TOL)
+    np.testing.assert_allclose(got["alone"], model["expected"], **TOL)
+
+
+@pytest.mark.parametrize(("name", "how"), [("handson", "export"), ("ensemble", "mlflow")])
+def test_predict_command_in_a_fresh_process_elsewhere(exported, name, how):
+    model = exported["models"][name]
+    where = str(model["dir"]) if how == "export" else model["uri"]
+    target = exported["tmp"] / f"predictions_{name}_{how}.csv"
+    _fresh(exported, "-m", "tuning.predict", where, str(exported["tmp"] / "rows.csv"), "-o", str(target))
+    out = pd.read_csv(target)
+    pd.testing.assert_frame_equal(out.drop(columns=["prediction"]), exported["rows"])
+    np.testing.assert_allclose(out["prediction"].to_numpy(), model["expected"], **TOL)
+
+
+def test_the_export_ships_each_factory_file_with_its_module_name_and_digest(exported):
+    for name, modules in (("handson", ["handson"]), ("wide_deep", ["wide_deep"]),
+                          ("ensemble", ["handson", "wide_deep"])):
+        export = exported["models"][name]["dir"]
+        entries = json.loads((export / CODE_FILE).read_text())["modules"]
+        assert [e["module"] for e in entries] == modules
+        for entry in entries:
+            assert entry["function"] == "build_model"
+            assert entry["file"] == f"{CODE_DIR}/{entry['module']}.py"
+            shipped = (export / entry["file"]).read_bytes()
+            assert shipped == (MODELS / f"{entry['module']}.py").read_bytes()
+            assert entry["sha256"] == hashlib.sha256(shipped).hexdigest()
+
+
+def test_our_own_mlp_ships_no_code(tmp_path):
+    from estimators import KerasMLPRegressor
+
+    assert ship_code(make_pipeline(None, KerasMLPRegressor()), tmp_path) == []
+    assert not (tmp_path / CODE_DIR).exists() and not (tmp_path / CODE_FILE).exists()
+    assert code_paths(tmp_path) == []
+
+
+DOTTED = """
+import importlib.util, sys
+from tuning.export.shipped_code import import_shipped_code
+assert importlib.util.find_spec("ownpkg_export") is None
+assert import_shipped_code(sys.argv[1]) == ["ownpkg_export.nets"]
+import ownpkg_export.nets
+assert ownpkg_export.nets.build_model() == "shipped"
+"""
+
+
+def test_a_dotted_module_ships_as_a_package_and_imports_by_its_name(tmp_path, monkeypatch):
+    """``package.module:function``: ``code/package/module.py`` with an empty ``__init__.py``; MLflow gets the
+    package folder (so ``code/`` on ``sys.path`` imports it) and ``import_shipped_code`` imports it elsewhere."""
+    from estimators.user_model import KerasModelRegressor
+
+    source = tmp_path / "src"
+    (source / "ownpkg_export").mkdir(parents=True)
+    (source / "ownpkg_export" / "__init__.py").write_text("")
+    (source / "ownpkg_export" / "nets.py").write_text("def build_model(n_neurons=3):\n    return 'shipped'\n")
+    monkeypatch.syspath_prepend(str(source))
+    try:
+        export = tmp_path / "export"
+        pipeline = make_pipeline(None, KerasModelRegressor(build="ownpkg_export.nets:build_model"))
+        ship_code(pipeline, export)
+    finally:
+        for module in ("ownpkg_export.nets", "ownpkg_export"):
+            sys.modules.pop(module, None)
+    assert (export / CODE_DIR / "ownpkg_export" / "__init__.py").read_text() == ""
+    assert (export / CODE_DIR / "ownpkg_export" / "nets.py").is_file()
+    assert code_paths(export) == [str(export / CODE_DIR / "ownpkg_export")]
+    entry = json.loads((export / CODE_FILE).read_text())["modules"][0]
+    assert (entry["module"], entry["file"]) == ("ownpkg_export.nets", "code/ownpkg_export/nets.py")
+    script = tmp_path / "dotted.py"
+    script.write_text(DOTTED)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([sys.executable, str(script), str(export)], cwd=elsewhere, capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
