@@ -205,3 +205,108 @@ def test_a_dotted_module_ships_as_a_package_and_imports_by_its_name(tmp_path, mo
     done = subprocess.run([sys.executable, str(script), str(export)], cwd=elsewhere, capture_output=True, text=True,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+# ---- the Hands-On factory, verbatim, tuned three ways; each export loads and predicts elsewhere ----------
+
+BOTH = """
+import importlib.util, json, sys
+import numpy as np, pandas as pd
+assert importlib.util.find_spec("handson") is None, sys.path
+rows = pd.read_csv(sys.argv[3]).astype("float64")
+import mlflow.pyfunc
+from tuning.export import load_model
+out = {}
+for how, model in (("mlflow", mlflow.pyfunc.load_model(sys.argv[2])), ("export", load_model(sys.argv[1]))):
+    batch = np.asarray(model.predict(rows), dtype=np.float64).ravel()
+    alone = [float(np.asarray(model.predict(rows.iloc[i : i + 1]), dtype=np.float64).ravel()[0])
+             for i in range(len(rows))]
+    out[how] = {"batch": batch.tolist(), "alone": alone}
+print(json.dumps(out))
+"""
+
+
+def _study_file(tmp: Path, backend: str, table: Path) -> Path:
+    """The shipped handson study made tiny, on ``table``, with its MLflow store and export in ``tmp``."""
+    import yaml
+
+    study = yaml.safe_load((ROOT / "studies" / "handson.yaml").read_text())
+    study["name"] = f"handson-{backend}"
+    study["model"]["build"] = str(MODELS / "handson.py") + ":build_model"
+    study["dataset"] = {"source": "csv", "path": str(table), "target": "MedHouseVal", "test_size": 0.2,
+                        "valid_size": 0.25, "seed": 0}
+    study["search"].update(backend=backend, n_trials=2)
+    study["training"] = {"epochs": 2, "batch_size": 64}
+    study["mlflow"] = {"tracking_uri": tracking_uri(tmp)}
+    study["export"] = {"dir": str(tmp / backend)}
+    path = tmp / f"{backend}.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_ways(tmp_path_factory) -> dict:
+    """The verbatim Hands-On factory tuned by RandomizedSearchCV (exported with ``save_model``, logged with
+    the tracker), and by a study file with each backend; each way's export dir, MLflow URI and predictions."""
+    from mlflow import MlflowClient
+    from scipy.stats import loguniform, randint
+    from sklearn.model_selection import RandomizedSearchCV
+    from sklearn.pipeline import make_pipeline as sk_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from estimators import KerasModelRegressor
+    from tuning.export import load_model, save_model
+    from tuning.study import run_study
+    from tuning.tracking.tracker import MlflowTracker
+
+    tmp = tmp_path_factory.mktemp("three_ways")
+    X, y = housing_rows(300)
+    rows = X.iloc[:N_ROWS].reset_index(drop=True)
+    rows.to_csv(tmp / "rows.csv", index=False)
+    X.assign(MedHouseVal=y).to_csv(tmp / "housing.csv", index=False)
+    sys.path.insert(0, str(MODELS))
+    try:
+        from handson import build_model  # as the user's script imports it
+    finally:
+        sys.path.remove(str(MODELS))
+    search = RandomizedSearchCV(
+        sk_pipeline(StandardScaler(), KerasModelRegressor(build=build_model, epochs=2, patience=1, random_state=0)),
+        {"kerasmodelregressor__n_hidden": randint(0, 4), "kerasmodelregressor__n_neurons": randint(1, 100),
+         "kerasmodelregressor__learning_rate": loguniform(3e-4, 3e-2)}, n_iter=2, cv=2, random_state=0)
+    search.fit(X, y)
+    save_model(search.best_estimator_, tmp / "search")
+    uri = tracking_uri(tmp)
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("search", artifact_location=(tmp / "artifacts").as_uri())
+    tracker = MlflowTracker(uri, "search", background=False)
+    tracker.experiment_id = experiment
+    tracker.parent_run_id = client.create_run(experiment).info.run_id
+    tracker.log_model(load_model(tmp / "search"), X.iloc[:5], None)
+    ways = {"search": {"dir": tmp / "search", "uri": client.get_run(tracker.parent_run_id).data.tags["model.uri"],
+                       "expected": search.best_estimator_.predict(rows)}}
+    for backend in ("optuna", "random"):
+        result = run_study(_study_file(tmp, backend, tmp / "housing.csv"), quiet=True)
+        assert result.n_complete >= 1
+        parent = client.get_run(result.parent_run_id)
+        ways[backend] = {"dir": tmp / backend, "uri": parent.data.tags["model.uri"],
+                         "expected": load_model(tmp / backend).predict(rows)}
+    return {"tmp": tmp, "tracking_uri": uri, "rows": rows, "ways": ways}
+
+
+@pytest.mark.parametrize("way", ["search", "optuna", "random"])
+def test_the_hands_on_factory_tuned_three_ways_predicts_elsewhere(three_ways, way):
+    """Through ``load_model`` and ``mlflow.pyfunc`` in one fresh process, and ``python -m tuning.predict`` in
+    another, both in a directory where ``handson`` does not import: the same values, alone and in a batch."""
+    model = three_ways["ways"][way]
+    tmp = three_ways["tmp"]
+    script = tmp / "both.py"
+    script.write_text(BOTH)
+    done = _fresh(three_ways, str(script), str(model["dir"]), model["uri"], str(tmp / "rows.csv"))
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = np.asarray(model["expected"], dtype=np.float64)
+    for how in ("mlflow", "export"):
+        np.testing.assert_allclose(got[how]["batch"], expected, **TOL)
+        np.testing.assert_allclose(got[how]["alone"], expected, **TOL)
+    target = tmp / f"predictions_{way}.csv"
+    _fresh(three_ways, "-m", "tuning.predict", str(model["dir"]), str(tmp / "rows.csv"), "-o", str(target))
+    np.testing.assert_allclose(pd.read_csv(target)["prediction"].to_numpy(), expected, **TOL)

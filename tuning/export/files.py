@@ -72,6 +72,21 @@ def export_model(pipeline: Pipeline, out_dir: Path, best: dict[str, Any], metric
     return paths
 
 
+def save_model(model: Any, out_dir: str | Path) -> Path:
+    """Export a model you fitted yourself (``RandomizedSearchCV(...).best_estimator_``, a Pipeline whose last
+    step is one of our estimators or an ensemble of them, or such an estimator alone) as a study exports
+    its best: ``pipeline.joblib``, the Keras file(s) and a user's factory's code, so that
+    :func:`load_model` and ``python -m tuning.predict`` load it in any process. Returns ``out_dir``."""
+    if isinstance(model, Pipeline):
+        steps = model.steps
+        before = Pipeline(steps[:-1]) if len(steps) > 2 else (steps[0][1] if len(steps) == 2 else None)
+        model = make_pipeline(before, steps[-1][1])
+    else:
+        model = make_pipeline(None, model)
+    export_model(model, Path(out_dir), {}, {})
+    return Path(out_dir)
+
+
 def load_model(export_dir: str | Path) -> Pipeline:
     """The exported pipeline: ``load_model(dir).predict(raw_rows)``.
 
