@@ -26,6 +26,8 @@ SMOKE = {
     "vs_classic": ["vs_classic.py", "--smoke", "--out", "{tmp}/vs"],
     "overhead": ["overhead.py", "--smoke", "--out", "{tmp}/overhead.txt", "--json", "{tmp}/overhead.json"],
     "memory": ["memory.py", "--smoke", "--csv", "{tmp}/rss.csv"],
+    # the user's-factory variant: the Hands-On factory compiles its own SGD, which must get the fix too
+    "memory_own": ["memory.py", "--smoke", "--own-model", "--csv", "{tmp}/rss_own.csv"],
     "levers": ["levers.py", "--smoke", "--variants", "default", "plain+ensemble", "--out", "{tmp}/levers"],
 }
 # An earlier run's rows under the keys the smoke runs write (method, seed): each must be replaced.
@@ -163,10 +165,11 @@ def test_overhead_smoke(smoke):
     assert lines[3] == f"harness ratio {m['ratio']:.3f} (target <= 1.05)"
 
 
-def test_memory_smoke(smoke):
-    done, tmp = smoke["memory"]
+@pytest.mark.parametrize("run, csv_name", [("memory", "rss.csv"), ("memory_own", "rss_own.csv")])
+def test_memory_smoke(smoke, run, csv_name):
+    done, tmp = smoke[run]
     stdout = _check(done, "memory.py")
-    with open(tmp / "rss.csv", newline="") as fh:
+    with open(tmp / csv_name, newline="") as fh:
         rows = list(csv.DictReader(fh))
     # RSS read at the start of each of the 4 trials: after 0, 1, 2 and 3 finished trials
     assert [int(r["trials"]) for r in rows] == [0, 1, 2, 3]
