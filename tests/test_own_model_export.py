@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import tracking_uri
+from tests.helpers import no_pictures, tracking_uri
 from tuning.export.files import export_model, make_pipeline
 from tuning.export.shipped_code import CODE_DIR, CODE_FILE, code_paths, ship_code
+from tuning.report import html as report_html
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "studies" / "models"
@@ -87,27 +88,6 @@ def exported(tmp_path_factory) -> dict:
     return out
 
 
-# Runs in a fresh process, in another directory: neither factory module may be importable there.
-LOADER = """
-import importlib.util, json, sys
-import numpy as np, pandas as pd
-assert importlib.util.find_spec("handson") is None and importlib.util.find_spec("wide_deep") is None, sys.path
-how, where = sys.argv[1], sys.argv[2]
-rows = pd.read_csv(sys.argv[3]).astype("float64")
-if how == "export":
-    from tuning.export import load_model
-    model = load_model(where)
-else:
-    import mlflow.pyfunc
-    model = mlflow.pyfunc.load_model(where)
-pipeline = model if how == "export" else model.get_raw_model()
-pipeline.get_params()  # the factory's parameters: from the unpickled function, not a file path
-batch = np.asarray(model.predict(rows), dtype=np.float64).ravel()
-alone = [float(np.asarray(model.predict(rows.iloc[i : i + 1]), dtype=np.float64).ravel()[0]) for i in range(len(rows))]
-print(json.dumps({"batch": batch.tolist(), "alone": alone}))
-"""
-
-
 def _fresh(exported: dict, *args: str) -> subprocess.CompletedProcess:
     """``python *args`` in a new process whose working directory is an empty folder and whose path holds
     the project but not ``studies/models``."""
@@ -120,17 +100,47 @@ def _fresh(exported: dict, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.mark.parametrize("how", ["export", "mlflow"])
-@pytest.mark.parametrize("name", ["handson", "wide_deep", "ensemble"])
-def test_loads_in_a_fresh_process_elsewhere_and_predicts_the_same(exported, name, how):
+# Runs in a fresh process, in another directory: neither factory module may be importable there. It loads
+# the MLflow model and the export, in the order given: the first one imports the factory's module itself
+# (MLflow from its code/ on sys.path, load_model from code.json), the second finds it imported.
+BOTH = """
+import importlib.util, json, sys
+import numpy as np, pandas as pd
+assert importlib.util.find_spec("handson") is None and importlib.util.find_spec("wide_deep") is None, sys.path
+rows = pd.read_csv(sys.argv[3]).astype("float64")
+import mlflow.pyfunc
+from tuning.export import load_model
+out = {}
+loaders = {"mlflow": lambda: mlflow.pyfunc.load_model(sys.argv[2]), "export": lambda: load_model(sys.argv[1])}
+for how in sorted(loaders, key=lambda how: how != sys.argv[4]):
+    model = loaders[how]()
+    pipeline = model if how == "export" else model.get_raw_model()
+    pipeline.get_params()  # the factory's parameters: from the unpickled function, not a file path
+    batch = np.asarray(model.predict(rows), dtype=np.float64).ravel()
+    alone = [float(np.asarray(model.predict(rows.iloc[i : i + 1]), dtype=np.float64).ravel()[0])
+             for i in range(len(rows))]
+    out[how] = {"batch": batch.tolist(), "alone": alone}
+print(json.dumps(out))
+"""
+
+
+def _both(exported: dict, model: dict, first: str) -> dict:
+    script = exported["tmp"] / "both.py"
+    script.write_text(BOTH)
+    done = _fresh(exported, str(script), str(model["dir"]), model["uri"], str(exported["tmp"] / "rows.csv"), first)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# which loader imports the factory first: each way for the custom layer; the predict command's test loads
+# the handson export and the ensemble's MLflow model alone
+@pytest.mark.parametrize(("name", "first"), [("handson", "mlflow"), ("wide_deep", "export"),
+                                             ("wide_deep", "mlflow"), ("ensemble", "export")])
+def test_loads_in_a_fresh_process_elsewhere_and_predicts_the_same(exported, name, first):
     model = exported["models"][name]
-    where = str(model["dir"]) if how == "export" else model["uri"]
-    script = exported["tmp"] / "loader.py"
-    script.write_text(LOADER)
-    done = _fresh(exported, str(script), how, where, str(exported["tmp"] / "rows.csv"))
-    got = json.loads(done.stdout.strip().splitlines()[-1])
-    np.testing.assert_allclose(got["batch"], model["expected"], **TOL)
-    np.testing.assert_allclose(got["alone"], model["expected"], **TOL)
+    got = _both(exported, model, first)
+    for how in ("mlflow", "export"):
+        np.testing.assert_allclose(got[how]["batch"], model["expected"], **TOL)
+        np.testing.assert_allclose(got[how]["alone"], model["expected"], **TOL)
 
 
 @pytest.mark.parametrize(("name", "how"), [("handson", "export"), ("ensemble", "mlflow")])
@@ -209,21 +219,6 @@ def test_a_dotted_module_ships_as_a_package_and_imports_by_its_name(tmp_path, mo
 
 # ---- the Hands-On factory, verbatim, tuned three ways; each export loads and predicts elsewhere ----------
 
-BOTH = """
-import importlib.util, json, sys
-import numpy as np, pandas as pd
-assert importlib.util.find_spec("handson") is None, sys.path
-rows = pd.read_csv(sys.argv[3]).astype("float64")
-import mlflow.pyfunc
-from tuning.export import load_model
-out = {}
-for how, model in (("mlflow", mlflow.pyfunc.load_model(sys.argv[2])), ("export", load_model(sys.argv[1]))):
-    batch = np.asarray(model.predict(rows), dtype=np.float64).ravel()
-    alone = [float(np.asarray(model.predict(rows.iloc[i : i + 1]), dtype=np.float64).ravel()[0])
-             for i in range(len(rows))]
-    out[how] = {"batch": batch.tolist(), "alone": alone}
-print(json.dumps(out))
-"""
 
 
 def _study_file(tmp: Path, backend: str, table: Path) -> Path:
@@ -285,7 +280,9 @@ def three_ways(tmp_path_factory) -> dict:
     ways = {"search": {"dir": tmp / "search", "uri": client.get_run(tracker.parent_run_id).data.tags["model.uri"],
                        "expected": search.best_estimator_.predict(rows)}}
     for backend in ("optuna", "random"):
-        result = run_study(_study_file(tmp, backend, tmp / "housing.csv"), quiet=True)
+        with pytest.MonkeyPatch.context() as patch:  # the report's charts: tested in test_report
+            patch.setattr(report_html, "write_pictures", no_pictures)
+            result = run_study(_study_file(tmp, backend, tmp / "housing.csv"), quiet=True)
         assert result.n_complete >= 1
         parent = client.get_run(result.parent_run_id)
         ways[backend] = {"dir": tmp / backend, "uri": parent.data.tags["model.uri"],
@@ -299,10 +296,7 @@ def test_the_hands_on_factory_tuned_three_ways_predicts_elsewhere(three_ways, wa
     another, both in a directory where ``handson`` does not import: the same values, alone and in a batch."""
     model = three_ways["ways"][way]
     tmp = three_ways["tmp"]
-    script = tmp / "both.py"
-    script.write_text(BOTH)
-    done = _fresh(three_ways, str(script), str(model["dir"]), model["uri"], str(tmp / "rows.csv"))
-    got = json.loads(done.stdout.strip().splitlines()[-1])
+    got = _both(three_ways, model, "mlflow")  # the predict command below loads the export alone
     expected = np.asarray(model["expected"], dtype=np.float64)
     for how in ("mlflow", "export"):
         np.testing.assert_allclose(got[how]["batch"], expected, **TOL)

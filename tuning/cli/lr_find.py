@@ -62,9 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from tuning.cli.run import start_tensorflow_for_factory
         from tuning.config.schema import load_study
+        from tuning.config.studyfile import read_text
 
-        start_tensorflow_for_factory(args.study, 1)
-        config = load_study(args.study)  # a bad study fails here, before TensorFlow (unless model.build)
+        text = read_text(args.study)
+        start_tensorflow_for_factory(text, 1)
+        config = load_study(args.study, text)  # a bad study fails here, before TensorFlow (unless model.build)
         out_dir = Path(args.out) if args.out else config.export_dir
         if stored_suggestion_in_use(config, out_dir):
             raise StudyError(f"{out_dir / 'lr_range.json'} holds the learning-rate bounds study '{config.name}' "

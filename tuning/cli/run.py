@@ -55,11 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     out = Console()
     try:
         from tuning.config.schema import load_study
+        from tuning.config.studyfile import read_text
 
-        start_tensorflow_for_factory(args.study, args.workers)
-        # the one read of the study file, the overrides applied once; a bad study fails here, before TensorFlow
-        # (unless it brings its own model: its factory's module imports Keras)
-        config = load_study(args.study).with_overrides(Overrides.from_args(args))
+        text = read_text(args.study)  # the one read of the study file
+        start_tensorflow_for_factory(text, args.workers)
+        # the overrides applied once; a bad study fails here, before TensorFlow (unless it brings its own
+        # model: its factory's module imports Keras)
+        config = load_study(args.study, text).with_overrides(Overrides.from_args(args))
         if args.dry_run:
             from tuning.cli.plan import describe_plan
 
@@ -87,15 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     return report(result, console, out)
 
 
-def start_tensorflow_for_factory(path: str, workers: int | None) -> None:
+def start_tensorflow_for_factory(text: str, workers: int | None) -> None:
     """A study with ``model.build`` imports its factory's module, and so Keras, when it loads: start
     TensorFlow first, quietly and with the thread limit of its workers, as a study without one does later.
-    The file is only peeked at here (anything unreadable is left to the real load to report)."""
+    The file's text is only peeked at here (anything invalid is left to the real load to report)."""
     try:
         import yaml
 
-        with open(path, encoding="utf-8") as file:
-            data = yaml.safe_load(file)
+        data = yaml.safe_load(text)
         model, search = data.get("model"), data.get("search") or {}
         if not (isinstance(model, dict) and "build" in model):
             return

@@ -476,10 +476,11 @@ def factory_digest(cfg: StudyConfig) -> str | None:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_study(path: str | os.PathLike[str]) -> StudyConfig:
+def load_study(path: str | os.PathLike[str], text: str | None = None) -> StudyConfig:
     """Read and validate a study YAML file; any problem raises `StudyConfigError` naming file, key and line.
-    The file is read once: its text stays with the config (`StudyConfig.source`)."""
-    text = read_text(path)
+    The file is read once: its text stays with the config (`StudyConfig.source`); ``text``: the file's text,
+    when the caller has already read it (`tuning.config.studyfile.read_text`)."""
+    text = read_text(path) if text is None else text
     config = parse(text, StudyConfig, path)
     config._source = StudySource(Path(path), text)
     return config
