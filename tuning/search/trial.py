@@ -193,11 +193,18 @@ class TrialRunner:
         ``report(epoch, value)`` is given :func:`metrics.epoch_value` after every epoch; when it raises
         :class:`PruneTrial`, the trial is pruned and keeps the value it was last given.
         """
-        return self.run_trial(number, params, report).record
+        outcome = self.run_trial(number, params, report)
+        record = outcome.record
+        # Keras' state is cleared once nothing holds the fitted model any more: cleared while the model
+        # lives, its traced functions outlive the clearing and are freed later, inside the next trial
+        del outcome
+        self.release_memory()
+        return record
 
     def run_trial(self, number: int, params: dict[str, Any], report: Report | None = None) -> TrialOutcome:
         """:meth:`run`, returning the fitted estimator with the record; the keeper (if any) is offered
-        the estimator before the observers hear that the trial ended."""
+        the estimator before the observers hear that the trial ended. The caller calls
+        :meth:`release_memory` once it has let go of the estimator (:meth:`run` does)."""
         interrupt.check()
         params = to_python(params)
         record = TrialRecord(number=number, params=params, metric=self.metric, started_at=time.time())
@@ -226,8 +233,6 @@ class TrialRunner:
                 self.keeper.offer(record, outcome.estimator)
             for observer in self.observers:
                 observer.on_trial_end(record)
-            if record.state != KILLED:  # an interrupt may land while Keras traces a graph, where clearing
-                self._release_memory()  # the session fails; the process is ending anyway
         return outcome
 
     def _run(self, record: TrialRecord, report: Report | None, reported: list[float]) -> Any:
@@ -286,7 +291,7 @@ class TrialRunner:
         )
         return [first[0]] + [score for score, _ in rest], first[1]
 
-    def _release_memory(self) -> None:
+    def release_memory(self) -> None:
         """Drop Keras' global graph state between trials so memory does not grow.
 
         A full collection walks the whole heap (TensorFlow, MLflow, ... : half a million objects, 1-2 s
