@@ -222,3 +222,24 @@ def test_a_file_factory_cross_validates_with_folds_in_other_processes(tmp_path, 
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     trial = next(r for r in runs if "n_hidden" in r.data.params)
     assert trial.data.tags["trial.state"] == "complete", trial.data.tags.get("trial.reason")
+
+
+@pytest.mark.parametrize("study", ["handson.yaml", "wide_deep.yaml"])
+def test_the_shipped_own_model_studies_run_on_tiny_data(tmp_path, study):
+    """The shipped studies as they are, made tiny (diabetes, 2 trials of 2 epochs): Hands-On's verbatim
+    factory, and the functional Wide & Deep with its custom layer, compiled by the study."""
+    from tuning.config.schema import load_study, load_study_dict
+    from tuning.export import load_model
+    from tuning.study import run_study
+
+    data = load_study(REPO / "studies" / study).model_dump(mode="json", exclude_unset=True)
+    tiny = study_dict(tmp_path, search={"n_trials": 2}, training={"epochs": 2})
+    data.update(dataset=tiny["dataset"], mlflow=tiny["mlflow"], export=tiny["export"])
+    data["search"].update(n_trials=2)
+    data["training"].update(epochs=2)
+    result = run_study(load_study_dict(data), quiet=True)
+    assert result.n_complete >= 1 and result.best is not None
+    from sklearn.datasets import load_diabetes
+
+    rows = load_diabetes(as_frame=True).data.head(4)
+    assert load_model(tmp_path / "out").predict(rows).shape == (4,)
