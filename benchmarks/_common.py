@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -16,11 +15,19 @@ DEFAULT_STUDY = ROOT / "studies" / "housing.yaml"
 
 
 def study_process() -> None:
-    """The settings of a process that runs studies (oneDNN default, quiet libraries, heap freezing), as
-    ``python -m tuning.run`` applies them: call before TensorFlow loads. The classic recipe's runs do not."""
+    """The settings of a process that runs studies (oneDNN default, quiet libraries, heap freezing) and a
+    quiet TensorFlow start, as ``python -m tuning.run`` applies them: call before TensorFlow loads. The
+    classic recipe's runs do not (they only start TensorFlow quietly: :func:`quiet_tensorflow`)."""
     from tuning.parallel.process import configure_study_process
 
-    configure_study_process()
+    configure_study_process(start_tensorflow=True)
+
+
+def quiet_tensorflow() -> None:
+    """Start TensorFlow without its C++ start-up lines (nothing else of a study process's settings)."""
+    from tuning.parallel.process import start_tensorflow_quietly
+
+    start_tensorflow_quietly()
 SMOKE_DATASET = {"source": "diabetes"}  # ships with scikit-learn: 442 rows, works offline
 
 

@@ -45,6 +45,7 @@ from _common import (
     RESULTS,
     SMOKE_SEARCH,
     load_results,
+    quiet_tensorflow,
     run_worker,
     save_result,
     sqlite_uri,
@@ -81,6 +82,7 @@ def mse(y_true, y_pred) -> float:
 
 def run_classic(seed: int, smoke: bool) -> dict:
     """The classic recipe, with scikeras + scikit-learn only."""
+    quiet_tensorflow()
     import keras
     import numpy as np
     from scikeras.wrappers import KerasRegressor

@@ -6,7 +6,10 @@ still run); the tracker only writes runs. Neither knows the other: these functio
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +89,15 @@ def check_resumable(config: StudyConfig, storage: str | None = None, fresh: bool
 
 
 def write_worker_study(config: StudyConfig, out_dir: Path, tracking_uri: str) -> Path:
-    """The resolved study (command-line overrides applied, tracking URI fixed) for worker processes."""
+    """The resolved study (command-line overrides applied, tracking URI fixed) for worker processes, in a
+    temporary folder of its own (not the export directory: it is no file of the user's) that goes when
+    this process ends; the workers read it as they start."""
     data = config.model_dump(mode="json", exclude_unset=True)
     data.setdefault("mlflow", {})["tracking_uri"] = tracking_uri
     data.setdefault("export", {})["dir"] = str(out_dir)
-    path = Path(out_dir) / WORKER_STUDY_FILE
+    folder = Path(tempfile.mkdtemp(prefix="tuning-workers-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / WORKER_STUDY_FILE
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 

@@ -236,13 +236,15 @@ def finish(session: Session, completed: bool) -> StudyResult:
 def close(session: Session, status: str) -> None:
     """The one way out: stop helpers still running, set the shared parent run's final status (unless
     trials still run elsewhere, whose worker will, or this is a ``--workers`` helper, whose launcher
-    will), and log the learning-curve pictures still queued."""
+    will), log the learning-curve pictures still queued, and close the study store (an SQLite file left
+    without its write-ahead-log files)."""
     interrupt_all(session.helpers)
     try:
         if not session.options.worker and not session.store.running_numbers():
             session.tracker.end_study(status)
     finally:
         session.tracker.close()
+        session.store.close()
 
 
 # ------------------------------------------------------------------------------------------------ entry

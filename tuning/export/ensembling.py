@@ -59,7 +59,9 @@ def retrained_estimators(runner: TrialRunner, records: list[TrialRecord], n_jobs
         return [_fit_again(est, epochs, rates, X, y) for est, epochs, rates in jobs]
     from joblib import Parallel, delayed
 
-    with Parallel(n_jobs=min(n_jobs, len(jobs)), backend="loky") as parallel:
+    from tuning.parallel.process import quiet_workers
+
+    with quiet_workers(), Parallel(n_jobs=min(n_jobs, len(jobs))) as parallel:
         return parallel(delayed(_fit_again)(est, epochs, rates, X, y) for est, epochs, rates in jobs)
 
 

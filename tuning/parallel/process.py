@@ -20,7 +20,9 @@ What it does (each once per process; a value the user exported in the environmen
   pointed at /dev/null, so the first sight of a run is not C++ start-up lines such as
   ``E0000 ... cuda_platform.cc:52] failed call to cuInit``. Devices are not hidden: a GPU is found and
   used as usual. Export ``TF_CPP_MIN_LOG_LEVEL`` (``0`` shows everything) to see those lines: then the
-  quiet start steps aside. Keras' own messages (``TerminateOnNaN``'s "Invalid loss" when a trial diverges)
+  quiet start steps aside. Every process a study starts does the same: ``--workers`` helpers run the
+  command, and joblib's workers (folds, retraining) start with :func:`start_worker_quietly`
+  (:func:`quiet_workers`); a marker variable tells them the log level came from a quiet start, not the user. Keras' own messages (``TerminateOnNaN``'s "Invalid loss" when a trial diverges)
   then go to its logger instead of stdout: the trial's record says it diverged.
 """
 
@@ -34,6 +36,9 @@ import sys
 ONEDNN_VAR = "TF_ENABLE_ONEDNN_OPTS"
 LOG_LEVEL_VAR = "TF_CPP_MIN_LOG_LEVEL"
 QUIET_LOG_LEVEL = "2"  # TensorFlow's C++ INFO and WARNING lines off after the start; errors still show
+#: set beside TF_CPP_MIN_LOG_LEVEL when a quiet start set that, not the user: processes started from a study
+#: process (its --workers helpers, joblib's workers) inherit both and start quietly too
+QUIET_START_VAR = "TUNING_QUIET_TF_START"
 
 _state = {"configured": False, "freeze_heap": False, "heap_frozen": False}
 
@@ -84,15 +89,21 @@ def _flush_tracking() -> None:
         tracking.flush_writers()
 
 
+def user_log_level() -> bool:
+    """Whether the user exported ``TF_CPP_MIN_LOG_LEVEL`` (not a quiet start of this process or its parent)."""
+    return LOG_LEVEL_VAR in os.environ and QUIET_START_VAR not in os.environ
+
+
 def start_tensorflow_quietly() -> None:
     """Import TensorFlow and initialise its devices with fd 2 at /dev/null (unless the user exported
     ``TF_CPP_MIN_LOG_LEVEL``: then TensorFlow logs at that level, start-up lines included)."""
-    if LOG_LEVEL_VAR in os.environ or "tensorflow" in sys.modules:
+    if user_log_level() or "tensorflow" in sys.modules:
         import tensorflow  # noqa: F401
 
         quiet_keras()
         return
     os.environ[LOG_LEVEL_VAR] = QUIET_LOG_LEVEL
+    os.environ[QUIET_START_VAR] = "1"
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -106,6 +117,20 @@ def start_tensorflow_quietly() -> None:
         os.close(saved)
         os.close(devnull)
     quiet_keras()
+
+
+def start_worker_quietly() -> None:
+    """The start of a joblib worker process of a study (folds, retraining): the study-process settings and
+    a quiet TensorFlow, before its first task is unpickled (which imports TensorFlow)."""
+    configure_study_process(start_tensorflow=True)
+
+
+def quiet_workers(n_jobs: int | None = None):
+    """``with quiet_workers(): Parallel(...)``: joblib's process workers start as :func:`start_worker_quietly`
+    says (loky, joblib's default process backend, with an initializer)."""
+    from joblib import parallel_config
+
+    return parallel_config(backend="loky", n_jobs=n_jobs, initializer=start_worker_quietly)
 
 
 def quiet_keras() -> None:

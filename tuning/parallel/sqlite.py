@@ -19,6 +19,7 @@ last commits before it, which a resumed study handles like a trial that was runn
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from typing import Any
 
@@ -74,3 +75,17 @@ def relax_sync(engine: Any) -> None:
     if not event.contains(engine, "connect", _normal_sync):
         event.listen(engine, "connect", _normal_sync)
         engine.dispose()
+
+
+def checkpoint(url: str) -> None:
+    """Move an SQLite file's write-ahead log into the file and close: with no other connection open,
+    SQLite then removes its ``-wal`` and ``-shm`` files (the export directory keeps ``optuna.db`` alone).
+    Nothing for other databases; a busy or missing file is left as it is."""
+    path = sqlite_path(url)
+    if path is None or not os.path.exists(path):
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=LOCK_WAIT_S)) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass

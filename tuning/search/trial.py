@@ -286,9 +286,10 @@ class TrialRunner:
         first = fit_fold(estimator, d, folds[0], self.metric, [EpochReporter(on_epoch)])
         factory = self.config.model.factory
         twin = clone(estimator) if factory is None else clone(estimator).set_params(build=factory.reference())
-        rest = Parallel(n_jobs=self.config.search.n_jobs)(
-            delayed(fit_fold)(clone(twin), d, fold, self.metric) for fold in folds[1:]
-        )
+        with process.quiet_workers():
+            rest = Parallel(n_jobs=self.config.search.n_jobs)(
+                delayed(fit_fold)(clone(twin), d, fold, self.metric) for fold in folds[1:]
+            )
         return [first[0]] + [score for score, _ in rest], first[1]
 
     def release_memory(self) -> None:

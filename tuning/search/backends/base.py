@@ -150,6 +150,10 @@ class StudyStore(ABC):
             value = self.get_attr(key)
         return value
 
+    def close(self) -> None:
+        """Let go of the state's connections at the end of a run (nothing to do by default)."""
+        return None
+
     # ---- workers ----------------------------------------------------------------------------------
     def recover(self) -> None:
         """Mark trials whose worker died as failed (not counted) and queue their parameters again."""

@@ -26,12 +26,13 @@ import time
 import zlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import TrialState
 
 from tuning.errors import StudyError
+from tuning.parallel.sqlite import checkpoint
 from tuning.parallel.workers import group_alive, is_alive
 from tuning.records import COMPLETE, PRUNED, PruneTrial, TrialRecord, encode_output
 from tuning.search.backends.base import EXPORTED, SPACE_DIGEST, StudyStore, TrialScheduler
@@ -83,21 +84,29 @@ class OptunaStore(StudyStore):
         return f"the Optuna storage {safe_url(self.url)}"
 
     # ---- before open --------------------------------------------------------------------------------
-    def _peek(self) -> optuna.Study | None:
+    def _peek(self, read: Callable[[optuna.Study], Any]) -> Any:
+        """``read(study)`` of the stored study, None when there is none; the connections go after it."""
         if self.storage is None and not (self.state_dir / "optuna.db").exists():
             return None
+        storage = make_storage(self.url)
         try:
-            return optuna.load_study(study_name=self.config.name, storage=make_storage(self.url))
+            return read(optuna.load_study(study_name=self.config.name, storage=storage))
         except KeyError:
             return None
+        finally:
+            storage.engine.dispose()
 
     def peek_attr(self, key: str):
-        study = self._peek()
-        return None if study is None else study.user_attrs.get(key)
+        return self._peek(lambda study: study.user_attrs.get(key))
 
     def peek_records(self, metric: str = "") -> list[TrialRecord] | None:
-        study = self._peek()
-        return None if study is None else self._records(study.get_trials(deepcopy=False), metric)
+        return self._peek(lambda study: self._records(study.get_trials(deepcopy=False), metric))
+
+    def close(self) -> None:
+        """Close the storage's connections; an SQLite file is checkpointed, leaving no ``-wal``/``-shm`` files."""
+        if self.rdb is not None:
+            self.rdb.engine.dispose()
+        checkpoint(self.url)
 
     @staticmethod
     def _records(trials: list[optuna.trial.FrozenTrial], metric: str) -> list[TrialRecord]:
