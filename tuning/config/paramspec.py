@@ -6,7 +6,14 @@ What values a hyperparameter takes (type, bounds, choices) comes from the one ta
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails
 
 from estimators import hyperparams
@@ -34,6 +41,15 @@ class Conditional(StrictModel):
 
     per: str | None = None
     when: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        """``per`` / ``when`` only where given: a space without them dumps (and digests, and logs) as before."""
+        data = handler(self)
+        for key in ("per", "when"):
+            if data.get(key, 0) is None:
+                del data[key]
+        return data
 
     def conditions(self) -> dict[str, str]:
         """The ``per`` / ``when`` keys given (what the space digest adds for this entry)."""

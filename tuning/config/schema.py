@@ -484,15 +484,8 @@ class StudyConfig(_Model):
 
 def space_digest(cfg: StudyConfig) -> str:
     """sha256 of a canonical JSON of the search space (defaults included), to detect a changed space."""
-    space = {name: _spec_json(cfg.space[name]) for name in sorted(cfg.space)}
+    space = {name: cfg.space[name].model_dump(mode="json") for name in sorted(cfg.space)}  # per / when: where given
     return hashlib.sha256(json.dumps(space, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _spec_json(spec: Any) -> dict[str, Any]:
-    """A space entry as the digest reads it: ``per`` / ``when`` only where given (a space without them keeps
-    the digest it had before they existed, so such stored studies still resume)."""
-    absent = {key for key in ("per", "when") if getattr(spec, key) is None}
-    return spec.model_dump(mode="json", exclude=absent)
 
 
 def factory_digest(cfg: StudyConfig) -> str | None:
