@@ -13,6 +13,8 @@ the other):
 * ``constant-lr``: ``lr_schedule: constant``.
 * ``no-dropout``: ``dropout`` out of the space.
 * ``adamw``: AdamW, with ``weight_decay`` tuned in 1e-4..0.1 (log).
+* ``per-layer-widths``: ``n_neurons`` drawn per hidden layer (``per: n_hidden``: funnels and the like)
+  instead of one width for all layers (a lever added, not taken out).
 * ``lr-range-test``: ``search.lr_range_test: true`` (the learning-rate range test sets the space's
   learning-rate bounds first).
 * ``plain``: ``studies/housing_plain.yaml``, the default before the levers (plain MLP, best trial alone).
@@ -37,7 +39,7 @@ from vs_classic import _fmt, _median, run_ours
 
 PLAIN_STUDY = ROOT / "studies" / "housing_plain.yaml"
 VARIANTS = ("default", "train-only", "one-worker", "no-embedding", "constant-lr", "no-dropout", "adamw",
-            "lr-range-test", "plain", "plain+ensemble")
+            "per-layer-widths", "lr-range-test", "plain", "plain+ensemble")
 
 
 def variant_config(name: str, study: Path, smoke: bool):
@@ -56,6 +58,8 @@ def variant_config(name: str, study: Path, smoke: bool):
     elif name == "adamw":
         data["model"] = {**data.get("model", {}), "optimizer": "adamw"}
         data["space"]["weight_decay"] = {"type": "float", "low": 1e-4, "high": 0.1, "log": True}
+    elif name == "per-layer-widths":
+        data["space"]["n_neurons"] = {**data["space"]["n_neurons"], "per": "n_hidden"}
     elif name == "train-only":
         data["export"] = {**data.get("export", {}), "train_on": "train"}
     elif name == "one-worker":

@@ -7,7 +7,7 @@ from typing import Literal
 import keras
 
 from estimators.embeddings import PeriodicEmbedding
-from estimators.hyperparams import OPTIMIZERS, build_knobs
+from estimators.hyperparams import OPTIMIZERS, build_knobs, layer_widths
 
 Task = Literal["regression", "binary", "multiclass"]
 
@@ -75,7 +75,7 @@ def output_layer_and_loss(task: Task, n_classes: int | None) -> tuple[int, str |
 
 def build_model(
     n_hidden: int = 1,
-    n_neurons: int = 30,
+    n_neurons: int | list[int] = 30,
     learning_rate: float = 3e-3,
     *,
     n_features: int,
@@ -93,7 +93,8 @@ def build_model(
     seed: int | None = None,
     steps_per_execution: int = 1,
 ) -> keras.Model:
-    """Build and compile ``n_hidden`` Dense layers of ``n_neurons`` on ``n_features`` inputs.
+    """Build and compile ``n_hidden`` Dense layers of ``n_neurons`` on ``n_features`` inputs (or one width
+    per layer: ``n_neurons=[128, 64, 32]``, a list of ``n_hidden`` widths).
 
     The output layer and loss follow ``task``: one linear unit and MSE for regression, one sigmoid
     unit and binary cross-entropy for binary, ``n_classes`` softmax units and sparse categorical
@@ -106,6 +107,7 @@ def build_model(
     given = locals()
     for knob in build_knobs():
         knob.check(given[knob.name])
+    widths = layer_widths(n_hidden, n_neurons)
     units, out_activation, loss = output_layer_and_loss(task, n_classes)
 
     def init(offset: int):
@@ -117,7 +119,7 @@ def build_model(
                                         seed=None if seed is None else seed + 2000, name="periodic_embedding"))
     for i in range(n_hidden):
         layers.append(
-            keras.layers.Dense(n_neurons, activation=activation, kernel_initializer=init(i), name=f"hidden_{i + 1}")
+            keras.layers.Dense(widths[i], activation=activation, kernel_initializer=init(i), name=f"hidden_{i + 1}")
         )
         if dropout > 0:
             layers.append(keras.layers.Dropout(dropout, seed=None if seed is None else seed + 1000 + i))

@@ -24,7 +24,7 @@ from typing import Any
 
 from estimators import hyperparams
 
-__all__ = ["FACTS", "Factory", "FactoryError", "import_file", "reserved_names", "resolve"]
+__all__ = ["FACTS", "HP_VALUES", "Factory", "FactoryError", "import_file", "is_hypermodel", "reserved_names", "resolve"]
 
 #: Factory arguments given from the data, never by the user: the shape of one row after preprocessing
 #: (a tuple), the number of features, of classes (None for regression), the task
@@ -66,6 +66,9 @@ class Factory:
     fact_defaults: Mapping[str, Any] = field(default_factory=dict)
     #: imported from a file path (``file.py:function``): other processes import it by that path, not by name
     from_file: bool = False
+    #: a KerasTuner hypermodel ``build(hp)``: its one argument is KerasTuner's ``hp``, and its parameter is
+    #: ``hp_values`` (the values it drew, replayed by :class:`estimators.hyperparameters.HyperParameters`)
+    takes_hp: bool = False
 
     @property
     def name(self) -> str:
@@ -112,10 +115,33 @@ class Factory:
                 f"{self.label} needs argument{'s' if len(missing) > 1 else ''} {_names(missing)}: give "
                 f"{'them' if len(missing) > 1 else 'it'} to the estimator (or in the study's model: or space:)"
             )
-        model = self.function(**given)
+        if self.takes_hp:
+            model = self.function(_replaying_hp(given.get(HP_VALUES)))
+        else:
+            model = self.function(**given)
         if not isinstance(model, keras.Model):
             raise TypeError(f"{self.label} returned {type(model).__name__}, not a Keras model")
         return model
+
+
+#: the parameter of a KerasTuner hypermodel's estimator: the values its ``hp`` gives, by name
+HP_VALUES = "hp_values"
+_HP_PARAMETER = inspect.Parameter(HP_VALUES, inspect.Parameter.KEYWORD_ONLY, default=None)
+
+
+def _replaying_hp(values: Any) -> Any:
+    from estimators.hyperparameters import HyperParameters
+
+    if values is not None and not isinstance(values, Mapping):
+        raise TypeError(f"hp_values must be a dict of the values hp gives by name, got {type(values).__name__}")
+    return HyperParameters(values=values)
+
+
+def is_hypermodel(signature: inspect.Signature) -> bool:
+    """Whether a signature is KerasTuner's ``build(hp)``: one argument, named ``hp``."""
+    parameters = list(signature.parameters.values())
+    return (len(parameters) == 1 and parameters[0].name == "hp"
+            and parameters[0].kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
 
 
 def resolve(build: Any, base_dir: str | Path | None = None) -> Factory:
@@ -241,6 +267,8 @@ def _describe(function: Callable[..., Any], label: str) -> Factory:
         raise FactoryError(f"build {label}: cannot read its arguments: {exc}") from None
     module = sys.modules.get(module_name)
     source = _source_file(function, module)
+    if is_hypermodel(signature):
+        return Factory(function, label, module_name, source, (_HP_PARAMETER,), takes_hp=True)
     reserved = reserved_names()
     own, facts, fact_defaults, kwargs = [], [], {}, False
     for parameter in signature.parameters.values():

@@ -24,6 +24,7 @@ __all__ = [
     "HyperParam",
     "build_knobs",
     "check_params",
+    "layer_widths",
     "compile_knobs",
     "for_estimator",
     "markdown_table",
@@ -67,6 +68,8 @@ class HyperParam:
     study_value: Callable[[Any], Any] | None = None
     aliases: tuple[str, ...] = ()  #: names users try instead ("did you mean ...?" in study files)
     doc_type: str | None = None  #: the type in docstrings, when ``kind`` does not say it
+    #: also takes a list, one value per hidden layer (its length must be ``n_hidden``)
+    per_layer: bool = False
 
     def applies_to(self, estimator: str) -> bool:
         """Whether the ``regressor`` / ``classifier`` has this argument."""
@@ -75,6 +78,8 @@ class HyperParam:
     # ---- checks ---------------------------------------------------------------------------------
     def problem(self, value: Any) -> str | None:
         """Why a study-file value is refused (exact choices), or None; read as ``name: <problem>``."""
+        if self.per_layer and isinstance(value, list | tuple):
+            return next(filter(None, (self.problem(v) for v in value)), None)
         if self.kind == "any":
             return None
         if value is None:
@@ -104,6 +109,8 @@ class HyperParam:
             raise ValueError(f"{self.name} must be {self.requirement()}, got {value!r}")
 
     def _accepts(self, value: Any) -> bool:
+        if self.per_layer and isinstance(value, list | tuple):
+            return all(self._accepts(v) and not isinstance(v, list | tuple) for v in value)
         if self.kind == "any":
             return True
         if value is None:
@@ -134,7 +141,8 @@ class HyperParam:
             what = "an integer" if self.kind == "int" else "a finite number"
             bounds = self.bounds_text()
             text = bounds if self.kind == "float" and bounds.startswith("in ") else f"{what} {bounds}".strip()
-        return text + (" or None" if self.nullable else "")
+        text += " or None" if self.nullable else ""
+        return text + (" or a list of them (one per hidden layer)" if self.per_layer else "")
 
     def bounds_text(self) -> str:
         """The bounds as ``>= 0``, ``> 0`` or an interval ``in [0, 1)``; "" when unbounded."""
@@ -150,6 +158,8 @@ class HyperParam:
 
     def coerce(self, value: Any) -> Any:
         """Plain ``int`` / ``float`` for Keras (numpy scalars from a search become Python numbers)."""
+        if self.per_layer and isinstance(value, list | tuple):
+            return [self.coerce(v) for v in value]
         if value is None or self.kind not in ("int", "float"):
             return value
         return int(value) if self.kind == "int" else float(value)
@@ -167,8 +177,9 @@ HYPERPARAMS: dict[str, HyperParam] = _rows(
     # ---- the model (build_model's knobs)
     HyperParam("n_hidden", "int", 1, "hidden Dense layers (`0` is a linear / logistic model)", ge=0,
                tunable=True, model=True, build=True, aliases=("layers", "hidden_layers")),
-    HyperParam("n_neurons", "int", 30, "units per hidden layer", ge=1, tunable=True, model=True, build=True,
-               aliases=("units", "neurons")),
+    HyperParam("n_neurons", "int", 30, "units per hidden layer, or a list of them, one per hidden layer (a "
+               "funnel such as `[128, 64, 32]`; its length must be `n_hidden`)", ge=1, tunable=True, model=True,
+               build=True, aliases=("units", "neurons"), per_layer=True, doc_type="int or list of int"),
     HyperParam("learning_rate", "float", 3e-3, "the optimizer's learning rate", gt=0, tunable=True, model=True,
                build=True, compile=True, aliases=("lr",)),
     HyperParam("activation", "str", "relu", "hidden-layer activation (a Keras name)", nullable=True,
@@ -255,6 +266,18 @@ def compile_knobs() -> list[HyperParam]:
     return [p for p in HYPERPARAMS.values() if p.compile]
 
 
+def layer_widths(n_hidden: int, n_neurons: Any) -> list[int]:
+    """The width of each hidden layer: ``n_neurons`` for every layer, or its list (one per layer; a list whose
+    length is not ``n_hidden`` raises ``ValueError``)."""
+    if not isinstance(n_neurons, list | tuple):
+        return [int(n_neurons)] * int(n_hidden)
+    if len(n_neurons) != n_hidden:
+        raise ValueError(f"n_neurons has {len(n_neurons)} value{'s' if len(n_neurons) != 1 else ''} "
+                         f"({list(n_neurons)}) but n_hidden is {n_hidden}: give one width per hidden layer, or "
+                         "one int for all of them")
+    return [int(n) for n in n_neurons]
+
+
 def check_params(values: Mapping[str, Any], names: Iterable[str] | None = None) -> None:
     """Check ``values[name]`` for each name (default: every key) against the table; the first problem raises."""
     for name in values if names is None else names:
@@ -273,7 +296,8 @@ def _allowed(p: HyperParam) -> str:
     if p.choices:
         return " \\| ".join(p.choices)
     words = {"int": "int", "float": "float", "str": "str", "bool": "bool", "any": "-"}
-    return " ".join(filter(None, [words[p.kind], p.bounds_text(), "or None" if p.nullable else ""]))
+    return " ".join(filter(None, [words[p.kind], p.bounds_text(), "or None" if p.nullable else "",
+                                  "or a list of them" if p.per_layer else ""]))
 
 
 def _show(value: Any) -> str:

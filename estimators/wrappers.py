@@ -98,6 +98,7 @@ class _KerasMLPMixin:
         """Each argument against the hyperparameter table: ``ValueError("n_hidden must be an integer >= 0, ...")``."""
         for param in hyperparams.for_estimator(self._estimator_kind()):
             param.check(getattr(self, param.name))
+        hyperparams.layer_widths(self.n_hidden, self.n_neurons)  # a list of widths: one per hidden layer
 
     def _estimator_kind(self) -> str:
         return "regressor" if self._task == "regression" else "classifier"

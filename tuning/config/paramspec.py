@@ -6,7 +6,14 @@ What values a hyperparameter takes (type, bounds, choices) comes from the one ta
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails
 
 from estimators import hyperparams
@@ -14,19 +21,42 @@ from tuning.config.validation import Float, Int, StrictModel, error, raise_error
 
 __all__ = [
     "PARAM_TAGS",
+    "Conditional",
     "CategoricalParam",
     "FloatParam",
     "IntParam",
     "ParamSpec",
     "TunableName",
     "check_tunable",
+    "conditional_errors",
     "space_errors",
 ]
 
 PARAM_TAGS = ("int", "float", "categorical")
 
 
-class IntParam(StrictModel):
+class Conditional(StrictModel):
+    """What every space entry may add: ``per`` (a list, one value per unit of the int parameter it names,
+    drawn as ``<name>_1`` .. ``<name>_k``) and ``when`` (drawn only when the parameter it names is truthy)."""
+
+    per: str | None = None
+    when: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        """``per`` / ``when`` only where given: a space without them dumps (and digests, and logs) as before."""
+        data = handler(self)
+        for key in ("per", "when"):
+            if data.get(key, 0) is None:
+                del data[key]
+        return data
+
+    def conditions(self) -> dict[str, str]:
+        """The ``per`` / ``when`` keys given (what the space digest adds for this entry)."""
+        return {key: value for key, value in (("per", self.per), ("when", self.when)) if value is not None}
+
+
+class IntParam(Conditional):
     """An integer hyperparameter in [low, high] (both included)."""
 
     type: Literal["int"]
@@ -48,7 +78,7 @@ class IntParam(StrictModel):
         return list(range(self.low, self.high + 1, self.step))
 
 
-class FloatParam(StrictModel):
+class FloatParam(Conditional):
     """A real hyperparameter in [low, high], optionally on a log scale or discretised by `step`."""
 
     type: Literal["float"]
@@ -93,7 +123,7 @@ def _scalar_choices(values: Any) -> Any:
     return values
 
 
-class CategoricalParam(StrictModel):
+class CategoricalParam(Conditional):
     """A hyperparameter taking one of `choices`."""
 
     type: Literal["categorical"]
@@ -157,3 +187,78 @@ def space_errors(name: str, spec: IntParam | FloatParam | CategoricalParam) -> l
         for key, value in (("low", spec.low), ("high", spec.high))
         if (problem := param.problem(value))
     ]
+
+
+def conditional_errors(space: dict[str, IntParam | FloatParam | CategoricalParam]) -> list[InitErrorDetails]:
+    """``per`` / ``when`` that name no key of the space, a ``per`` on anything but an int count, a ``when`` on a
+    per-unit list, cycles, and drawn names (``<name>_<i>``) that clash with a key."""
+    errors = []
+    keys = list(space)
+    for name, spec in space.items():
+        for key, parent in spec.conditions().items():
+            loc: tuple[str | int, ...] = ("space", name, key)
+            if parent == name:
+                errors.append(error(loc, f"{key}: '{name}' cannot depend on itself", parent))
+            elif parent not in space:
+                errors.append(error(loc, f"{key}: '{parent}' is not a key of space{suggest(parent, keys)} "
+                                         f"(keys: {', '.join(keys)})", parent))
+            elif key == "per" and (not isinstance(space[parent], IntParam) or space[parent].per is not None):
+                what = "a per-unit list" if space[parent].per is not None else f"a {space[parent].type} parameter"
+                errors.append(error(loc, f"per: '{parent}' must be an int parameter (how many values {name} "
+                                         f"gets), but it is {what}", parent))
+            elif key == "per" and space[parent].low < 0:
+                errors.append(error(loc, f"per: '{parent}' can be negative (low: {space[parent].low}); a count "
+                                         "needs low >= 0", parent))
+            elif key == "when" and space[parent].per is not None:
+                errors.append(error(loc, f"when: '{parent}' is a per-unit list (per: {space[parent].per}), not "
+                                         "one value that can be true or false", parent))
+        if spec.per is not None and spec.per in space and isinstance(space[spec.per], IntParam):
+            clash = [f"{name}_{i}" for i in range(1, space[spec.per].high + 1) if f"{name}_{i}" in space]
+            if clash:
+                errors.append(error(("space", name, "per"), f"per: {name} is drawn as {name}_1, {name}_2, ...; "
+                                                            f"rename the key {clash[0]}", spec.per))
+    cycle = _cycle(space)
+    if cycle:
+        errors.append(error(("space", cycle[0], "when" if space[cycle[0]].when == cycle[1] else "per"),
+                            f"per / when go round in a cycle: {' -> '.join(cycle)}", cycle[1]))
+    return errors
+
+
+def _cycle(space: dict[str, Any]) -> list[str] | None:
+    """A cycle of ``per`` / ``when`` links (each name followed by the one it names), or None."""
+    done: set[str] = set()
+
+    def walk(name: str, path: list[str]) -> list[str] | None:
+        if name in path:
+            return path[path.index(name):] + [name]
+        if name in done or name not in space:
+            return None
+        for parent in space[name].conditions().values():
+            if parent != name:
+                found = walk(parent, [*path, name])
+                if found:
+                    return found
+        done.add(name)
+        return None
+
+    for start in space:
+        found = walk(start, [])
+        if found:
+            return found
+    return None
+
+
+def draw_order(space: dict[str, Any]) -> list[str]:
+    """The space's keys with every ``per`` / ``when`` parent before its children (file order otherwise)."""
+    order: list[str] = []
+
+    def visit(name: str, seen: tuple[str, ...] = ()) -> None:
+        if name in order or name in seen or name not in space:
+            return
+        for parent in space[name].conditions().values():
+            visit(parent, (*seen, name))
+        order.append(name)
+
+    for name in space:
+        visit(name)
+    return order

@@ -40,6 +40,7 @@ from tuning.config.paramspec import (
     IntParam,
     ParamSpec,
     check_tunable,
+    conditional_errors,
     space_errors,
 )
 from tuning.config.studyfile import parse, read_text, validate
@@ -360,7 +361,17 @@ class StudyConfig(_Model):
                     ("space", name), f"'{name}' is both set in {elsewhere} and tuned in space; keep one", name
                 ))  # fmt: skip
             errors.extend(space_errors(name, spec))
-        if self.search.sampler == "grid":
+            if spec.per is not None and not (hyperparams.HYPERPARAMS[name].per_layer and spec.per == "n_hidden"):
+                errors.append(_error(("space", name, "per"), f"per: our network takes a list only for n_neurons, "
+                                     f"per: n_hidden (one width per hidden layer), not for {name} per {spec.per}",
+                                     spec.per))  # fmt: skip
+        errors.extend(conditional_errors(self.space))
+        conditional = [name for name, spec in self.space.items() if spec.conditions()]
+        if self.search.sampler == "grid" and (conditional or self._takes_hp()):
+            what = f"space.{conditional[0]} is conditional (per / when)" if conditional else "the hp factory's space"
+            errors.append(_error(("search", "sampler"), f"the grid sampler needs one fixed grid, but {what} "
+                                 "changes from trial to trial; use tpe or random", "grid"))  # fmt: skip
+        elif self.search.sampler == "grid":
             for name, spec in self.space.items():
                 if isinstance(spec, FloatParam) and spec.step is None:
                     errors.append(_error(
@@ -387,6 +398,12 @@ class StudyConfig(_Model):
         the compile knob `learning_rate` for a model it leaves uncompiled; at least one of its arguments)."""
         factory = self.model.factory
         errors = []
+        if factory.takes_hp:  # a KerasTuner hypermodel: its space is its own hp.Int / hp.Choice ... calls
+            if "space" in self.model_fields_set:
+                errors.append(_error(("space",), f"{factory.label} takes hp (a KerasTuner hypermodel): it draws its "
+                                     "own space with hp.Int, hp.Float, hp.Choice ...; leave space: out", None))
+            self.space = {}
+            return errors
         if "space" not in self.model_fields_set:
             space = {name: spec for name, spec in default_space().items()
                      if factory.takes(name) or name in hyperparams.HYPERPARAMS and hyperparams.HYPERPARAMS[name].compile}
@@ -410,6 +427,11 @@ class StudyConfig(_Model):
                 "which neither model: (fixed) nor space: (tuned) gives", self.model.build,
             ))  # fmt: skip
         return errors
+
+    def _takes_hp(self) -> bool:
+        """Whether the study's model is a KerasTuner hypermodel (``build(hp)``), which draws its own space."""
+        factory = self.model.factory
+        return factory is not None and factory.takes_hp
 
     def _is_set(self, dotted: str) -> bool:
         """Whether the study file gives the key `dotted` (``training.early_stopping.patience``) itself."""
@@ -462,7 +484,7 @@ class StudyConfig(_Model):
 
 def space_digest(cfg: StudyConfig) -> str:
     """sha256 of a canonical JSON of the search space (defaults included), to detect a changed space."""
-    space = {name: cfg.space[name].model_dump(mode="json") for name in sorted(cfg.space)}
+    space = {name: cfg.space[name].model_dump(mode="json") for name in sorted(cfg.space)}  # per / when: where given
     return hashlib.sha256(json.dumps(space, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

@@ -23,7 +23,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.ticker import MaxNLocator
 
-from tuning.config.schema import CategoricalParam, IntParam
+from tuning.config.schema import CategoricalParam, FloatParam, IntParam
 from tuning.figures.chart import (
     BEST_COLOR,
     TRAIN_COLOR,
@@ -45,7 +45,7 @@ from tuning.figures.curves import (
     top_curves_chart,
 )
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, TrialRecord, better
-from tuning.search.space import Space, to_optuna_distributions
+from tuning.search.space import Space, flat_space, to_optuna_distributions
 
 __all__ = [
     "BEST_COLOR",
@@ -143,7 +143,9 @@ def _create_trial(record: TrialRecord | None, distributions: dict[str, Any]):
     import optuna
 
     state = optuna.trial.TrialState
-    if record is not None and set(record.params) >= set(distributions):
+    if record is not None and any(k in record.params for k in distributions):
+        # a conditional parameter the trial did not draw is left out (never filled in)
+        distributions = {k: d for k, d in distributions.items() if k in record.params}
         params = {k: record.params[k] for k in distributions}
         kind = {COMPLETE: state.COMPLETE, PRUNED: state.PRUNED}.get(record.state, state.FAIL)
         if kind == state.COMPLETE and not record.finished:
@@ -161,11 +163,35 @@ def optuna_study(records: Sequence[TrialRecord], space: Space, direction: str):
     import optuna
 
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(seed=0))
-    distributions = to_optuna_distributions(space)
+    distributions = to_optuna_distributions(plot_space(records, space))
     by_number = {r.number: r for r in records}
     for number in range(max(by_number, default=-1) + 1):
         study.add_trial(_create_trial(by_number.get(number), distributions))
     return study
+
+
+def plot_space(records: Sequence[TrialRecord], space: Space) -> Space:
+    """The names the charts plot, each with its range: the space flattened (``per`` entries as ``<name>_1``
+    ..., see :func:`tuning.search.space.flat_space`) to the names some trial drew; a study without a declared
+    space (a KerasTuner hypermodel draws its own) gets ranges from the values its trials drew."""
+    drawn = {k for r in records for k in r.params}
+    if space:
+        return {name: spec for name, spec in flat_space(space).items() if name in drawn}
+    values: dict[str, list[Any]] = {}
+    for record in records:
+        for name, value in record.params.items():
+            values.setdefault(name, []).append(value)
+    out: Space = {}
+    for name, seen in values.items():
+        numbers = [v for v in seen if isinstance(v, int | float) and not isinstance(v, bool)]
+        low, high = (min(numbers), max(numbers)) if numbers else (None, None)
+        if len(numbers) < len(seen) or low == high:
+            out[name] = CategoricalParam(type="categorical", choices=list(dict.fromkeys(seen)))
+        elif all(isinstance(v, int) for v in numbers):
+            out[name] = IntParam(type="int", low=low, high=high)
+        else:
+            out[name] = FloatParam(type="float", low=low, high=high, log=low > 0 and high / low >= 100)
+    return out
 
 
 def param_importances(study) -> dict[str, float]:
@@ -257,6 +283,8 @@ def parallel_coordinates(records: Sequence[TrialRecord], space: Space, direction
     chart = Chart("parallel_coordinates", "Parallel coordinates",
                   "Each line is a complete trial through its hyperparameter values (search range from bottom "
                   f"to top) and its validation {metric}; darker is better and the best trial is red.")
+    common = [k for k in space if all(k in r.params for r in finished(records))]  # conditional ones: not all
+    space = {k: space[k] for k in common or space}
     done = [r for r in ranked(records, direction) if all(_position(s, r.params.get(k)) is not None
                                                          for k, s in space.items())]
     if not done:
@@ -360,6 +388,7 @@ def study_charts(records: Sequence[TrialRecord], space: Space, direction: str, m
                  study: Any = None) -> list[Chart]:
     """Every picture of a study, in report order (``study``: the in-memory Optuna study, built if None)."""
     study = study if study is not None else optuna_study(records, space, direction)
+    space = plot_space(records, space)
     return [
         optimization_history(records, direction, metric),
         importance_chart(study, metric),

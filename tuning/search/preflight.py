@@ -21,18 +21,20 @@ import numpy as np
 
 from estimators import hyperparams
 from estimators.factory import Factory
-from tuning.config.schema import CategoricalParam, StudyConfig
+from tuning.config.schema import StudyConfig
 from tuning.data.sources import DatasetSplit
 from tuning.errors import StudyConfigError
+from tuning.search import space
+from tuning.search.space import estimator_params
 
 __all__ = ["fact_notes", "facts_of", "first_values", "preflight"]
 
 
 def first_values(config: StudyConfig) -> dict[str, Any]:
-    """The values the preflight builds with: every ``space`` entry at its low end (a categorical at its
-    first choice), then the fixed ``model:`` arguments; the factory's own defaults give the rest."""
-    values = {name: spec.choices[0] if isinstance(spec, CategoricalParam) else spec.low
-              for name, spec in config.space.items()}
+    """The values the preflight builds with: every active ``space`` entry at its low end (a categorical at its
+    first choice; a ``per`` entry as a list of them), then the fixed ``model:`` arguments; the factory's own
+    defaults give the rest (a KerasTuner hypermodel: its ``hp`` defaults)."""
+    values = estimator_params(config, space.first_values(config.space))
     return {**values, **config.model.fixed_params()}
 
 

@@ -31,7 +31,7 @@ from tuning.parallel import interrupt, process
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord
 from tuning.search import metrics
 from tuning.search.keeper import ModelKeeper
-from tuning.search.space import to_python
+from tuning.search.space import estimator_params, to_python
 
 Report = Callable[[int, float], None]
 
@@ -180,6 +180,7 @@ class TrialRunner:
         ``model.build`` the user's factory (the function itself, which pickles by reference to its module)
         in :class:`~estimators.KerasModelRegressor` / ``KerasModelClassifier``."""
         factory = self.config.model.factory
+        params = estimator_params(self.config, params)  # per-unit lists, a hypermodel's hp_values
         if factory is not None:
             cls = KerasModelRegressor if self.task == "regression" else KerasModelClassifier
             return cls(build=factory.function, **{**self.base_params(), **params})

@@ -55,7 +55,7 @@ from tuning.search.backends.optuna_storage import (  # noqa: F401
     safe_url,
     storage_url,
 )
-from tuning.search.space import suggest
+from tuning.search.space import draw
 
 if TYPE_CHECKING:
     from tuning.search.trial import TrialRunner
@@ -290,7 +290,7 @@ class OptunaScheduler(TrialScheduler):
             trial.set_user_attr(SURPLUS, True)
             raise SurplusTrial()
         trial.set_user_attr(WORKER, self.store.worker.as_dict())
-        record = runner.run(trial.number, suggest(trial, self.config.space), report=self.reporter(trial))
+        record = runner.run(trial.number, draw(trial, self.config), report=self.reporter(trial))
         trial.set_user_attr("epochs_run", record.epochs_run)
         trial.set_user_attr("fold_scores", record.fold_scores)
         if record.state == COMPLETE and record.best_epoch:  # what an ensemble or a retrain needs elsewhere

@@ -15,6 +15,8 @@ the next ones of the same seeded sequence.
 
 from __future__ import annotations
 
+import zlib
+
 import optuna
 from sklearn.model_selection import ParameterSampler
 
@@ -22,15 +24,49 @@ from tuning.errors import StudyError
 from tuning.search.backends.optuna import OptunaScheduler, OptunaStore
 from tuning.search.backends.optuna_budget import CANDIDATE
 from tuning.search.backends.optuna_storage import quiet_experimental
-from tuning.search.space import to_distributions, to_python
+from tuning.search.space import active, flat_space, to_distributions, to_python
 
 SEED = "seed"  # study attribute: the seed the candidates were drawn with
 
 
 def candidates(config, n_trials: int) -> list[dict]:
-    """The seeded candidate list (identical to RandomizedSearchCV's for the same seed)."""
-    sampler = ParameterSampler(to_distributions(config.space), n_iter=n_trials, random_state=config.search.seed)
-    return [to_python(p) for p in sampler]
+    """The seeded candidate list (identical to RandomizedSearchCV's for the same seed).
+
+    A conditional space (``per`` / ``when``) is drawn the same way over every name a trial may hold
+    (``n_neurons_1`` .. ``n_neurons_<high>``: :func:`~tuning.search.space.flat_space`), and each candidate
+    keeps its active values only; a KerasTuner hypermodel's candidates are empty (its trials draw with
+    :class:`CandidateSampler`)."""
+    if is_hypermodel_study(config):
+        return [{} for _ in range(n_trials)]
+    sampler = ParameterSampler(to_distributions(flat_space(config.space)), n_iter=n_trials,
+                               random_state=config.search.seed)
+    return [to_python(active(config.space, p)) for p in sampler]
+
+
+def is_hypermodel_study(config) -> bool:
+    factory = config.model.factory
+    return factory is not None and factory.takes_hp
+
+
+class CandidateSampler(optuna.samplers.BaseSampler):
+    """Random values that depend only on the seed, the trial's candidate index and the parameter's name, so
+    a define-by-run space (a KerasTuner hypermodel's) draws candidate i the same whichever worker runs it, in
+    any order, on resume and on retry."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        index = trial.user_attrs.get(CANDIDATE, trial.number)
+        key = zlib.crc32(f"{self.seed}:{index}:{param_name}".encode())
+        return optuna.samplers.RandomSampler(seed=key).sample_independent(study, trial, param_name,
+                                                                           param_distribution)
 
 
 def is_retry(trial: optuna.trial.FrozenTrial) -> bool:
@@ -43,6 +79,8 @@ class RandomStore(OptunaStore):
     """The Optuna study of a random search: the seeded candidates, queued."""
 
     def study_sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
+        if is_hypermodel_study(self.config):  # the hypermodel draws as it builds: values from the candidate index
+            return CandidateSampler(self.config.search.seed)
         return optuna.samplers.RandomSampler(seed=self.config.search.seed)  # asked for nothing: see is_surplus
 
     def study_pruner(self) -> optuna.pruners.BasePruner:
