@@ -149,3 +149,27 @@ def test_members_retrained_in_two_processes_are_the_same_models(tmp_path):
         assert a.n_epochs_ == h.n_epochs_ == record.best_epoch
         assert a.history_["learning_rate"] == pytest.approx(record.learning_rates)
         assert np.corrcoef(a.predict(X_valid), h.predict(X_valid))[0, 1] > 0.999
+
+
+def test_the_summary_names_the_exported_ensemble_and_a_baseline_with_one_value_everywhere(ensemble_study):
+    """metrics.json, the parent run and report.html show the same baseline scores (HistGradientBoosting on
+    the same rows, recomputed here) and the exported ensemble's members, weights and validation score."""
+    from mlflow import MlflowClient
+
+    from tuning.export.baseline import fit_baseline
+
+    path, result, out = ensemble_study
+    stored = json.loads((out / "metrics.json").read_text())["baseline"]
+    config = load_study(path)
+    split = load_dataset(config.dataset)
+    again = fit_baseline(TrialRunner(config, split), split, seed=config.search.seed)
+    assert stored["model"] == "HistGradientBoosting" and stored["fit_s"] > 0
+    assert stored["test"] == pytest.approx(again.test, rel=1e-9)
+    parent = MlflowClient(result.tracking_uri).get_run(result.parent_run_id)
+    for name, value in stored["test"].items():
+        assert parent.data.metrics[f"baseline_test_{name}"] == pytest.approx(value, rel=1e-12)
+    html = result.report_path.read_text()
+    assert f"test mse {stored['test']['mse']:.4g}" in html and "HistGradientBoosting" in html
+    members = json.loads((out / "best_params.json").read_text())["ensemble"]["members"]
+    listed = ", ".join(f"trial {m['trial']} (weight {m['weight']:.3g})" for m in members)
+    assert f"ensemble of {len(members)}: {listed}" in html

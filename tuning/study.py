@@ -23,6 +23,7 @@ from rich.markup import escape
 from tuning.config.schema import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers
 from tuning.data.sources import DatasetSplit, load_dataset
+from tuning.export.baseline import fit_baseline
 from tuning.export.ensembling import build_ensemble, exported_estimator
 from tuning.export.files import export_model, make_pipeline, test_metrics
 from tuning.export.results import StudyResult, stored_result
@@ -204,9 +205,13 @@ def export_best(session: Session, result: StudyResult) -> None:
     pipeline = make_pipeline(runner.data.scaler, model)
     result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
     result.ensemble = best_info.get("ensemble")
-    export_model(pipeline, out_dir, best_info, {"valid": valid, "test": result.test_metrics})
+    scores = {"valid": valid, "test": result.test_metrics}
+    baseline = fit_baseline(runner, split, seed=session.config.search.seed)
+    if baseline is not None:
+        scores["baseline"] = {"model": baseline.model, "fit_s": baseline.fit_s, "test": baseline.test}
+    export_model(pipeline, out_dir, best_info, scores)
     result.export_dir = out_dir
-    session.tracker.log_best(best, result.test_metrics, out_dir, ensemble=result.ensemble)
+    session.tracker.log_best(best, result.test_metrics, out_dir, ensemble=result.ensemble, baseline=baseline)
     session.tracker.log_model(pipeline, split.X_test, session.config.export.registered_model_name)
     session.store.mark_exported()
 

@@ -274,8 +274,31 @@ def summary_pairs(study: StudyRun, config: StudyConfig) -> list[tuple[str, Any]]
         return pairs + [("best trial", "no trial completed yet")]
     pairs += [("best trial", best.number), (f"best validation {study.metric}", best.value)]
     pairs += [(f"best {k}", v) for k, v in best.params.items()]
+    exported = exported_model_text(run, study.metric)
+    if exported:
+        pairs.append(("exported model", exported))
     pairs += [(f"test {k}", v) for k, v in layout.test_metrics_of(run).items()]
+    baseline = layout.baseline_of(run)
+    if baseline is not None:
+        name, scores, fit_s = baseline
+        shown = ", ".join(f"test {k} {_fmt(v)}" for k, v in scores.items())
+        pairs.append((f"baseline: {name}", f"{shown} (defaults, same rows; fit in {fit_s:.1f} s)"))
     return pairs
+
+
+def exported_model_text(run, metric: str) -> str:
+    """What the study exported: an ensemble's members (trial: weight) and validation score, or the best
+    trial's model; "" before an export."""
+    if not run.data.tags.get(layout.EXPORT_DIR):
+        return ""
+    members = run.data.tags.get("ensemble_members")
+    if not members:
+        return f"trial {run.data.tags.get(layout.BEST_TRIAL, '?')}'s model"
+    pairs = [member.split(":") for member in members.split()]
+    listed = ", ".join(f"trial {trial} (weight {weight})" for trial, weight in pairs)
+    score = run.data.metrics.get(f"ensemble_valid_{metric}")
+    scored = f"; validation {metric} {_fmt(score)}" if score is not None else ""
+    return f"ensemble of {len(pairs)}: {listed}{scored}"
 
 
 def trials_table(study: StudyRun) -> str:

@@ -41,6 +41,9 @@ SPACE_PARAM = "space."  # prefix of the logged search space (space.<name>.<field
 EPOCHS_RUN, DURATION = "epochs_run", "duration_s"
 SUMMARY_METRICS = (EPOCHS_RUN, DURATION)
 TEST_PREFIX = "test_"
+BASELINE_PREFIX = "baseline_test_"  #: the baseline's test scores on the parent run (tuning.export.baseline)
+BASELINE_FIT_S = "baseline_fit_s"
+BASELINE_MODEL = "baseline.model"
 # ---- artifacts ------------------------------------------------------------------------------------------
 LEARNING_CURVE = "learning_curve.png"
 REPORT_DIR = "report"
@@ -177,6 +180,16 @@ def fold_scores(metrics: dict[str, float], metric: str, state: str | None) -> li
         return [folds[i] for i in sorted(folds)]
     value = metrics.get(objective_key(metric))
     return [value] if state == COMPLETE and value is not None else []
+
+
+def baseline_of(parent) -> tuple[str, dict[str, float], float] | None:
+    """The baseline logged on a parent run: its name, test metrics by name and fit time (None if none)."""
+    name = parent.data.tags.get(BASELINE_MODEL)
+    if not name:
+        return None
+    scores = {k[len(BASELINE_PREFIX):]: v for k, v in sorted(parent.data.metrics.items())
+              if k.startswith(BASELINE_PREFIX)}
+    return name, scores, float(parent.data.metrics.get(BASELINE_FIT_S, float("nan")))
 
 
 def test_metrics_of(parent) -> dict[str, float]:

@@ -290,9 +290,10 @@ class MlflowTracker:
 
     # ---- results ---------------------------------------------------------------------------------
     def log_best(self, best: TrialRecord | None, test_metrics: dict[str, float], export_dir: Path | None,
-                 ensemble: dict | None = None) -> None:
+                 ensemble: dict | None = None, baseline: Any = None) -> None:
         """The best trial's parameters and validation score, the exported model's test scores and, for an
-        ensemble, its members (tag ``ensemble_members``: ``trial:weight`` pairs) and validation score."""
+        ensemble, its members (tag ``ensemble_members``: ``trial:weight`` pairs) and validation score; the
+        baseline's test scores (``baseline_test_<metric>``), fit time (``baseline_fit_s``) and name (tag)."""
         if best is None:
             return
         now = layout.now_ms()
@@ -305,6 +306,10 @@ class MlflowTracker:
                                                             for m in ensemble["members"])))
         metrics += [Metric(f"{layout.TEST_PREFIX}{k}", float(v), now, 0) for k, v in test_metrics.items()]
         tags.append(RunTag(layout.BEST_TRIAL, str(best.number)))
+        if baseline is not None:
+            metrics += [Metric(f"{layout.BASELINE_PREFIX}{k}", float(v), now, 0) for k, v in baseline.test.items()]
+            metrics.append(Metric(layout.BASELINE_FIT_S, float(baseline.fit_s), now, 0))
+            tags.append(RunTag(layout.BASELINE_MODEL, baseline.model))
         if export_dir is not None:
             tags.append(RunTag(layout.EXPORT_DIR, str(Path(export_dir).resolve())))
         self.client.log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)
