@@ -19,7 +19,7 @@ from tuning.cli.run import main
 from tuning.report import html as report_html
 
 REPO = Path(__file__).resolve().parents[1]
-KERAS_TUNER = f"{REPO / 'studies' / 'models' / 'keras_tuner.py'}:build_model"
+KERAS_TUNER = f"{REPO / 'studies' / 'models' / 'hypermodel.py'}:build_model"
 COND = {
     "n_hidden": {"type": "int", "low": 0, "high": 3},
     "n_neurons": {"type": "int", "low": 4, "high": 64, "log": True, "per": "n_hidden"},

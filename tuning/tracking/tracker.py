@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import re
 import threading
 import weakref
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
-from tuning.parallel.sqlite import relax_sync, use_wal
+from tuning.parallel.sqlite import relax_sync, sqlite_path, use_wal
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, TrialRecord
 from tuning.tracking import runlayout as layout
 
@@ -36,6 +37,18 @@ STATUS = {
 }
 LIBRARIES = ("tensorflow", "keras", "scikit-learn", "scikeras", "optuna", "mlflow", "numpy", "tuning")
 BATCH = 900  # MLflow accepts at most 1,000 metrics per log_batch call
+
+
+def artifact_location(tracking_uri: str, experiment: str) -> str | None:
+    """Where a new experiment of an ``sqlite:`` file store keeps its artifacts: ``mlruns/<experiment>``
+    beside the database file (MLflow's own default is ``./mlruns`` in whatever directory the process runs
+    in, which scatters a study's pictures and models wherever it was started). None: MLflow's default
+    (a server, another database)."""
+    path = sqlite_path(tracking_uri)
+    if path is None:
+        return None
+    folder = Path(path).resolve().parent / "mlruns" / re.sub(r"[^A-Za-z0-9._-]", "_", experiment)
+    return folder.as_uri()
 
 
 def library_versions() -> dict[str, str]:
@@ -173,7 +186,9 @@ class MlflowTracker:
         """Create (or re-open, given ``run_id``) the parent run and log what defines the study."""
         experiment = self.client.get_experiment_by_name(self.experiment_name)
         self.experiment_id = (
-            experiment.experiment_id if experiment else self.client.create_experiment(self.experiment_name)
+            experiment.experiment_id if experiment
+            else self.client.create_experiment(self.experiment_name,
+                                               artifact_location=artifact_location(self.tracking_uri, self.experiment_name))
         )
         use_wal(self.tracking_uri)  # an sqlite: store commits without journal fsyncs (see tuning.parallel.sqlite)
         self._relax_sync()
