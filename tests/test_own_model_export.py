@@ -106,7 +106,7 @@ def _fresh(exported: dict, *args: str) -> subprocess.CompletedProcess:
 BOTH = """
 import importlib.util, json, sys
 import numpy as np, pandas as pd
-assert importlib.util.find_spec("handson") is None and importlib.util.find_spec("wide_deep") is None, sys.path
+assert not any(importlib.util.find_spec(m) for m in ("handson", "wide_deep", "hypermodel")), sys.path
 rows = pd.read_csv(sys.argv[3]).astype("float64")
 import mlflow.pyfunc
 from tuning.export import load_model
@@ -304,3 +304,38 @@ def test_the_hands_on_factory_tuned_three_ways_predicts_elsewhere(three_ways, wa
     target = tmp / f"predictions_{way}.csv"
     _fresh(three_ways, "-m", "tuning.predict", str(model["dir"]), str(tmp / "rows.csv"), "-o", str(target))
     np.testing.assert_allclose(pd.read_csv(target)["prediction"].to_numpy(), expected, **TOL)
+
+
+def test_a_keras_tuner_hypermodel_study_exports_a_model_that_predicts_elsewhere(tmp_path):
+    """studies/keras_tuner.yaml (a ``build(hp)`` factory) made tiny: its export and MLflow model predict digits
+    rows in a fresh process elsewhere, alone and in a batch, as in the process that ran the study."""
+    import yaml
+    from sklearn.datasets import load_digits
+
+    from tuning.export import load_model
+    from tuning.study import run_study
+
+    study = yaml.safe_load((ROOT / "studies" / "keras_tuner.yaml").read_text())
+    study["model"]["build"] = f"{MODELS / 'hypermodel.py'}:build_model"
+    study["search"].update(n_trials=2)
+    study["training"] = {"epochs": 2}
+    study["mlflow"] = {"tracking_uri": tracking_uri(tmp_path)}
+    study["export"] = {"dir": str(tmp_path / "out")}
+    path = tmp_path / "keras_tuner.yaml"
+    path.write_text(yaml.safe_dump(study))
+    with pytest.MonkeyPatch.context() as patch:  # the report's charts: tested in test_report
+        patch.setattr(report_html, "write_pictures", no_pictures)
+        result = run_study(path, quiet=True)
+    assert result.n_complete >= 1
+    rows = load_digits(as_frame=True).data.head(N_ROWS).astype("float64")
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    from mlflow import MlflowClient
+
+    uri = MlflowClient(tracking_uri(tmp_path)).get_run(result.parent_run_id).data.tags["model.uri"]
+    context = {"tmp": tmp_path, "tracking_uri": tracking_uri(tmp_path)}
+    model = {"dir": tmp_path / "out", "uri": uri}
+    got = _both(context, model, "export")
+    expected = np.asarray(load_model(tmp_path / "out").predict(rows), dtype=np.float64)
+    for how in ("mlflow", "export"):
+        np.testing.assert_array_equal(got[how]["batch"], expected)  # class labels
+        np.testing.assert_array_equal(got[how]["alone"], expected)
