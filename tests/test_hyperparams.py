@@ -230,3 +230,18 @@ def test_a_hypothetical_hyperparameter_added_to_the_table_alone(tmp_path):
         "| `width_multiplier` | 1.0 | float in (0, 4] | `space`, `model` | scales every hidden layer |"
         in out["readme"]
     )
+
+
+@pytest.mark.parametrize("cls_name, kind", [("KerasModelRegressor", "regressor"), ("KerasModelClassifier", "classifier")])
+def test_the_own_model_estimators_take_the_tables_training_settings(cls_name, kind):
+    """``build``, then the training settings of the table with its defaults (keyword-only), then ``**params``
+    (the factory's arguments and the compile settings); their docstrings list both groups from the table."""
+    import estimators
+
+    cls = getattr(estimators, cls_name)
+    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+    assert params[0].name == "build" and params[-1].kind is inspect.Parameter.VAR_KEYWORD
+    table = hyperparams.training_knobs(kind)
+    assert {p.name: p.default for p in params[1:-1]} == {p.name: p.default for p in table}
+    assert [p.name for p in params[1:-1]] == [p.name for p in table]
+    assert all(f"{p.name} : " in cls.__doc__ for p in [*table, *hyperparams.compile_knobs()])
