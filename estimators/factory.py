@@ -27,9 +27,12 @@ from estimators import hyperparams
 __all__ = ["FACTS", "HP_VALUES", "Factory", "FactoryError", "import_file", "is_hypermodel", "reserved_names", "resolve"]
 
 #: Factory arguments given from the data, never by the user: the shape of one row after preprocessing
-#: (a tuple), the number of features, of classes (None for regression), the task
-#: (``regression``/``binary``/``multiclass``) and the fit's seed (an int, or None).
-FACTS: tuple[str, ...] = ("input_shape", "n_features", "n_classes", "task", "seed")
+#: (a tuple; with ``inputs``, a dict of them by input name), the number of features (the product of that
+#: shape; with ``inputs`` a dict), of classes (None for regression), the task
+#: (``regression``/``binary``/``multiclass``), the fit's seed (an int, or None), and for rows of token ids
+#: the vocabulary size (ids are 0 to ``vocab_size - 1``; the largest id + 1 unless the estimator is given
+#: it) and the sequence length (None for other data).
+FACTS: tuple[str, ...] = ("input_shape", "n_features", "n_classes", "task", "seed", "vocab_size", "sequence_length")
 
 
 class FactoryError(ValueError):
@@ -38,7 +41,7 @@ class FactoryError(ValueError):
 
 def reserved_names() -> dict[str, str]:
     """Names no factory argument may have, each with what it already is."""
-    names = {"build": "the estimator's factory"}
+    names = {"build": "the estimator's factory", "inputs": "the estimator's mapping of columns to model inputs"}
     for estimator in ("regressor", "classifier"):
         for knob in hyperparams.training_knobs(estimator):
             names[knob.name] = "a training setting of the estimator"

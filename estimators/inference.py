@@ -38,7 +38,10 @@ def numeric_input(X, estimator_name: str) -> np.ndarray:
 
 def float64_twin(model):
     """A float64 Keras model with ``model``'s layers and weights (inference only), or None when one cannot
-    be made (a subclassed model, a layer whose config does not take a dtype)."""
+    be made (a subclassed model, a layer whose config does not take a dtype). Its inputs keep the names of
+    ``model``'s, so a multi-input twin takes the same dict of arrays keyed by input name; any input dtype
+    (an ``Input(dtype="int32")`` of token ids included) becomes float64, which layers such as ``Embedding``
+    cast back to indices."""
     import keras
 
     def float64_layer(layer):
@@ -47,13 +50,21 @@ def float64_twin(model):
         return type(layer).from_config(config)
 
     try:
-        inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype="float64") for t in model.inputs]
-        twin = keras.models.clone_model(model, input_tensors=inputs if len(inputs) > 1 else inputs[0],
-                                        clone_function=float64_layer)
-        twin.set_weights([np.asarray(w, dtype="float64") for w in model.get_weights()])
-    except Exception:  # not a graph of layers (subclassed), or a layer that cannot be rebuilt in float64
+        inputs = [keras.Input(shape=tuple(t.shape[1:]), dtype="float64", name=t.name) for t in model.inputs]
+    except Exception:  # a subclassed model: no inputs to copy
         return None
-    return twin
+    if not inputs:
+        return None
+    # the model's own input structure: one tensor, a list, or a dict keyed by input name
+    structures = [inputs if len(inputs) > 1 else inputs[0], {t.name: i for t, i in zip(model.inputs, inputs, strict=True)}]
+    for structure in structures:
+        try:
+            twin = keras.models.clone_model(model, input_tensors=structure, clone_function=float64_layer)
+            twin.set_weights([np.asarray(w, dtype="float64") for w in model.get_weights()])
+            return twin
+        except Exception:  # not this structure, or a layer that cannot be rebuilt in float64
+            continue
+    return None
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -162,15 +173,30 @@ def _numpy_forward(steps: list, X: np.ndarray) -> np.ndarray:
     return out
 
 
-def predict_float64(model, X: np.ndarray) -> np.ndarray:
-    """Outputs of Keras ``model`` on ``X``, computed in float64, in chunks of ``PREDICT_CHUNK`` rows."""
-    X = np.asarray(X, dtype="float64")
-    steps = numpy_layers(model)
+def predict_float64(model, X: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+    """Outputs of Keras ``model`` on ``X``, computed in float64, in chunks of ``PREDICT_CHUNK`` rows.
+
+    ``X`` is one array (any number of dimensions: rows, images, token sequences), or for a model with
+    several inputs a dict of arrays keyed by input name."""
+    if isinstance(X, dict):
+        X = {name: np.asarray(a, dtype="float64") for name, a in X.items()}
+        if len(X) == 1:  # a one-input model given by name
+            X = next(iter(X.values()))
+    else:
+        X = np.asarray(X, dtype="float64")
+    steps = None if isinstance(X, dict) else numpy_layers(model)
     if steps is not None:
         return _numpy_forward(steps, X)
     twin = float64_twin(model)  # any other network: a float64 copy, built from the current weights
     if twin is None:  # a subclassed model: its own float32 outputs (batch-invariant to ~1e-7 only)
-        twin, X = model, X.astype("float32")
-    chunks = [np.asarray(twin(X[i : i + PREDICT_CHUNK], training=False), dtype="float64")
-              for i in range(0, max(len(X), 1), PREDICT_CHUNK)]
+        twin = model
+        X = {k: a.astype("float32") for k, a in X.items()} if isinstance(X, dict) else X.astype("float32")
+    n = len(next(iter(X.values()))) if isinstance(X, dict) else len(X)
+
+    def rows(i: int):
+        if isinstance(X, dict):
+            return {name: a[i : i + PREDICT_CHUNK] for name, a in X.items()}
+        return X[i : i + PREDICT_CHUNK]
+
+    chunks = [np.asarray(twin(rows(i), training=False), dtype="float64") for i in range(0, max(n, 1), PREDICT_CHUNK)]
     return np.concatenate(chunks, axis=0) if len(chunks) > 1 else chunks[0]

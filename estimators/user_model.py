@@ -21,6 +21,7 @@ import textwrap
 from typing import Any
 
 import keras
+import numpy as np
 from scikeras.wrappers import KerasClassifier, KerasRegressor
 
 from estimators import hyperparams
@@ -46,10 +47,10 @@ def _factory_of(build: Any) -> Factory:
 class _KerasModelMixin(_KerasMLPMixin):
     """Parameters from the factory's signature, and a model from the factory."""
 
-    def _store(self, build, training: dict[str, Any], params: dict[str, Any]) -> None:
-        """``__init__``: the factory, the training settings, then the model parameters given."""
+    def _store(self, build, inputs, training: dict[str, Any], params: dict[str, Any]) -> None:
+        """``__init__``: the factory, the input mapping, the training settings, then the model parameters given."""
         object.__setattr__(self, "_model_params", {})
-        _init_params(self, build=build, **training)
+        _init_params(self, build=build, inputs=inputs, **training)
         for name, value in params.items():
             setattr(self, name, value)
 
@@ -111,13 +112,13 @@ class _KerasModelMixin(_KerasMLPMixin):
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """``build``, the factory's arguments (with its defaults), the compile settings it does not take and
         the training settings."""
-        out = {"build": self.build}
+        out = {"build": self.build, "inputs": self.inputs}
         out.update({**self._model_defaults(), **self._model_params})
         out.update({name: getattr(self, name) for name in self._training_defaults()})
         return out
 
     def set_params(self, **params):
-        valid = set(self.get_params()) | self._model_names()
+        valid = set(self.get_params()) | self._model_names() | set(GIVABLE_FACTS)
         checkable = self._known_factory() is not None
         for name, value in params.items():
             if checkable and name not in valid and not self._accepts_any(name):
@@ -130,7 +131,7 @@ class _KerasModelMixin(_KerasMLPMixin):
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         """``KerasModelRegressor(build=handson.build_model, n_neurons=64)``: the parameters not at their default."""
-        defaults = {"build": None, **self._model_defaults(), **self._training_defaults()}
+        defaults = {"build": None, "inputs": None, **self._model_defaults(), **self._training_defaults()}
         shown = []
         for name, value in self.get_params().items():
             if name in defaults and repr(value) == repr(defaults[name]):
@@ -153,7 +154,8 @@ class _KerasModelMixin(_KerasMLPMixin):
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "build":
             self.__dict__.pop("_build_function", None)  # a new factory: the unpickled one's function is stale
-        if name.startswith("_") or name.endswith("_") or name == "build" or name in self._training_defaults():
+        if (name.startswith("_") or name.endswith("_") or name in ("build", "inputs")
+                or name in self._training_defaults()):
             object.__setattr__(self, name, value)
             return
         self.__dict__["_model_params"][name] = value
@@ -178,12 +180,16 @@ class _KerasModelMixin(_KerasMLPMixin):
                 "'package.module:function' or 'path/to/file.py:function'"
             )
         factory = self._factory()
-        given_facts = sorted(set(self._model_params) & set(FACTS))
+        given_facts = sorted(set(self._model_params) & set(FACTS) - set(GIVABLE_FACTS))
         if given_facts:
             raise ValueError(
                 f"{', '.join(given_facts)} {'is' if len(given_facts) == 1 else 'are'} given to {factory.label} from "
                 "the data; do not set it on the estimator"
             )
+        vocab = self._model_params.get("vocab_size")
+        if vocab is not None and (isinstance(vocab, bool) or not isinstance(vocab, (int, np.integer)) or vocab < 1):
+            raise ValueError(f"vocab_size must be an integer >= 1 (token ids 0 to vocab_size - 1), got {vocab!r}")
+        _check_inputs(self.inputs)
         for knob in hyperparams.training_knobs(self._kind()):
             knob.check(getattr(self, knob.name))
         for knob in hyperparams.compile_knobs():
@@ -194,14 +200,8 @@ class _KerasModelMixin(_KerasMLPMixin):
     def _keras_build_fn(self):
         factory = self._factory()
         arguments = {name: value for name, value in self.get_params().items() if factory.takes(name)}
-        facts = {
-            "input_shape": tuple(int(d) for d in self.X_shape_[1:]),
-            "n_features": int(self.n_features_in_),
-            "n_classes": getattr(self, "n_classes_", None),
-            "task": self._model_task(),
-            "seed": self._fit_extras[2],
-        }
-        model = factory.build(arguments, facts)
+        model = factory.build(arguments, self._facts())
+        self._check_input_names(model)
         if model.compiled:
             # the user's optimizer, kept as compiled; the fix that stops every fit leaking its graph applies
             skip_single_replica_all_reduce(model.optimizer)
@@ -216,6 +216,46 @@ class _KerasModelMixin(_KerasMLPMixin):
         if self._task != "regression" and is_one_hot_loss(model.loss):
             self.target_encoder_ = OneHotTargets(self.target_encoder_, int(self.n_classes_))
         return model
+
+    def _facts(self) -> dict[str, Any]:
+        """What the factory is given from the data (:data:`estimators.factory.FACTS`)."""
+        shape = tuple(int(d) for d in self.X_shape_[1:])
+        tokens = self._tokens
+        vocab = self._model_params.get("vocab_size")
+        if vocab is None and tokens is not None:
+            vocab = tokens
+        facts = {
+            "input_shape": shape if not self.inputs else {n: (len(c),) for n, c in self.inputs.items()},
+            "n_features": int(np.prod(shape)) if not self.inputs else {n: len(c) for n, c in self.inputs.items()},
+            "n_classes": getattr(self, "n_classes_", None),
+            "task": self._model_task(),
+            "seed": self._fit_extras[2],
+            "vocab_size": None if vocab is None else int(vocab),
+            "sequence_length": shape[0] if len(shape) == 1 and (tokens is not None or vocab is not None) else None,
+        }
+        return facts
+
+    def fit(self, X, y, sample_weight=None, *, validation_data=None, callbacks=None):
+        # token ids (integer rows): the largest id tells vocab_size when it is not given
+        object.__setattr__(self, "_tokens", _token_count(X))
+        return super().fit(X, y, sample_weight, validation_data=validation_data, callbacks=callbacks)
+
+    _tokens: int | None = None
+
+    def _network_input(self, X):
+        """The rows as the model takes them: with ``inputs``, a dict of column groups keyed by input name."""
+        if not self.inputs:
+            return X
+        X = np.asarray(X)
+        return {name: X[:, list(columns)] for name, columns in self.inputs.items()}
+
+    def _check_input_names(self, model) -> None:
+        """With ``inputs``: the model's input names are exactly its keys."""
+        if not self.inputs:
+            return
+        names = [t.name for t in getattr(model, "inputs", None) or []]
+        if names and sorted(names) != sorted(self.inputs):
+            raise ValueError(input_names_problem(self._factory().label, names, list(self.inputs)))
 
     def _check_model_compatibility(self, y) -> None:
         if getattr(self.model_, "outputs", None) is None:  # a subclassed model: no outputs until it runs
@@ -247,6 +287,10 @@ def _doc(kind: str) -> str:
     ----------
     build : callable or str
         A function returning a Keras model, ``"package.module:function"`` or ``"path/to/file.py:function"``.
+    inputs : dict of str to list of int, default=None
+        For a model with several named ``keras.Input``s: each input's name and the columns of X (0-based)
+        it takes, e.g. ``{{"wide": [0, 1, 2, 3, 4], "deep": [2, 3, 4, 5, 6, 7]}}``; the model is given a dict
+        of arrays keyed by input name, ``input_shape`` / ``n_features`` a dict by input name.
     **arguments
         The factory's own arguments, by their names (``get_params`` lists them with its defaults). Arguments
         named {', '.join(FACTS)} are given from the data.
@@ -258,6 +302,37 @@ def _doc(kind: str) -> str:
     """)
 
 
+#: facts the estimator may be given (the data cannot always show them): the vocabulary of token ids
+GIVABLE_FACTS = ("vocab_size",)
+
+
+def input_names_problem(label: str, model_names: list[str], mapped: list[str]) -> str:
+    """The message for a model whose input names are not the keys of ``inputs``."""
+    return (f"{label} returned a model whose inputs are named {sorted(model_names)}, but inputs maps "
+            f"{sorted(mapped)}: name each keras.Input(name=...) as a key of inputs (model.inputs in a study)")
+
+
+def _check_inputs(inputs: Any) -> None:
+    if inputs is None:
+        return
+    if not isinstance(inputs, dict) or not inputs or not all(
+            isinstance(k, str) and isinstance(v, (list, tuple)) and v
+            and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) and i >= 0 for i in v)
+            for k, v in inputs.items()):
+        raise ValueError("inputs must map each Keras input name to a non-empty list of column indices of X, "
+                         f"e.g. {{'wide': [0, 1, 2], 'deep': [2, 3, 4]}}; got {inputs!r}")
+
+
+def _token_count(X) -> int | None:
+    """For integer rows of one dimension (token ids): the largest id + 1; else None."""
+    if hasattr(X, "dtypes") and hasattr(X, "to_numpy"):
+        X = X.to_numpy()
+    X = np.asarray(X)
+    if X.ndim != 2 or X.dtype.kind not in "iu" or X.size == 0:
+        return None
+    return int(X.max()) + 1
+
+
 class KerasModelRegressor(_RegressorParts, _KerasModelMixin, KerasRegressor):
     __doc__ = "Your own Keras model as a scikit-learn regressor.\n" + _doc("regressor")
 
@@ -265,6 +340,7 @@ class KerasModelRegressor(_RegressorParts, _KerasModelMixin, KerasRegressor):
         self,
         build=None,
         *,
+        inputs=None,
         epochs=100,
         batch_size=32,
         lr_schedule="constant",
@@ -278,8 +354,8 @@ class KerasModelRegressor(_RegressorParts, _KerasModelMixin, KerasRegressor):
         standardize_target=False,
         **params,
     ):
-        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "params")}
-        self._store(build, training, params)
+        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "inputs", "params")}
+        self._store(build, inputs, training, params)
 
 
 class KerasModelClassifier(_ClassifierParts, _KerasModelMixin, KerasClassifier):
@@ -291,6 +367,7 @@ class KerasModelClassifier(_ClassifierParts, _KerasModelMixin, KerasClassifier):
         self,
         build=None,
         *,
+        inputs=None,
         epochs=100,
         batch_size=32,
         lr_schedule="constant",
@@ -303,8 +380,8 @@ class KerasModelClassifier(_ClassifierParts, _KerasModelMixin, KerasClassifier):
         verbose=0,
         **params,
     ):
-        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "params")}
-        self._store(build, training, params)
+        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "inputs", "params")}
+        self._store(build, inputs, training, params)
 
 
 def model_factory(estimator: Any) -> Factory | None:

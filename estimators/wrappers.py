@@ -251,8 +251,10 @@ class _KerasMLPMixin:
             stopper = early_stopping(monitor, int(self.patience), float(self.min_delta), bool(self.restore_best_weights))
         schedule = lr_schedule(self.lr_schedule, self._initial_learning_rate(), int(epochs), int(self.patience), monitor)
         callbacks = [cb for cb in (nan_stop, stopper, schedule, *extra_callbacks) if cb is not None]
+        if valid is not None:
+            valid = (self._network_input(valid[0]), valid[1])
         history = self.model_.fit(
-            array_dataset((X, y, sample_weight), int(self.batch_size), shuffle=True, seed=seed),
+            array_dataset((self._network_input(X), y, sample_weight), int(self.batch_size), shuffle=True, seed=seed),
             validation_data=None if valid is None else array_dataset(valid, max(int(self.batch_size), PREDICT_CHUNK)),
             epochs=int(initial_epoch) + int(epochs),
             initial_epoch=int(initial_epoch),
@@ -288,7 +290,12 @@ class _KerasMLPMixin:
         X, _ = self._validate_data(X=X, y=None)
         X = np.asarray(self.feature_encoder_.transform(X), dtype="float64")
         # In float64, so that a row scores the same alone and in any batch (estimators/inference.py).
-        return predict_float64(self.model_, X)
+        return predict_float64(self.model_, self._network_input(X))
+
+    def _network_input(self, X):
+        """What the Keras model takes for the rows ``X``: ``X`` itself (the user's-model estimators split it
+        by input name when given ``inputs``)."""
+        return X
 
 
 class _RegressorParts:

@@ -16,7 +16,7 @@ from tuning.config.validation import StrictModel as _Model
 from tuning.config.validation import error as _error
 from tuning.config.validation import raise_errors as _raise_errors
 
-__all__ = ["BUILTIN_TASKS", "FILE_SOURCES", "KERAS_FILE_SOURCES", "DatasetConfig", "Source", "Task"]
+__all__ = ["BUILTIN_TASKS", "FILE_SOURCES", "KERAS_FILE_SOURCES", "SHAPES", "DatasetConfig", "Source", "Task"]
 
 Task = Literal["regression", "binary", "multiclass"]
 Source = Literal[
@@ -41,6 +41,18 @@ BUILTIN_TASKS: dict[str, str] = {
 }
 
 
+#: ``dataset.shape``: what one row is, by source (the first is the default); ``images`` and ``sequences``
+#: feed a user's model (``model.build``), not our MLP, which takes flat rows
+SHAPES: dict[str, tuple[str, ...]] = {
+    "mnist": ("flat", "images"),
+    "fashion_mnist": ("flat", "images"),
+    "imdb": ("multi_hot", "sequences"),
+}
+#: the shapes that only a user's model takes
+SHAPED = ("images", "sequences")
+DEFAULT_MAX_LENGTH = 256
+
+
 class DatasetConfig(_Model):
     """Which data to load and how to split it (test, then validation out of the remaining train part)."""
 
@@ -54,6 +66,10 @@ class DatasetConfig(_Model):
     stratify: bool | None = None
     max_rows: Int | None = Field(None, gt=0)
     num_words: Int = Field(1000, gt=0)
+    # mnist / fashion_mnist: flat (784 pixels) | images (28 x 28); imdb: multi_hot | sequences (word ids)
+    shape: Literal["flat", "multi_hot", "images", "sequences"] | None = None
+    max_length: Int | None = Field(None, gt=0)  # shape sequences: ids per review (padded / cut), default 256
+    channels: bool = False  # shape images: (28, 28, 1) instead of (28, 28)
     # csv: column separator; `whitespace` = any run of spaces/tabs, `tab` = a tab; default ","
     sep: str | None = None
     header: bool = True  # csv: false = the first row is data; columns are then named 0, 1, 2 ...
@@ -120,8 +136,32 @@ class DatasetConfig(_Model):
         default_words = type(self).model_fields["num_words"].default
         if "num_words" in self.model_fields_set and self.source != "imdb" and self.num_words != default_words:
             errors.append(_error(("num_words",), "only used with source imdb", self.num_words))
+        errors.extend(self._shape_errors())
         _raise_errors("DatasetConfig", errors)
         return self
+
+    def _shape_errors(self) -> list[InitErrorDetails]:
+        errors = []
+        allowed = SHAPES.get(self.source, ())
+        if self.shape is not None and self.shape not in allowed:
+            sources = ", ".join(f"{k} ({' | '.join(v)})" for k, v in SHAPES.items())
+            which = (f"'{self.source}' takes shape {' or '.join(allowed)}" if allowed else
+                     f"'{self.source}' rows are tables: shape is only for {sources}")
+            errors.append(_error(("shape",), f"shape '{self.shape}' does not fit: {which}", self.shape))
+        if self.max_length is not None and self.shape != "sequences":
+            errors.append(_error(("max_length",), "only used with shape: sequences (imdb)", self.max_length))
+        if self.channels and self.shape != "images":
+            errors.append(_error(("channels",), "only used with shape: images (mnist, fashion_mnist)", True))
+        return errors
+
+    @property
+    def row_shape(self) -> str:
+        """What one row is: ``flat`` (a table), ``multi_hot``, ``images`` or ``sequences``."""
+        return self.shape or SHAPES.get(self.source, ("flat",))[0]
+
+    @property
+    def sequence_length(self) -> int:
+        return int(self.max_length or DEFAULT_MAX_LENGTH)
 
 
 def _resolve_data_path(path: str, base_dir: Path | None) -> str:

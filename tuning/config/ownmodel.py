@@ -47,6 +47,8 @@ _FACT_MEANING = {
     "n_classes": "the number of classes",
     "task": "the task",
     "seed": "the trial's seed",
+    "vocab_size": "dataset.num_words with dataset.shape: sequences",
+    "sequence_length": "dataset.max_length with dataset.shape: sequences",
 }
 
 
@@ -75,6 +77,8 @@ class OwnModelConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     build: str
+    #: Keras input name -> the raw feature columns it takes (names, or 0-based positions); None: one input
+    inputs: dict[str, list[str | int]] | None = None
     #: ``build`` with an absolute file path: what another process resolves, and what a dump writes
     _absolute: str = PrivateAttr("")
     _factory: Factory | None = PrivateAttr(None)
@@ -87,8 +91,16 @@ class OwnModelConfig(BaseModel):
             self._factory = resolve(self.build, base_dir)
         except FactoryError as exc:
             raise_errors("OwnModelConfig", [error(("build",), str(exc), self.build)])
-        raise_errors("OwnModelConfig", self._key_errors())
+        raise_errors("OwnModelConfig", self._key_errors() + self._inputs_errors())
         return self
+
+    def _inputs_errors(self) -> list[InitErrorDetails]:
+        if self.inputs is None:
+            return []
+        if not self.inputs:
+            return [error(("inputs",), "map at least one Keras input name to its columns", self.inputs)]
+        return [error(("inputs", name), f"inputs.{name}: give a non-empty list of columns", columns)
+                for name, columns in self.inputs.items() if not columns]
 
     def _key_errors(self) -> list[InitErrorDetails]:
         factory = self.factory
@@ -125,7 +137,8 @@ class OwnModelConfig(BaseModel):
         """The same factory (by its absolute ``build``) and the same arguments; the cache does not count."""
         if not isinstance(other, OwnModelConfig):
             return NotImplemented
-        return (self._absolute or self.build, self.model_extra) == (other._absolute or other.build, other.model_extra)
+        return ((self._absolute or self.build, self.model_extra, self.inputs)
+                == (other._absolute or other.build, other.model_extra, other.inputs))
 
     __hash__ = None  # type: ignore[assignment]
 

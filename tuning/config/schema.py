@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 
 from estimators import hyperparams
-from tuning.config.dataset import BUILTIN_TASKS, FILE_SOURCES, KERAS_FILE_SOURCES, DatasetConfig
+from tuning.config.dataset import BUILTIN_TASKS, FILE_SOURCES, KERAS_FILE_SOURCES, SHAPED, DatasetConfig
 from tuning.config.overrides import Overrides
 from tuning.config.ownmodel import OwnModelConfig, model_kind, own_space_errors
 from tuning.config.paramspec import (
@@ -386,11 +386,23 @@ class StudyConfig(_Model):
                 "only cv: validation records; use cv: validation or train_on: train",
                 self.export.train_on,
             ))  # fmt: skip
+        errors.extend(self._input_shape_errors())
         problem = _metric_problem(self.search.metric, self.dataset.task)
         if problem:
             errors.append(_error(("search", "metric"), problem, self.search.metric))
         _raise_errors("StudyConfig", errors)
         return self
+
+    def _input_shape_errors(self) -> list[InitErrorDetails]:
+        """`dataset.shape: images / sequences` only feed a user's model; `model.inputs` maps table columns."""
+        shape = self.dataset.row_shape
+        if shape in SHAPED and self.model.factory is None:
+            return [_error(("dataset", "shape"), f"shape '{shape}' feeds your own Keras model (model.build); our "
+                           "MLP takes flat rows: add model.build or leave shape out", shape)]
+        if getattr(self.model, "inputs", None) and shape in SHAPED:
+            return [_error(("model", "inputs"), f"inputs maps table columns to model inputs; with dataset.shape "
+                           f"'{shape}' the rows are not a table", None)]
+        return []
 
     def _own_model_errors(self) -> list[InitErrorDetails]:
         """With `model.build`: space keys the factory cannot take, required arguments nobody gives, and

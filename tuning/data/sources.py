@@ -69,6 +69,11 @@ class DatasetSplit:
     classes: list[Any] | None = None
     notes: list[str] = field(default_factory=list)
     keep: list[str] | None = None
+    #: with ``dataset.shape`` images / sequences: the unfitted step that replaces the tabular preprocessing
+    #: (:mod:`tuning.data.shaped`); None for tables
+    input_step: Any = None
+    #: with ``dataset.shape: sequences``: the vocabulary size (ids 0 to vocab_size - 1)
+    vocab_size: int | None = None
 
     def frame(self, part: str = "train") -> pd.DataFrame:
         """X of ``part`` (train / valid / test) as a DataFrame with the feature names."""
@@ -111,6 +116,8 @@ class _Raw:
     task: str
     name: str
     notes: list[str] = field(default_factory=list)
+    input_step: Any = None
+    vocab_size: int | None = None
 
 
 def load_dataset(cfg: DatasetConfig) -> DatasetSplit:
@@ -163,6 +170,8 @@ def load_dataset(cfg: DatasetConfig) -> DatasetSplit:
         classes=classes,
         notes=raw.notes,
         keep=cfg.keep,
+        input_step=raw.input_step,
+        vocab_size=raw.vocab_size,
     )
 
 
@@ -253,7 +262,13 @@ def _load_images(cfg: DatasetConfig) -> _Raw:
         y = np.concatenate([y_train, y_test]).astype(np.int64)
     X = images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0)
     names = [f"pixel_{i}" for i in range(X.shape[1])]
-    return _Raw(X, y, names, cfg.task or "multiclass", cfg.source)
+    step = None
+    if cfg.row_shape == "images":  # the rows stay flat pixels; the pipeline's first step makes them images
+        from tuning.data.shaped import ToImages
+
+        height, width = images.shape[1:3]
+        step = ToImages(int(height), int(width), cfg.channels, names)
+    return _Raw(X, y, names, cfg.task or "multiclass", cfg.source, input_step=step)
 
 
 def _load_imdb(cfg: DatasetConfig) -> _Raw:
@@ -266,6 +281,14 @@ def _load_imdb(cfg: DatasetConfig) -> _Raw:
     index = _subsample_indices(len(y), cfg.max_rows, cfg.seed)  # before the (large) multi-hot matrix
     if index is not None:
         sequences, y = [sequences[i] for i in index], y[index]
+    if cfg.row_shape == "sequences":  # word ids, padded / cut to max_length; the pipeline pads new rows alike
+        from tuning.data.shaped import PadSequences, pad_sequences
+
+        length = cfg.sequence_length
+        names = [f"token_{i}" for i in range(length)]
+        X = pad_sequences(sequences, length, cfg.num_words)
+        return _Raw(X, y, names, cfg.task or "binary", "imdb", input_step=PadSequences(length, cfg.num_words, names),
+                    vocab_size=cfg.num_words)
     X = np.zeros((len(sequences), cfg.num_words), dtype=np.float32)
     for row, sequence in enumerate(sequences):
         words = np.asarray(sequence, dtype=np.int64)

@@ -196,7 +196,7 @@ def lr_range_test(config: StudyConfig, split: DatasetSplit | None = None, *, min
     if config.model.factory is not None:  # the rate must reach the optimizer: a factory argument or compile knob
         from tuning.search.preflight import preflight
 
-        preflight(config, split, data.X_train, knobs=("learning_rate",))
+        preflight(config, split, data, knobs=("learning_rate",))
     params = middle_params(config)
     estimator = runner.make_estimator({**params, "learning_rate": min_lr})
     batch_size, n_rows = int(estimator.batch_size), len(data.X_train)

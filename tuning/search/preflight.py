@@ -38,12 +38,19 @@ def first_values(config: StudyConfig) -> dict[str, Any]:
     return {**values, **config.model.fixed_params()}
 
 
-def facts_of(X: np.ndarray, y: np.ndarray, task: str, seed: Any) -> dict[str, Any]:
-    """The facts a factory is given, as the estimators give them (one row's shape after preprocessing ...)."""
+def facts_of(X: np.ndarray, y: np.ndarray, task: str, seed: Any, inputs: dict[str, list[int]] | None = None,
+             vocab_size: int | None = None) -> dict[str, Any]:
+    """The facts a factory is given, as the estimators give them (one row's shape after preprocessing ...;
+    with ``inputs``, shapes and feature counts by input name; for integer rows, the token facts)."""
     n_classes = None if task == "regression" else int(len(np.unique(y)))
     model_task = task if task == "regression" else ("multiclass" if (n_classes or 2) > 2 else "binary")
-    return {"input_shape": tuple(int(d) for d in X.shape[1:]), "n_features": int(X.shape[1]),
-            "n_classes": n_classes, "task": model_task, "seed": seed}
+    shape = tuple(int(d) for d in X.shape[1:])
+    if vocab_size is None and X.ndim == 2 and X.dtype.kind in "iu":
+        vocab_size = int(X.max()) + 1
+    return {"input_shape": shape if not inputs else {n: (len(c),) for n, c in inputs.items()},
+            "n_features": int(np.prod(shape)) if not inputs else {n: len(c) for n, c in inputs.items()},
+            "n_classes": n_classes, "task": model_task, "seed": seed, "vocab_size": vocab_size,
+            "sequence_length": shape[0] if len(shape) == 1 and vocab_size is not None else None}
 
 
 def fact_notes(factory: Factory, facts: dict[str, Any]) -> list[str]:
@@ -56,22 +63,25 @@ def fact_notes(factory: Factory, facts: dict[str, Any]) -> list[str]:
             f"{', '.join(replaced)} (given from the data)"]
 
 
-def preflight(config: StudyConfig, split: DatasetSplit, X_train: np.ndarray | None = None,
+def preflight(config: StudyConfig, split: DatasetSplit, data: Any = None,
               knobs: tuple[str, ...] = ()) -> list[str]:
     """Check the study's factory on the data (see the module docstring); its notes to print.
 
-    ``X_train``: the training rows after preprocessing (fitted here on the training rows when None);
+    ``data``: the :class:`~tuning.search.trial.PreparedData` (fitted here on the training rows when None);
     ``knobs``: compile knobs the caller sets besides the study's (the range test: ``learning_rate``).
     """
     factory = config.model.factory
     if factory is None:
         return []
-    if X_train is None:
+    if data is None:
         from tuning.search.trial import PreparedData
 
-        X_train = PreparedData.from_split(split, config.preprocessing).X_train
+        data = PreparedData.from_split(split, config.preprocessing, getattr(config.model, "inputs", None))
+    X_train, inputs = np.asarray(data.X_train), data.inputs
     X = np.asarray(X_train[:2], dtype=np.float32)
-    facts = facts_of(np.asarray(X_train[:1]), split.y_train, split.task, config.search.seed)
+    if inputs:
+        X = {name: X[:, columns] for name, columns in inputs.items()}
+    facts = facts_of(X_train[:2], split.y_train, split.task, config.search.seed, inputs, split.vocab_size)
     values = first_values(config)
     arguments = {name: value for name, value in values.items() if factory.takes(name)}
     study = config.source.path if config.source is not None else config.name
@@ -80,15 +90,19 @@ def preflight(config: StudyConfig, split: DatasetSplit, X_train: np.ndarray | No
         import keras
 
         model = factory.build(arguments, facts)
+        _check_input_names(model, inputs, where)
         np.asarray(model(X, training=False))
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "preflight.keras"
             model.save(path)
             keras.saving.load_model(path)
+    except StudyConfigError:
+        raise
     except Exception as exc:
         shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        mapped = f" (model.inputs names {sorted(inputs)})" if inputs else ""
         raise StudyConfigError(f"{where} failed its check before the search (built with {shown or 'its defaults'}, "
-                               f"run on 2 rows, saved and loaded): {_last_line(exc)}") from None
+                               f"run on 2 rows, saved and loaded){mapped}: {_last_line(exc)}") from None
     finally:
         _clear()
     if model.compiled:
@@ -102,6 +116,17 @@ def preflight(config: StudyConfig, split: DatasetSplit, X_train: np.ndarray | No
                 "factory, or return the model uncompiled (the study then compiles it)"
             )
     return fact_notes(factory, facts)
+
+
+def _check_input_names(model: Any, inputs: dict[str, list[int]] | None, where: str) -> None:
+    """With ``model.inputs``: the model's ``keras.Input`` names are exactly its keys (both lists shown)."""
+    if not inputs:
+        return
+    names = [t.name for t in getattr(model, "inputs", None) or []]
+    if sorted(names) != sorted(inputs):
+        raise StudyConfigError(
+            f"{where}: model.inputs names {sorted(inputs)}, but the model's inputs are named {sorted(names)}; "
+            "name each keras.Input(name=...) as a key of model.inputs (or rename the keys)")
 
 
 def _compile_names() -> set[str]:

@@ -25,6 +25,7 @@ from estimators.callbacks import EpochReporter
 from estimators.hyperparams import for_estimator
 from tuning.config.schema import PreprocessingConfig, StudyConfig
 from tuning.data.preprocessing import build_preprocessor, make_scaler  # noqa: F401  (make_scaler: re-export)
+from tuning.data.shaped import input_columns
 from tuning.data.sources import DatasetSplit
 from tuning.errors import DataError
 from tuning.parallel import interrupt, process
@@ -83,23 +84,37 @@ class PreparedData:
     y_valid: np.ndarray
     notes: list[str] = field(default_factory=list)
     standardize_target: bool = False
+    #: ``model.inputs`` as the estimator's ``inputs``: input name -> indices of the preprocessed features
+    inputs: dict[str, list[int]] | None = None
 
     @property
     def preprocessing(self) -> Any:
         return self.scaler
 
     @classmethod
-    def from_split(cls, split: DatasetSplit, preprocessing: PreprocessingConfig | str) -> PreparedData:
+    def from_split(cls, split: DatasetSplit, preprocessing: PreprocessingConfig | str,
+                   inputs: dict[str, list[Any]] | None = None) -> PreparedData:
+        """``inputs``: the study's ``model.inputs`` (raw columns by Keras input name), resolved against the
+        preprocessed features (:func:`tuning.data.shaped.input_columns`)."""
         if isinstance(preprocessing, str):  # the scaling name alone
             preprocessing = PreprocessingConfig(scaling=preprocessing)
-        try:
-            pipeline, notes = build_preprocessor(split.frame("train"), preprocessing, keep=split.keep)
-        except ValueError as exc:
-            raise DataError(f"preprocessing of '{split.name}': {exc}") from exc
+        if split.input_step is not None:  # images / token sequences: reshaped or padded, never imputed or scaled
+            pipeline, notes = clone(split.input_step), []
+        else:
+            try:
+                pipeline, notes = build_preprocessor(split.frame("train"), preprocessing, keep=split.keep)
+            except ValueError as exc:
+                raise DataError(f"preprocessing of '{split.name}': {exc}") from exc
         X_train = pipeline.fit_transform(split.X_train)
         standardize = split.task == "regression" and target_needs_scaling(split.y_train, preprocessing.target_scaling)
+        mapped = None
+        if inputs:
+            try:
+                mapped = input_columns(inputs, pipeline, split.feature_names)
+            except ValueError as exc:
+                raise DataError(f"model.{exc}") from exc
         return cls(pipeline, X_train, split.y_train, pipeline.transform(split.X_valid), split.y_valid, notes,
-                   standardize)
+                   standardize, mapped)
 
 
 def target_needs_scaling(y: np.ndarray, mode: str) -> bool:
@@ -141,7 +156,8 @@ class TrialRunner:
         self.task = split.task
         self.metric = config.search.resolved_metric(split.task)
         self.direction = config.search.direction(split.task)
-        self.data = PreparedData.from_split(split, config.preprocessing)
+        self.data = PreparedData.from_split(split, config.preprocessing, getattr(config.model, "inputs", None))
+        self.vocab_size = split.vocab_size
         # Keras' regression losses are in standardised units when the target is standardised for training:
         # per-epoch values are reported (to pruners, to pruned records) in the target's own units.
         standardized = self.task == "regression" and self.data.standardize_target
@@ -173,6 +189,11 @@ class TrialRunner:
         if self.task == "regression":  # target_scaling: auto is decided on the training targets
             params["standardize_target"] = self.data.standardize_target
         params.update(self.config.model.fixed_params())
+        if self.config.model.factory is not None:
+            if self.data.inputs:
+                params["inputs"] = self.data.inputs
+            if self.vocab_size is not None:  # the fact the rows cannot show: the vocabulary's size
+                params["vocab_size"] = self.vocab_size
         return params
 
     def make_estimator(self, params: dict[str, Any]):

@@ -18,6 +18,8 @@ def raw_example(pipeline, X: Any):
     if inner:  # the preprocessing pipeline: its first step knows the raw column names and those it uses
         columns = getattr(inner[0][1], "columns", None)
         used = list(getattr(inner[0][1], "kinds", None) or {}) or None
+    elif first is not None:  # images / token sequences (tuning.data.shaped): their flat columns' names
+        columns = getattr(first, "columns", None)
     frame = X.iloc[:5].copy() if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X)[:5], columns=columns)
     frame.columns = [str(c) for c in frame.columns]
     positional = isinstance(X, pd.DataFrame) and X.attrs.get("positional_names")
