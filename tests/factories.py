@@ -14,3 +14,14 @@ def small_network(n_neurons=8, activation="relu", input_shape=None, n_classes=No
     else:
         outputs = keras.layers.Dense(n_classes, activation="softmax")(hidden)
     return keras.Model(inputs, outputs)
+
+
+def handson_flatten(n_classes=10):
+    """Hands-On ML's Fashion-MNIST classifier (chapter 10): Flatten(input_shape=[28, 28]) then Dense layers."""
+    model = keras.models.Sequential([
+        keras.layers.Flatten(input_shape=[28, 28]),
+        keras.layers.Dense(30, activation="relu"),
+        keras.layers.Dense(n_classes, activation="softmax"),
+    ])
+    model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["accuracy"])
+    return model

@@ -69,6 +69,9 @@ def test_token_rows_images_and_named_inputs_train_and_predict_the_same_alone_and
     cnn = KerasModelClassifier(build=resolve(f"{MODELS / 'small_cnn.py'}:build_model").function, filters=2,
                                n_neurons=4, **TRAINING).fit(images, np.arange(24) % 3)
     assert cnn.model_.output_shape == (None, 3)
+    from tests.factories import handson_flatten
+
+    flatten = KerasModelClassifier(build=handson_flatten, **TRAINING).fit(images, np.arange(24) % 3)
 
     X = rng.normal(size=(24, 8))
     inputs = {"wide": [0, 1, 2, 3, 4], "deep": [2, 3, 4, 5, 6, 7]}
@@ -77,7 +80,7 @@ def test_token_rows_images_and_named_inputs_train_and_predict_the_same_alone_and
     assert clone(wide_deep).inputs == inputs
     assert {t.name: tuple(t.shape[1:]) for t in wide_deep.model_.inputs} == {"wide": (5,), "deep": (6,)}
 
-    for estimator, rows in ((text, tokens), (cnn, images), (wide_deep, X)):
+    for estimator, rows in ((text, tokens), (cnn, images), (flatten, images), (wide_deep, X)):
         assert float64_twin(estimator.model_) is not None, estimator
         _alone_equals_batch(estimator, rows)
 
