@@ -23,7 +23,12 @@ def describe_plan(config: StudyConfig) -> Table:
     table.add_row("dataset", source)
     table.add_row("task", d.task or "inferred from the target")
     table.add_row("split", f"test {d.test_size}, validation {d.valid_size} of the rest, seed {d.seed}")
-    table.add_row("preprocessing", config.preprocessing.scaling)
+    shaped = {"images": f"none: images {'(28, 28, 1)' if d.channels else '(28, 28)'} from flat pixels",
+              "sequences": f"none: word ids padded / cut to {d.sequence_length}, vocabulary {d.num_words}"}
+    table.add_row("preprocessing", shaped.get(d.row_shape, config.preprocessing.scaling))
+    inputs = getattr(config.model, "inputs", None)
+    if inputs:
+        table.add_row("model inputs", "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in inputs.items()))
     fixed = config.model.fixed_params()
     table.add_row("fixed model args", ", ".join(f"{k}={v}" for k, v in fixed.items()) or "(estimator defaults)")
     for name, spec in config.space.items():
