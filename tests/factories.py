@@ -25,3 +25,11 @@ def handson_flatten(n_classes=10):
     ])
     model.compile(loss="sparse_categorical_crossentropy", optimizer="sgd", metrics=["accuracy"])
     return model
+
+
+def token_functional(n_neurons=4, vocab_size=None, sequence_length=None):
+    """Token ids into an Embedding, through an integer ``keras.Input`` (functional)."""
+    ids = keras.Input(shape=(sequence_length,), dtype="int32", name="ids")
+    vectors = keras.layers.Embedding(vocab_size, 3)(ids)
+    hidden = keras.layers.Dense(n_neurons, activation="relu")(keras.layers.GlobalAveragePooling1D()(vectors))
+    return keras.Model(ids, keras.layers.Dense(1, activation="sigmoid")(hidden))

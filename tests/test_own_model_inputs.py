@@ -64,13 +64,14 @@ def test_token_rows_images_and_named_inputs_train_and_predict_the_same_alone_and
     assert clone(text).get_params()["vocab_size"] == 50
     guessed = clone(text).set_params(vocab_size=None).fit(tokens, rng.integers(0, 2, 24))
     assert guessed.model_.layers[0].input_dim == int(tokens.max()) + 1  # not given: the largest id + 1
+    from tests.factories import handson_flatten, token_functional
+
+    int_input = KerasModelClassifier(build=token_functional, vocab_size=50, **TRAINING).fit(tokens, np.arange(24) % 2)
 
     images = rng.random((24, 28, 28))
     cnn = KerasModelClassifier(build=resolve(f"{MODELS / 'small_cnn.py'}:build_model").function, filters=2,
                                n_neurons=4, **TRAINING).fit(images, np.arange(24) % 3)
     assert cnn.model_.output_shape == (None, 3)
-    from tests.factories import handson_flatten
-
     flatten = KerasModelClassifier(build=handson_flatten, **TRAINING).fit(images, np.arange(24) % 3)
 
     X = rng.normal(size=(24, 8))
@@ -80,7 +81,7 @@ def test_token_rows_images_and_named_inputs_train_and_predict_the_same_alone_and
     assert clone(wide_deep).inputs == inputs
     assert {t.name: tuple(t.shape[1:]) for t in wide_deep.model_.inputs} == {"wide": (5,), "deep": (6,)}
 
-    for estimator, rows in ((text, tokens), (cnn, images), (flatten, images), (wide_deep, X)):
+    for estimator, rows in ((text, tokens), (int_input, tokens), (cnn, images), (flatten, images), (wide_deep, X)):
         assert float64_twin(estimator.model_) is not None, estimator
         _alone_equals_batch(estimator, rows)
 
