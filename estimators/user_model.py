@@ -220,10 +220,9 @@ class _KerasModelMixin(_KerasMLPMixin):
     def _facts(self) -> dict[str, Any]:
         """What the factory is given from the data (:data:`estimators.factory.FACTS`)."""
         shape = tuple(int(d) for d in self.X_shape_[1:])
-        tokens = self._tokens
         vocab = self._model_params.get("vocab_size")
-        if vocab is None and tokens is not None:
-            vocab = tokens
+        if vocab is None:
+            vocab = self._tokens  # integer rows: the largest id + 1 (None for other rows)
         facts = {
             "input_shape": shape if not self.inputs else {n: (len(c),) for n, c in self.inputs.items()},
             "n_features": int(np.prod(shape)) if not self.inputs else {n: len(c) for n, c in self.inputs.items()},
@@ -231,7 +230,7 @@ class _KerasModelMixin(_KerasMLPMixin):
             "task": self._model_task(),
             "seed": self._fit_extras[2],
             "vocab_size": None if vocab is None else int(vocab),
-            "sequence_length": shape[0] if len(shape) == 1 and (tokens is not None or vocab is not None) else None,
+            "sequence_length": shape[0] if len(shape) == 1 and vocab is not None else None,
         }
         return facts
 

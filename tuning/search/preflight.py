@@ -3,9 +3,10 @@
 :func:`preflight` takes a few seconds after the data is loaded: it calls the user's factory with the
 first trial's values (:func:`first_values`) and the facts of the data, runs two training rows forward,
 saves the model as ``.keras`` in a temporary folder and loads it back with ``keras.saving.load_model``.
-A factory that fails there would fail every trial (or the export), so the run stops at once with the
-factory's own error, naming the study file and the factory (exit code 2, no traceback). It also refuses a
-compile knob (``learning_rate``, ``optimizer`` ...) that the study sets or tunes when the factory compiles
+With ``model.inputs``, the model's ``keras.Input`` names must be exactly its keys (the message shows both
+lists). A factory that fails there would fail every trial (or the export), so the run stops at once with
+the factory's own error, naming the study file and the factory (exit code 2, no traceback). It also refuses
+a compile knob (``learning_rate``, ``optimizer`` ...) that the study sets or tunes when the factory compiles
 the model itself and does not take it: the knob would change nothing.
 
 :func:`fact_notes` says which defaults the factory gives to facts (``input_shape=[8]``) the data replaces.
