@@ -47,10 +47,12 @@ def _factory_of(build: Any) -> Factory:
 class _KerasModelMixin(_KerasMLPMixin):
     """Parameters from the factory's signature, and a model from the factory."""
 
-    def _store(self, build, inputs, training: dict[str, Any], params: dict[str, Any]) -> None:
-        """``__init__``: the factory, the input mapping, the training settings, then the model parameters given."""
+    def _store(self, build, training: dict[str, Any], params: dict[str, Any]) -> None:
+        """``__init__``: the factory, the training settings, the input mapping (``inputs``, given among the
+        keyword arguments), then the model parameters given."""
         object.__setattr__(self, "_model_params", {})
-        _init_params(self, build=build, inputs=inputs, **training)
+        params = dict(params)
+        _init_params(self, build=build, inputs=params.pop("inputs", None), **training)
         for name, value in params.items():
             setattr(self, name, value)
 
@@ -339,7 +341,6 @@ class KerasModelRegressor(_RegressorParts, _KerasModelMixin, KerasRegressor):
         self,
         build=None,
         *,
-        inputs=None,
         epochs=100,
         batch_size=32,
         lr_schedule="constant",
@@ -353,8 +354,8 @@ class KerasModelRegressor(_RegressorParts, _KerasModelMixin, KerasRegressor):
         standardize_target=False,
         **params,
     ):
-        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "inputs", "params")}
-        self._store(build, inputs, training, params)
+        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "params")}
+        self._store(build, training, params)
 
 
 class KerasModelClassifier(_ClassifierParts, _KerasModelMixin, KerasClassifier):
@@ -366,7 +367,6 @@ class KerasModelClassifier(_ClassifierParts, _KerasModelMixin, KerasClassifier):
         self,
         build=None,
         *,
-        inputs=None,
         epochs=100,
         batch_size=32,
         lr_schedule="constant",
@@ -379,8 +379,8 @@ class KerasModelClassifier(_ClassifierParts, _KerasModelMixin, KerasClassifier):
         verbose=0,
         **params,
     ):
-        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "inputs", "params")}
-        self._store(build, inputs, training, params)
+        training = {k: v for k, v in locals().items() if k not in ("self", "__class__", "build", "params")}
+        self._store(build, training, params)
 
 
 def model_factory(estimator: Any) -> Factory | None:
