@@ -90,8 +90,9 @@ class Factory:
         return [p.name for p in self.parameters if p.default is inspect.Parameter.empty]
 
     def takes(self, name: str) -> bool:
-        """Whether ``name`` is one of its own arguments (any name, when it takes ``**kwargs``)."""
-        return name in self.argument_names or (self.accepts_kwargs and name not in FACTS)
+        """Whether ``name`` is one of its own arguments (any name but a fact or the estimator's ``inputs``, when
+        it takes ``**kwargs``)."""
+        return name in self.argument_names or (self.accepts_kwargs and name not in FACTS and name != "inputs")
 
     def reference(self) -> Any:
         """What to give ``build`` in another process (joblib workers): the function, which pickles by

@@ -48,11 +48,10 @@ class _KerasModelMixin(_KerasMLPMixin):
     """Parameters from the factory's signature, and a model from the factory."""
 
     def _store(self, build, training: dict[str, Any], params: dict[str, Any]) -> None:
-        """``__init__``: the factory, the training settings, the input mapping (``inputs``, given among the
-        keyword arguments), then the model parameters given."""
+        """``__init__``: the factory, the training settings, then the model parameters given (the input
+        mapping ``inputs`` among them)."""
         object.__setattr__(self, "_model_params", {})
-        params = dict(params)
-        _init_params(self, build=build, inputs=params.pop("inputs", None), **training)
+        _init_params(self, build=build, **training)
         for name, value in params.items():
             setattr(self, name, value)
 
@@ -101,6 +100,7 @@ class _KerasModelMixin(_KerasMLPMixin):
         """The factory's arguments with their defaults, then the compile settings it does not take."""
         factory = self._known_factory()
         out = {} if factory is None else factory.defaults()
+        out["inputs"] = None  # the input mapping: ours, never a factory argument (a reserved name)
         for knob in hyperparams.compile_knobs():
             if factory is None or knob.name not in factory.argument_names:
                 out[knob.name] = knob.default
@@ -114,7 +114,7 @@ class _KerasModelMixin(_KerasMLPMixin):
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """``build``, the factory's arguments (with its defaults), the compile settings it does not take and
         the training settings."""
-        out = {"build": self.build, "inputs": self.inputs}
+        out = {"build": self.build}
         out.update({**self._model_defaults(), **self._model_params})
         out.update({name: getattr(self, name) for name in self._training_defaults()})
         return out
@@ -133,7 +133,7 @@ class _KerasModelMixin(_KerasMLPMixin):
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         """``KerasModelRegressor(build=handson.build_model, n_neurons=64)``: the parameters not at their default."""
-        defaults = {"build": None, "inputs": None, **self._model_defaults(), **self._training_defaults()}
+        defaults = {"build": None, **self._model_defaults(), **self._training_defaults()}
         shown = []
         for name, value in self.get_params().items():
             if name in defaults and repr(value) == repr(defaults[name]):
@@ -156,8 +156,7 @@ class _KerasModelMixin(_KerasMLPMixin):
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "build":
             self.__dict__.pop("_build_function", None)  # a new factory: the unpickled one's function is stale
-        if (name.startswith("_") or name.endswith("_") or name in ("build", "inputs")
-                or name in self._training_defaults()):
+        if name.startswith("_") or name.endswith("_") or name == "build" or name in self._training_defaults():
             object.__setattr__(self, name, value)
             return
         self.__dict__["_model_params"][name] = value
