@@ -15,6 +15,7 @@ import numpy as np
 from tuning.export.files import make_pipeline, test_metrics
 
 MODEL_NAME = "HistGradientBoosting"
+UNTABULAR = ("images", "sequences")  #: shapes whose columns are pixels or word ids: no baseline
 
 
 @dataclass
@@ -28,9 +29,12 @@ class Baseline:
 
 def fit_baseline(runner, split, seed: int = 0) -> Baseline | None:
     """HistGradientBoosting (defaults, ``random_state=seed``) on ``runner``'s preprocessed training and
-    validation rows, scored on ``split``'s test rows; None for inputs that are not a flat table."""
+    validation rows, scored on ``split``'s test rows; None for inputs that are not a table's columns
+    (``dataset.shape``: images, word-id sequences)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+    if runner.config.dataset.shape in UNTABULAR:
+        return None
     d = runner.data
     X = np.concatenate([np.asarray(d.X_train), np.asarray(d.X_valid)])
     if X.ndim != 2:
