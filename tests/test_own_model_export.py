@@ -308,7 +308,8 @@ def test_the_hands_on_factory_tuned_three_ways_predicts_elsewhere(three_ways, wa
 
 def test_a_keras_tuner_hypermodel_study_exports_a_model_that_predicts_elsewhere(tmp_path):
     """studies/keras_tuner.yaml (a ``build(hp)`` factory) made tiny: its export and MLflow model predict digits
-    rows in a fresh process elsewhere, alone and in a batch, as in the process that ran the study."""
+    rows in a fresh process elsewhere (``load_model``, ``mlflow.pyfunc``, ``python -m tuning.predict``), alone
+    and in a batch, as in the process that ran the study."""
     import yaml
     from sklearn.datasets import load_digits
 
@@ -339,3 +340,6 @@ def test_a_keras_tuner_hypermodel_study_exports_a_model_that_predicts_elsewhere(
     for how in ("mlflow", "export"):
         np.testing.assert_array_equal(got[how]["batch"], expected)  # class labels
         np.testing.assert_array_equal(got[how]["alone"], expected)
+    target = tmp_path / "predictions.csv"
+    _fresh(context, "-m", "tuning.predict", str(tmp_path / "out"), str(tmp_path / "rows.csv"), "-o", str(target))
+    np.testing.assert_array_equal(pd.read_csv(target)["prediction"].to_numpy(), expected)

@@ -243,3 +243,35 @@ def test_the_shipped_own_model_studies_run_on_tiny_data(tmp_path, study):
 
     rows = load_diabetes(as_frame=True).data.head(4)
     assert load_model(tmp_path / "out").predict(rows).shape == (4,)
+
+
+def test_a_file_factorys_members_retrain_in_other_processes(tmp_path):
+    """``train_on: train+valid`` with workers retrains the ensemble's members in joblib's processes, which
+    cannot import a file's module by name: they get the factory by its path, and come back fitted."""
+    from tuning.config.schema import load_study
+    from tuning.data.sources import load_dataset
+    from tuning.export.ensembling import retrained_estimators
+    from tuning.records import COMPLETE
+    from tuning.search.trial import TrialRunner
+
+    build = write_factory(tmp_path, "f_members", SEQUENTIAL)
+    config = load_study(write(tmp_path, {"build": build}, SPACE, training={"epochs": 2}))
+    runner = TrialRunner(config, load_dataset(config.dataset))
+    records = [runner.run(i, {"n_hidden": 1, "n_neurons": 4 + i}) for i in range(2)]
+    assert all(r.state == COMPLETE for r in records), [r.reason for r in records]
+    members = retrained_estimators(runner, records, n_jobs=2)
+    X = runner.data.X_valid[:5]
+    assert [m.n_neurons for m in members] == [4, 5] and all(m.predict(X).shape == (5,) for m in members)
+
+
+def test_a_hypermodel_study_takes_command_line_overrides_and_dumps_for_workers(tmp_path):
+    """A ``build(hp)`` study has no space: section; overridden (``--n-trials``) or dumped for ``--workers``
+    helpers, it must still have none (not an empty one, which the schema refuses)."""
+    from tuning.config.schema import load_study, load_study_dict
+
+    hypermodel = f"{REPO / 'studies' / 'models' / 'hypermodel.py'}:build_model"
+    config = load_study(write(tmp_path, {"build": hypermodel}, space=None))
+    assert config.model.factory.takes_hp and config.space == {}
+    assert config.with_overrides(n_trials=7).search.n_trials == 7
+    assert "space" not in config.model_dump(mode="json", exclude_unset=True)
+    assert load_study_dict(config.model_dump(mode="json", exclude_unset=True)).space == {}

@@ -414,7 +414,8 @@ class StudyConfig(_Model):
             if "space" in self.model_fields_set:
                 errors.append(_error(("space",), f"{factory.label} takes hp (a KerasTuner hypermodel): it draws its "
                                      "own space with hp.Int, hp.Float, hp.Choice ...; leave space: out", None))
-            self.space = {}
+            # not marked as given: a dump (overrides, the workers' study file) leaves space: out, as the file did
+            self.__dict__["space"] = {}
             return errors
         if "space" not in self.model_fields_set:
             space = {name: spec for name, spec in default_space().items()

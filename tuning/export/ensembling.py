@@ -54,7 +54,8 @@ def retrained_estimators(runner: TrialRunner, records: list[TrialRecord], n_jobs
     d = runner.data
     X = np.concatenate([np.asarray(d.X_train), np.asarray(d.X_valid)])
     y = np.concatenate([np.asarray(d.y_train), np.asarray(d.y_valid)])
-    jobs = [(runner.make_estimator(r.params), r.best_epoch, list(r.learning_rates)) for r in records]
+    portable = n_jobs > 1 and len(records) > 1  # trained in joblib's processes: a file factory by its path
+    jobs = [(runner.make_estimator(r.params, portable=portable), r.best_epoch, list(r.learning_rates)) for r in records]
     if n_jobs <= 1 or len(jobs) <= 1:
         return [_fit_again(est, epochs, rates, X, y) for est, epochs, rates in jobs]
     from joblib import Parallel, delayed

@@ -196,15 +196,18 @@ class TrialRunner:
                 params["vocab_size"] = self.vocab_size
         return params
 
-    def make_estimator(self, params: dict[str, Any]):
+    def make_estimator(self, params: dict[str, Any], portable: bool = False):
         """A new unfitted estimator with the study's fixed arguments and ``params``: our MLP, or with
         ``model.build`` the user's factory (the function itself, which pickles by reference to its module)
-        in :class:`~estimators.KerasModelRegressor` / ``KerasModelClassifier``."""
+        in :class:`~estimators.KerasModelRegressor` / ``KerasModelClassifier``. ``portable``: for joblib's
+        worker processes, which cannot import a file factory's module by name: ``build`` is then the
+        factory's path (``Factory.reference``)."""
         factory = self.config.model.factory
         params = estimator_params(self.config, params)  # per-unit lists, a hypermodel's hp_values
         if factory is not None:
             cls = KerasModelRegressor if self.task == "regression" else KerasModelClassifier
-            return cls(build=factory.function, **{**self.base_params(), **params})
+            build = factory.reference() if portable else factory.function
+            return cls(build=build, **{**self.base_params(), **params})
         cls = KerasMLPRegressor if self.task == "regression" else KerasMLPClassifier
         return cls(**{**self.base_params(), **params})
 
@@ -306,7 +309,7 @@ class TrialRunner:
         folds = list(check_cv(self.config.search.cv, d.y_train, classifier=self.task != "regression").split(d.X_train, d.y_train))
         # Fold 0 runs here with the epoch hook (curves, pruning); the others in parallel if asked.
         first = fit_fold(estimator, d, folds[0], self.metric, [EpochReporter(on_epoch)])
-        factory = self.config.model.factory
+        factory = self.config.model.factory  # the folds' processes import a file factory by its path
         twin = clone(estimator) if factory is None else clone(estimator).set_params(build=factory.reference())
         with process.quiet_workers():
             rest = Parallel(n_jobs=self.config.search.n_jobs)(
