@@ -24,6 +24,7 @@ BASE: dict[str, Any] = {
     "model": {"optimizer": "adam"},
     "search": {"backend": "optuna", "n_trials": 3, "seed": 0, "pruner": "none"},
     "training": {"epochs": 4, "batch_size": 64, "early_stopping": {"patience": 2}},
+    "export": {"baseline": False},  # seconds of boosting per study; tests/test_train_on.py checks it
 }
 
 

@@ -61,7 +61,8 @@ def ensemble_study(tmp_path_factory):
     """One train+valid greedy-ensemble study (4 trials), shared: (study file, result, export dir)."""
     tmp = tmp_path_factory.mktemp("ensemble")
     path = write_study(tmp, model=PLATEAU, training=TRAINING, search={"n_trials": 4},
-                       export={"ensemble": {"method": "greedy", "size": 6, "candidates": 3}, "train_on": "train+valid"})
+                       export={"ensemble": {"method": "greedy", "size": 6, "candidates": 3}, "train_on": "train+valid",
+                               "baseline": True})
     with without_charts():
         result = run_study_without_model_logging(path, tmp)
     return path, result, tmp / "out"

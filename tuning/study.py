@@ -206,7 +206,7 @@ def export_best(session: Session, result: StudyResult) -> None:
     result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
     result.ensemble = best_info.get("ensemble")
     scores = {"valid": valid, "test": result.test_metrics}
-    baseline = fit_baseline(runner, split, seed=session.config.search.seed)
+    baseline = fit_baseline(runner, split, seed=session.config.search.seed) if session.config.export.baseline else None
     if baseline is not None:
         scores["baseline"] = {"model": baseline.model, "fit_s": baseline.fit_s, "test": baseline.test}
     export_model(pipeline, out_dir, best_info, scores)

@@ -271,6 +271,9 @@ class ExportConfig(_Model):
     # the rows the exported model(s) learn from: the trials' own models (train), or each trained again on
     # training + validation rows for its best epoch count with its learning rates (train+valid)
     train_on: Literal["train", "train+valid"] = "train"
+    # HistGradientBoosting (defaults) fitted on the same rows beside the export, for the summary
+    # (tuning.export.baseline; never for images, word ids or inputs wider than 2,000 columns x classes)
+    baseline: bool = True
 
 
 # ------------------------------------------------------------------------------------------------ study

@@ -16,6 +16,9 @@ from tuning.export.files import make_pipeline, test_metrics
 
 MODEL_NAME = "HistGradientBoosting"
 UNTABULAR = ("images", "sequences")  #: shapes whose columns are pixels or word ids: no baseline
+#: the widest input the baseline is fitted on: columns after preprocessing, times the classes beyond two
+#: (boosting fits one tree per class and iteration: 784 pixels of 10 classes take minutes, not seconds)
+MAX_WIDTH = 2000
 
 
 @dataclass
@@ -30,16 +33,17 @@ class Baseline:
 def fit_baseline(runner, split, seed: int = 0) -> Baseline | None:
     """HistGradientBoosting (defaults, ``random_state=seed``) on ``runner``'s preprocessed training and
     validation rows, scored on ``split``'s test rows; None for inputs that are not a table's columns
-    (``dataset.shape``: images, word-id sequences)."""
+    (``dataset.shape``: images, word-id sequences) or are wider than :data:`MAX_WIDTH` (flat pixels)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
     if runner.config.dataset.shape in UNTABULAR:
         return None
     d = runner.data
     X = np.concatenate([np.asarray(d.X_train), np.asarray(d.X_valid)])
-    if X.ndim != 2:
-        return None
     y = np.concatenate([np.asarray(d.y_train), np.asarray(d.y_valid)])
+    n_classes = len(np.unique(y)) if runner.task != "regression" else 1
+    if X.ndim != 2 or X.shape[1] * (n_classes if n_classes > 2 else 1) > MAX_WIDTH:
+        return None
     cls = HistGradientBoostingRegressor if runner.task == "regression" else HistGradientBoostingClassifier
     started = time.perf_counter()
     model = cls(random_state=seed).fit(X, y)
