@@ -233,7 +233,7 @@ def _study_file(tmp: Path, backend: str, table: Path) -> Path:
     study["search"].update(backend=backend, n_trials=2)
     study["training"] = {"epochs": 2, "batch_size": 64}
     study["mlflow"] = {"tracking_uri": tracking_uri(tmp)}
-    study["export"] = {"dir": str(tmp / backend)}
+    study["export"] = {"dir": str(tmp / backend), "baseline": False}
     path = tmp / f"{backend}.yaml"
     path.write_text(yaml.safe_dump(study))
     return path
@@ -321,7 +321,7 @@ def test_a_keras_tuner_hypermodel_study_exports_a_model_that_predicts_elsewhere(
     study["search"].update(n_trials=2)
     study["training"] = {"epochs": 2}
     study["mlflow"] = {"tracking_uri": tracking_uri(tmp_path)}
-    study["export"] = {"dir": str(tmp_path / "out")}
+    study["export"] = {"dir": str(tmp_path / "out"), "baseline": False}
     path = tmp_path / "keras_tuner.yaml"
     path.write_text(yaml.safe_dump(study))
     with pytest.MonkeyPatch.context() as patch:  # the report's charts: tested in test_report
