@@ -67,6 +67,8 @@ PEERS = tuple(t for t in TOOLS if t != "ours")
 LABELS = {"hgb": "HistGradientBoosting defaults", "ours": "ours (studies/housing.yaml)",
           "optuna": "Optuna by hand (TPE + Hyperband pruner)", "kt-bayes": "KerasTuner BayesianOptimization",
           "kt-hyperband": "KerasTuner Hyperband", "classic": "classic RandomizedSearchCV"}
+COLORS = {"hgb": "tab:purple", "ours": "tab:blue", "optuna": "tab:orange", "kt-bayes": "tab:green",
+          "kt-hyperband": "tab:olive", "classic": "tab:red"}
 DATASETS = ("housing", "kin8nm", "power-plant")
 SMOKE_DATASET = "diabetes"
 CLASSIC_RESULTS = ROOT / "benchmarks" / "results" / "vs_classic" / RESULTS
@@ -408,11 +410,12 @@ def plot(results: list[dict], out: Path) -> list[Path]:
                 # the tool's current model: its last new best on validation, then the final model
                 xs = [p["elapsed_s"] for p in pts] + [r["wall_time_s"]]
                 ys = [p["test_mse"] for p in pts] + [r["test_mse"]]
-                line = ax.step(xs, ys, where="post", label=label)[0]
-                ax.scatter([r["wall_time_s"]], [r["test_mse"]], marker="*", s=80, color=line.get_color())
+                color = COLORS.get(r["tool"])
+                ax.step(xs, ys, where="post", label=label, color=color)
+                ax.scatter([r["wall_time_s"]], [r["test_mse"]], marker="*", s=80, color=color)
             else:
                 ax.scatter([r["wall_time_s"]], [r["test_mse"]], marker="s" if r["tool"] == "classic" else "^",
-                           s=40, label=label)
+                           s=40, label=label, color=COLORS.get(r["tool"]))
         ax.set_xscale("log")
         ax.set(xlabel="elapsed (s, log scale; test scoring left out)", ylabel="best-so-far test MSE",
                title=f"Time to quality: {dataset}")
