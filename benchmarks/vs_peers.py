@@ -322,6 +322,13 @@ def _fmt(value, spec: str = ".4f", none: str = "–") -> str:
     return none if value is None else format(value, spec)
 
 
+def _mse(value: float) -> str:
+    """A test MSE with 4 significant digits (0.2010, 0.004281), as vs_gbdt.py prints RMSEs."""
+    from vs_gbdt import _fmt as significant
+
+    return significant(value)
+
+
 def _order(tool: str) -> int:
     return TOOLS.index(tool) if tool in TOOLS else len(TOOLS)
 
@@ -356,19 +363,19 @@ def summarize(results: list[dict]) -> tuple[list[str], str]:
                "| ÷ tool's wall time | ours final below |",
                "|---|---:|---:|---:|---:|---:|---|"]
         if ours:
-            lines.append(f"ours         {dataset} seed {seed}: test MSE {ours['test_mse']:.4f}  "
+            lines.append(f"ours         {dataset} seed {seed}: test MSE {_mse(ours['test_mse'])}  "
                          f"wall {ours['wall_time_s']:.1f} s  ({ours['n_trials']} trials)")
-            md.append(f"| {LABELS['ours']} | **{ours['test_mse']:.4f}** | {ours['wall_time_s']:.1f} | "
+            md.append(f"| {LABELS['ours']} | **{_mse(ours['test_mse'])}** | {ours['wall_time_s']:.1f} | "
                       f"{ours['n_trials']} | – | – | – |")
         for p in c["peers"]:
             r = p["row"]
             reused = f" (reused from {r['reused_from']})" if r.get("reused_from") else ""
             reach = ("never" if p["reach_s"] is None else f"at {p['reach_s']:.1f} s") if ours else "no run of ours"
-            lines.append(f"peer {p['tool']:12s} {dataset} seed {seed}: test MSE {r['test_mse']:.4f}  "
+            lines.append(f"peer {p['tool']:12s} {dataset} seed {seed}: test MSE {_mse(r['test_mse'])}  "
                          f"wall {r['wall_time_s']:.1f} s  ours reaches it {reach}  fraction "
                          f"{_fmt(p['fraction'], '.3f')}{reused}")
             md.append(f"| {LABELS.get(p['tool'], p['tool'])}{' (stored run)' if reused else ''} | "
-                      f"{r['test_mse']:.4f} | {r['wall_time_s']:.1f} | {r['n_trials']} | "
+                      f"{_mse(r['test_mse'])} | {r['wall_time_s']:.1f} | {r['n_trials']} | "
                       f"{'–' if not ours else 'never' if p['reach_s'] is None else format(p['reach_s'], '.1f')} | "
                       f"{_fmt(p['fraction'], '.3f')} | {('yes' if p['ours_below'] else 'no') if ours else '–'} |")
         md.append("")

@@ -9,6 +9,7 @@ stale row of an earlier run under each key a run writes: the run replaces it.
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -265,9 +266,12 @@ def test_vs_peers_smoke(peers_smoke):
     assert "classic diabetes seed 42: reused the stored run of vs_classic.py" in stdout
     assert "running classic" not in stdout
 
+    def significant(v):  # 4 significant digits
+        return f"{v:.{max(0, 3 - math.floor(math.log10(abs(v))))}f}"
+
     table = (out / "results.md").read_text()
     assert table_cells(table, "ours (studies/housing.yaml)")[1:4] == [
-        f"**{ours['test_mse']:.4f}**", f"{ours['wall_time_s']:.1f}", "2"]
+        f"**{significant(ours['test_mse'])}**", f"{ours['wall_time_s']:.1f}", "2"]
     labels = {"hgb": "HistGradientBoosting defaults", "optuna": "Optuna by hand (TPE + Hyperband pruner)",
               "kt-bayes": "KerasTuner BayesianOptimization", "kt-hyperband": "KerasTuner Hyperband",
               "classic": "classic RandomizedSearchCV (stored run)"}
@@ -278,7 +282,7 @@ def test_vs_peers_smoke(peers_smoke):
         fraction = None if reach is None else reach / r["wall_time_s"]
         below = ours["test_mse"] < r["test_mse"]
         assert table_cells(table, label)[1:] == [
-            f"{r['test_mse']:.4f}", f"{r['wall_time_s']:.1f}", str(r["n_trials"]),
+            significant(r["test_mse"]), f"{r['wall_time_s']:.1f}", str(r["n_trials"]),
             "never" if reach is None else f"{reach:.1f}", "–" if fraction is None else f"{fraction:.3f}",
             "yes" if below else "no"], tool
         printed = re.search(rf"^peer {re.escape(tool)} +diabetes seed 42: .* fraction (\S+)", stdout, re.M)
