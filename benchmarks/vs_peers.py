@@ -36,7 +36,7 @@ Targets: for every peer, ours reaches that peer's final test MSE within **1/10 o
     python benchmarks/vs_peers.py --seeds 42 --out bench-vs-peers                    # every tool, 3 data sets
     python benchmarks/vs_peers.py --datasets housing --tools kt-bayes optuna hgb ours classic
     python benchmarks/vs_peers.py --report bench-vs-peers                            # table + plots again
-    python benchmarks/vs_peers.py --smoke --out /tmp/peers-smoke   # diabetes, 2 trials of 2 epochs, seconds
+    python benchmarks/vs_peers.py --smoke --out peers-smoke   # diabetes, 2 trials of 2 epochs, seconds
 
 Needs the benchmark extra (``pip install -e ".[bench]"``: keras-tuner, optuna-integration) for the peers.
 Writes ``results.jsonl`` (one line per tool, data set and seed), ``results.md`` and
