@@ -9,6 +9,7 @@ stale row of an earlier run under each key a run writes: the run replaces it.
 
 import csv
 import json
+import math
 import os
 import re
 import shutil
@@ -210,7 +211,105 @@ def test_levers_smoke(smoke):
     assert re.search(rf"^plain\+ensemble +test MSE {plain['test_mse']:.4f} \({change:+.4f}\)", stdout, re.M), stdout
 
 
-@pytest.mark.parametrize("script", ["vs_classic.py", "overhead.py", "memory.py", "levers.py"])
+@pytest.fixture(scope="module")
+def peers_smoke(tmp_path_factory):
+    """One --smoke run of vs_peers.py (every tool, 2 trials of 2 epochs on the diabetes data), with a stored
+    vs_classic.py results file whose classic row for the same seed and test rows is reused."""
+    reason = 'benchmark extra not installed: pip install -e ".[bench]"'
+    pytest.importorskip("keras_tuner", reason=f"keras_tuner missing ({reason})")
+    pytest.importorskip("optuna_integration", reason=f"optuna_integration missing ({reason})")
+    import hashlib
+
+    import numpy as np
+    from sklearn.datasets import load_diabetes
+    from sklearn.model_selection import train_test_split
+
+    data = load_diabetes()
+    y_test = train_test_split(data.data, data.target, random_state=42)[3]  # the split of vs_classic.py
+    digest = hashlib.sha256(np.asarray(y_test, dtype="float32").tobytes()).hexdigest()[:16]
+    tmp = tmp_path_factory.mktemp("peers")
+    stored = [  # a housing row (not smoke) and a row on other test rows: neither may be reused
+        {"method": "classic", "seed": 42, "smoke": False, "wall_time_s": 2400.0, "test_mse": 0.3, "valid_mse": 0.3,
+         "n_trials": 10, "best_params": {}, "y_test_digest": digest},
+        {"method": "classic", "seed": 42, "smoke": True, "wall_time_s": 99.0, "test_mse": 1.0, "valid_mse": 1.0,
+         "n_trials": 2, "best_params": {}, "y_test_digest": "0" * 16},
+        {"method": "classic", "seed": 42, "smoke": True, "wall_time_s": 123.0, "test_mse": 5000.0,
+         "valid_mse": 5100.0, "n_trials": 2, "best_params": {"n_hidden": 1}, "y_test_digest": digest},
+    ]
+    (tmp / "classic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stored))
+    done = subprocess.run([sys.executable, str(BENCH / "vs_peers.py"), "--smoke", "--out", str(tmp / "peers"),
+                           "--classic-results", str(tmp / "classic.jsonl")], cwd=tmp, env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    return done, tmp / "peers", digest
+
+
+def test_vs_peers_smoke(peers_smoke):
+    done, out, digest = peers_smoke
+    stdout = _check(done, "vs_peers.py")
+    rows = {r["tool"]: r for r in _rows(out / "results.jsonl")}
+    assert sorted(rows) == sorted(["hgb", "ours", "optuna", "kt-bayes", "kt-hyperband", "classic"])
+    for r in rows.values():
+        assert (r["dataset"], r["seed"], r["smoke"], r["y_test_digest"]) == ("diabetes", 42, True, digest), r
+        assert r["wall_time_s"] > 0 and r["test_mse"] > 0 and r["curve"], r
+        times = [p["elapsed_s"] for p in r["curve"]]
+        assert times == sorted(times) and times[-1] <= r["wall_time_s"] + 1e-9, r
+    for tool in ("optuna", "kt-bayes", "kt-hyperband"):  # 2 trials; a point per new best on validation
+        r = rows[tool]
+        assert r["n_trials"] == 2 and 1 <= len(r["curve"]) <= 2, r
+        valid = [p["valid_mse"] for p in r["curve"]]
+        assert all(a > b for a, b in zip(valid, valid[1:], strict=False)) and valid[-1] == pytest.approx(r["valid_mse"])
+    ours = rows["ours"]
+    assert ours["n_trials"] == 2 and ours["curve"][-1]["trial"] == "exported"
+    assert ours["curve"][-1]["test_mse"] == ours["test_mse"] and ours["curve"][-1]["elapsed_s"] == ours["wall_time_s"]
+    classic = rows["classic"]  # the stored smoke row on the same test rows, not run again
+    assert (classic["wall_time_s"], classic["test_mse"], classic["reused_from"]) == (123.0, 5000.0, "classic.jsonl")
+    assert "classic diabetes seed 42: reused the stored run of vs_classic.py" in stdout
+    assert "running classic" not in stdout
+
+    def significant(v):  # 4 significant digits
+        return f"{v:.{max(0, 3 - math.floor(math.log10(abs(v))))}f}"
+
+    table = (out / "results.md").read_text()
+    assert table_cells(table, "ours (studies/housing.yaml)")[1:4] == [
+        f"**{significant(ours['test_mse'])}**", f"{ours['wall_time_s']:.1f}", "2"]
+    labels = {"hgb": "HistGradientBoosting defaults", "optuna": "Optuna by hand (TPE + Hyperband pruner)",
+              "kt-bayes": "KerasTuner BayesianOptimization", "kt-hyperband": "KerasTuner Hyperband",
+              "classic": "classic RandomizedSearchCV (stored run)"}
+    slow, above = [], []
+    for tool, label in labels.items():
+        r = rows[tool]
+        reach = next((p["elapsed_s"] for p in ours["curve"] if p["test_mse"] <= r["test_mse"]), None)
+        fraction = None if reach is None else reach / r["wall_time_s"]
+        below = ours["test_mse"] < r["test_mse"]
+        assert table_cells(table, label)[1:] == [
+            significant(r["test_mse"]), f"{r['wall_time_s']:.1f}", str(r["n_trials"]),
+            "never" if reach is None else f"{reach:.1f}", "–" if fraction is None else f"{fraction:.3f}",
+            "yes" if below else "no"], tool
+        printed = re.search(rf"^peer {re.escape(tool)} +diabetes seed 42: .* fraction (\S+)", stdout, re.M)
+        assert printed and printed.group(1) == ("–" if fraction is None else f"{fraction:.3f}"), stdout
+        if fraction is None or fraction > 0.1:
+            slow.append(tool)
+        if not below:
+            above.append(tool)
+    verdict = re.search(r"^targets diabetes seed 42: \(1\) .*: (met|NOT met \(([^)]*)\)) +\(2\) .*: "
+                        r"(met|NOT met \(([^)]*)\))$", stdout, re.M)
+    assert verdict, stdout
+    order = ["hgb", "optuna", "kt-bayes", "kt-hyperband", "classic"]
+    assert verdict.group(1) == ("met" if not slow else f"NOT met ({', '.join(t for t in order if t in slow)})")
+    assert verdict.group(3) == ("met" if not above else f"NOT met ({', '.join(t for t in order if t in above)})")
+    assert _png_size(out / "time_to_quality-diabetes.png") == (768, 528)
+
+    # --report rebuilds the same table from results.jsonl alone
+    again = out.parent / "peers-report"
+    again.mkdir()
+    shutil.copy(out / "results.jsonl", again / "results.jsonl")
+    report = subprocess.run([sys.executable, str(BENCH / "vs_peers.py"), "--report", str(again)], env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    _check(report, "vs_peers.py --report")
+    assert (again / "results.md").read_text() == table
+
+
+@pytest.mark.parametrize("script", ["vs_classic.py", "overhead.py", "memory.py", "levers.py", "vs_peers.py"])
 def test_help(script):
     done = subprocess.run([sys.executable, str(BENCH / script), "--help"], env=_env(), capture_output=True,
                           text=True, timeout=60)
