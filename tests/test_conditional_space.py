@@ -242,17 +242,24 @@ def test_a_conditional_study_logs_only_active_values(tmp_path, capsys, backend):
 def test_the_keras_tuner_hypermodel_runs_as_is_and_logs_only_drawn_values(tmp_path, capsys, backend):
     from tuning.export import load_model
 
+    # random: with a --workers helper and the ensemble's members retrained in joblib's processes (the factory
+    # reaches both by its path), then resumed with a larger budget (the study has no space: section)
+    more = {"workers": 2} if backend == "random" else {}
     data = study_dict(tmp_path, dataset={"source": "digits", "test_size": 0.2, "valid_size": 0.25, "seed": 0,
                                          "max_rows": 240},
-                      search={"backend": backend, "n_trials": 3}, training={"epochs": 1})
+                      search={"backend": backend, "n_trials": 3, **more}, training={"epochs": 1})
+    if backend == "random":
+        data["export"].update(ensemble={"method": "top_k", "size": 2}, train_on="train+valid")
     data["model"] = {"build": KERAS_TUNER}
     data.pop("space")
     data.pop("preprocessing")
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert main([str(path), "--quiet"]) == 0, capsys.readouterr().err[-3000:]
+    if backend == "random":
+        assert main([str(path), "--quiet", "--n-trials", "4"]) == 0, capsys.readouterr().err[-3000:]
     runs = [{k: yaml.safe_load(v) for k, v in p.items()} for p in trial_params(tmp_path)]
-    assert len(runs) == 3
+    assert len(runs) == (4 if backend == "random" else 3)
     for params in runs:
         assert {f"units_{i}" for i in range(params["num_layers"])} == {k for k in params if k.startswith("units_")}
         assert ("dropout_rate" in params) == params["dropout"], params
@@ -263,4 +270,6 @@ def test_the_keras_tuner_hypermodel_runs_as_is_and_logs_only_drawn_values(tmp_pa
     model = load_model(tmp_path / "out")
     assert model.predict(X).shape == (4,)
     estimator = model[-1] if hasattr(model, "steps") else model
+    estimator = estimator.estimators_[0] if hasattr(estimator, "estimators_") else estimator  # an ensemble's member
+    estimator = getattr(estimator, "estimator", estimator)  # a frozen member
     assert estimator.hp_values and set(estimator.hp_values) <= {k for p in runs for k in p}  # to clone or refit

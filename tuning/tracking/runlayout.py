@@ -34,7 +34,7 @@ BEST_TRIAL = "best.trial"
 EXPORT_DIR = "export.dir"
 MODEL_URI = "model.uri"
 # ---- params ---------------------------------------------------------------------------------------------
-BEST_PARAM = "best."  # prefix of the best trial's parameters on the parent run
+BEST_PARAM = "best.params."  # prefix of the best trial's parameters on the parent run (tags)
 VERSION_PARAM = "version."  # prefix of the library versions
 SPACE_PARAM = "space."  # prefix of the logged search space (space.<name>.<field>)
 # ---- metrics --------------------------------------------------------------------------------------------

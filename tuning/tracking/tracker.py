@@ -306,15 +306,20 @@ class MlflowTracker:
     # ---- results ---------------------------------------------------------------------------------
     def log_best(self, best: TrialRecord | None, test_metrics: dict[str, float], export_dir: Path | None,
                  ensemble: dict | None = None, baseline: Any = None) -> None:
-        """The best trial's parameters and validation score, the exported model's test scores and, for an
-        ensemble, its members (tag ``ensemble_members``: ``trial:weight`` pairs) and validation score; the
-        baseline's test scores (``baseline_test_<metric>``), fit time (``baseline_fit_s``) and name (tag)."""
+        """The best trial's parameters (tags ``best.params.<name>``: tags, since a study extended with
+        ``--n-trials`` may find another best, and MLflow params never change) and validation score, the
+        exported model's test scores and, for an ensemble, its members (tag ``ensemble_members``:
+        ``trial:weight`` pairs) and validation score; the baseline's test scores (``baseline_test_<metric>``),
+        fit time (``baseline_fit_s``) and name (tag)."""
         if best is None:
             return
         now = layout.now_ms()
-        params = [Param(f"{layout.BEST_PARAM}{k}", layout.param_text(v)) for k, v in best.params.items()]
+        tags = [RunTag(f"{layout.BEST_PARAM}{k}", layout.param_text(v)) for k, v in best.params.items()]
+        stale = [key for key in self.client.get_run(self.parent_run_id).data.tags
+                 if key.startswith(layout.BEST_PARAM) and key not in {t.key for t in tags}]
+        for key in stale:  # an earlier best's parameters that this one has not (a conditional space)
+            self.client.delete_tag(self.parent_run_id, key)
         metrics = [Metric(layout.best_valid_key(best.metric), float(best.value), now, 0)]
-        tags = []
         if ensemble:
             metrics.append(Metric(f"ensemble_valid_{best.metric}", float(ensemble[f"valid_{best.metric}"]), now, 0))
             tags.append(RunTag("ensemble_members", " ".join(f"{m['trial']}:{m['weight']:.3g}"
@@ -327,7 +332,7 @@ class MlflowTracker:
             tags.append(RunTag(layout.BASELINE_MODEL, baseline.model))
         if export_dir is not None:
             tags.append(RunTag(layout.EXPORT_DIR, str(Path(export_dir).resolve())))
-        self.client.log_batch(self.parent_run_id, metrics=metrics, params=params, tags=tags)
+        self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
 
     def log_model(self, pipeline, X_example, registered_model_name: str | None) -> None:
         """The whole fitted pipeline as an MLflow model, optionally registered.
