@@ -85,6 +85,22 @@ def sqlite_uri(path: Path) -> str:
 RESULTS = "results.jsonl"
 
 
+def write_report(out: Path, summarize, plot=None) -> int:
+    """A benchmark's ``--report``: its table (printed, and ``out/results.md``) and pictures (``plot``, which
+    returns a path or a list of them) rebuilt from ``out/results.jsonl``; 1 when there are no results."""
+    results = load_results(out)
+    if not results:
+        print(f"no results in {Path(out) / RESULTS}")
+        return 1
+    lines, md = summarize(results)
+    print("\n".join(lines))
+    (Path(out) / "results.md").write_text(md)
+    written = [] if plot is None else plot(results, out)
+    written = written if isinstance(written, list) else [written]
+    print(f"wrote {Path(out) / 'results.md'}" + "".join(f", {p}" for p in written))
+    return 0
+
+
 def load_results(out: Path) -> list[dict]:
     """The runs recorded in ``out/results.jsonl`` (one JSON object a line)."""
     import json

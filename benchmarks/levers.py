@@ -34,7 +34,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from _common import DEFAULT_STUDY, ROOT, SMOKE_DATASET, SMOKE_SEARCH, load_results, run_worker, save_result
+from _common import (
+    DEFAULT_STUDY,
+    ROOT,
+    SMOKE_DATASET,
+    SMOKE_SEARCH,
+    run_worker,
+    save_result,
+    write_report,
+)
 from vs_classic import _fmt, _median, run_ours
 
 PLAIN_STUDY = ROOT / "studies" / "housing_plain.yaml"
@@ -107,15 +115,7 @@ def summarize(results: list[dict]) -> tuple[list[str], str]:
 
 
 def report(out: Path) -> int:
-    results = load_results(out)
-    if not results:
-        print(f"no results in {out / 'results.jsonl'}")
-        return 1
-    lines, md = summarize(results)
-    print("\n".join(lines))
-    (out / "results.md").write_text(md)
-    print(f"wrote {out / 'results.md'}")
-    return 0
+    return write_report(out, summarize)
 
 
 def main(argv=None) -> int:

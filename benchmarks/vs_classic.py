@@ -42,7 +42,6 @@ from pathlib import Path
 
 from _common import (
     DEFAULT_STUDY,
-    RESULTS,
     SMOKE_SEARCH,
     load_results,
     quiet_tensorflow,
@@ -51,6 +50,7 @@ from _common import (
     sqlite_uri,
     study_config,
     study_process,
+    write_report,
 )
 
 PUBLISHED = {"cv_mse": 0.320, "test_mse": 0.303}
@@ -379,19 +379,9 @@ def plot(results: list[dict], out: Path) -> list[Path]:
 
 
 def report(out: Path) -> int:
-    results = load_results(out)
-    if not results:
-        print(f"no results in {out / RESULTS}")
-        return 1
-    digests = {r.get("y_test_digest") for r in results}
-    if len(digests) > 1:
+    if len({r.get("y_test_digest") for r in load_results(out)}) > 1:
         print("WARNING: the runs did not use the same test set")
-    lines, md = summarize(results)
-    print("\n".join(lines))
-    (out / "results.md").write_text(md)
-    paths = plot(results, out)
-    print(f"wrote {out / 'results.md'}, " + ", ".join(str(p) for p in paths))
-    return 0
+    return write_report(out, summarize, plot)
 
 
 # ------------------------------------------------------------------------------------------- main

@@ -38,15 +38,14 @@ from pathlib import Path
 
 from _common import (
     DEFAULT_STUDY,
-    RESULTS,
     ROOT,
     SMOKE_SEARCH,
-    load_results,
     run_worker,
     save_result,
     sqlite_uri,
     study_config,
     study_process,
+    write_report,
 )
 
 DATASETS = ("kin8nm", "power-plant", "concrete")
@@ -342,16 +341,7 @@ def plot(results: list[dict], out: Path) -> Path:
 
 
 def report(out: Path) -> int:
-    results = load_results(out)
-    if not results:
-        print(f"no results in {out / RESULTS}")
-        return 1
-    lines, md = summarize(results)
-    print("\n".join(lines))
-    (out / "results.md").write_text(md)
-    path = plot(results, out)
-    print(f"wrote {out / 'results.md'}, {path}")
-    return 0
+    return write_report(out, summarize, plot)
 
 
 # ------------------------------------------------------------------------------------------- main

@@ -60,6 +60,7 @@ from _common import (
     quiet_tensorflow,
     run_worker,
     save_result,
+    write_report,
 )
 
 TOOLS = ("hgb", "ours", "optuna", "kt-bayes", "kt-hyperband", "classic")
@@ -431,16 +432,7 @@ def plot(results: list[dict], out: Path) -> list[Path]:
 
 
 def report(out: Path) -> int:
-    results = load_results(out)
-    if not results:
-        print(f"no results in {out / RESULTS}")
-        return 1
-    lines, md = summarize(results)
-    print("\n".join(lines))
-    (out / "results.md").write_text(md)
-    paths = plot(results, out)
-    print(f"wrote {out / 'results.md'}, " + ", ".join(str(p) for p in paths))
-    return 0
+    return write_report(out, summarize, plot)
 
 
 # ------------------------------------------------------------------------------------------- main
