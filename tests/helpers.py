@@ -15,6 +15,7 @@ from tuning.config.schema import StudyConfig, load_study_dict
 BASE: dict[str, Any] = {
     "name": "tiny",
     "dataset": {"source": "diabetes", "test_size": 0.2, "valid_size": 0.25, "seed": 0},
+    "recipe": "plain",  # the schema's defaults where a test leaves a key out; tests/test_recipe.py: tables
     "space": {
         "n_hidden": {"type": "int", "low": 0, "high": 2},
         "n_neurons": {"type": "int", "low": 2, "high": 16},

@@ -30,12 +30,15 @@ SMOKE = {
     # the user's-factory variant: the Hands-On factory compiles its own SGD, which must get the fix too
     "memory_own": ["memory.py", "--smoke", "--own-model", "--csv", "{tmp}/rss_own.csv"],
     "levers": ["levers.py", "--smoke", "--variants", "default", "plain+ensemble", "--out", "{tmp}/levers"],
+    "minimal": ["minimal.py", "--smoke", "--out", "{tmp}/minimal"],
 }
 # An earlier run's rows under the keys the smoke runs write (method, seed): each must be replaced.
 STALE = {
     "vs": [{"method": m, "seed": 42, "stale": True, "wall_time_s": 1.0, "test_mse": 99.0} for m in ("hgb", "ours", "classic")],
     "levers": [{"method": v, "variant": v, "seed": 42, "stale": True, "wall_time_s": 1.0, "test_mse": 99.0}
                for v in ("default", "plain+ensemble")],
+    "minimal": [{"tool": t, "table": "smoke", "seed": 42, "stale": True, "score_name": "rmse", "score": 99.0,
+                 "wall_time_s": 1.0, "task": "regression", "rows": 1, "columns": 1} for t in ("hgb", "ours")],
 }
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -209,6 +212,24 @@ def test_levers_smoke(smoke):
                                                f"{plain['wall_time_s']:.0f}",
                                                f"{plain['wall_time_s'] / default['wall_time_s']:.2f}x", "1"]
     assert re.search(rf"^plain\+ensemble +test MSE {plain['test_mse']:.4f} \({change:+.4f}\)", stdout, re.M), stdout
+
+
+def test_minimal_study_smoke(smoke):
+    """A study of only name and dataset (a CSV of the diabetes rows) against HistGradientBoosting with native
+    categoricals on the same rows: both scored, the ratio and the verdict in the table."""
+    done, tmp = smoke["minimal"]
+    stdout = _check(done, "minimal.py")
+    rows = _rows(tmp / "minimal" / "results.jsonl")
+    assert not [r for r in rows if r.get("stale")] and sorted(r["tool"] for r in rows) == ["hgb", "ours"]
+    by = {r["tool"]: r for r in rows}
+    ours, hgb = by["ours"], by["hgb"]
+    assert ours["score_name"] == hgb["score_name"] == "rmse" and ours["n_trials"] == 2 and ours["smoke"] is True
+    assert ours["rows"] == hgb["rows"] > 200  # the same training rows (facts the recipe sized the study with)
+    assert 0 < ours["score"] < 200 and 0 < hgb["score"] < 200  # diabetes targets: 25-346
+    table = (tmp / "minimal" / "results.md").read_text()
+    cells = table_cells(table, "smoke")
+    assert cells[5:8] == [f"{ours['score']:.4g}", f"{hgb['score']:.4g}", f"**{ours['score'] / hgb['score']:.3f}**"]
+    assert ("beats HistGradientBoosting" in stdout) and _png_size(tmp / "minimal" / "ratio.png")[0] > 300
 
 
 @pytest.fixture(scope="module")

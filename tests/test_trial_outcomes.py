@@ -289,3 +289,24 @@ def test_keras_state_is_cleared_once_nothing_holds_the_trials_model(diabetes_run
     record = runner.run(0, {"n_hidden": 1, "n_neurons": 8, "learning_rate": 0.01})
     assert record.state == COMPLETE and made
     assert alive_at_clearing == [False]
+
+
+def test_greedy_selection_loss_takes_float32_probabilities_without_a_warning():
+    """Float32 class probabilities sum to one only within ~1e-7; the ensemble's log loss uses them silently
+    (sklearn warns once per greedy step otherwise) and scores them as the normalised float64 rows."""
+    import warnings
+
+    from sklearn.metrics import log_loss
+
+    from tuning.export.ensembling import _validation_loss
+
+    rng = np.random.default_rng(0)
+    raw = rng.random((50, 3))
+    proba = (raw / raw.sum(axis=1, keepdims=True)).astype(np.float32) * np.float32(1.0000003)
+    labels = rng.integers(0, 3, size=50)
+    loss = _validation_loss(SimpleNamespace(task="multiclass", data=SimpleNamespace(y_valid=labels)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = loss(proba, labels=[0, 1, 2])
+    exact = proba.astype(np.float64) / proba.astype(np.float64).sum(axis=1, keepdims=True)
+    assert value == pytest.approx(log_loss(labels, exact, labels=[0, 1, 2]), rel=1e-12)

@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from tuning.config import recipe
 from tuning.config.schema import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers
 from tuning.data.sources import DatasetSplit, load_dataset
@@ -286,21 +287,26 @@ def run_study(
     """
     if not isinstance(config, StudyConfig):
         config = load_study(config)  # the one read of the file
+    study_config = config  # as the file and the overrides give it: the recipe sizes its unset keys below
+    retest = fresh and not worker  # --fresh runs the learning-rate range test again
+    config = lr_bounds.with_stored_bounds(recipe.with_stored(config), fresh=retest)  # as an earlier run ran it
     workers = config.search.workers if workers is None else workers
     options = RunOptions(quiet, console, tuple(observers), workers, storage, fresh, worker)
-    retest = fresh and not worker  # --fresh runs the learning-rate range test again
-    config = lr_bounds.with_stored_bounds(config, fresh=retest)
     done = finished_result(config, options)
     if done is not None:
         return done
     started = time.monotonic()
     split = load_dataset(config.dataset)
+    recipe_step = recipe.resolve(study_config, split)  # recipe: tables, sized by the loaded rows
+    config = recipe_step.config
     # model.build: the factory built, run, saved and loaded once before anything else (its launcher did it
     # for a --workers helper)
-    model_notes = [] if worker else preflight(config, split)
+    model_notes = recipe_step.notes + ([] if worker else preflight(config, split))
     lr_step = lr_bounds.resolve(config, split, fresh=retest)
     config = lr_step.config  # the config the search uses (search.lr_range_test: its learning_rate bounds)
     session = prepare(config, split, lr_step, options, started, model_notes)
+    if not worker:
+        recipe.save(recipe_step)  # once the store accepted the sized space: what re-runs and resumes reuse
     status = "FAILED"
     try:
         result = finish(session, search(session))

@@ -72,10 +72,15 @@ def main(argv: list[str] | None = None) -> int:
             raise StudyError(f"{out_dir / 'lr_range.json'} holds the learning-rate bounds study '{config.name}' "
                              "(search.lr_range_test) already searches; pass --out DIR to write elsewhere")
         configure_study_process(start_tensorflow=True)
+        from tuning.config import recipe
+        from tuning.data.sources import load_dataset
         from tuning.search import lr_bounds
         from tuning.search.lr_range import lr_range_test
 
-        result = lr_range_test(config, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps, seed=args.seed)
+        split = load_dataset(config.dataset)
+        config = recipe.resolve(config, split).config  # the optimizer, network and space the study will run
+        result = lr_range_test(config, split, min_lr=args.min_lr, max_lr=args.max_lr, steps=args.steps,
+                               seed=args.seed)
         spec = config.space.get("learning_rate")
         range_of = lr_bounds.spec_json(spec) if spec is not None else None
         files = lr_bounds.write(result, out_dir, range_of)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from tuning.config import recipe
 from tuning.config.schema import CategoricalParam, StudyConfig
 
 
@@ -23,6 +24,9 @@ def describe_plan(config: StudyConfig) -> Table:
     table.add_row("dataset", source)
     table.add_row("task", d.task or "inferred from the target")
     table.add_row("split", f"test {d.test_size}, validation {d.valid_size} of the rest, seed {d.seed}")
+    if recipe.applies(config) and recipe.read_facts(config) is None:
+        table.add_row("recipe", "tables: what the file leaves out of space, trials, epochs, batch size, patience "
+                      "and embeddings is sized from the rows once they load (the rows below show the rest)")
     shaped = {"images": f"none: images {'(28, 28, 1)' if d.channels else '(28, 28)'} from flat pixels",
               "sequences": f"none: word ids padded / cut to {d.sequence_length}, vocabulary {d.num_words}"}
     table.add_row("preprocessing", shaped.get(d.row_shape, config.preprocessing.scaling))

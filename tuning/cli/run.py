@@ -62,18 +62,21 @@ def main(argv: list[str] | None = None) -> int:
         # the overrides applied once; a bad study fails here, before TensorFlow (unless it brings its own
         # model: its factory's module imports Keras)
         config = load_study(args.study, text).with_overrides(Overrides.from_args(args))
+        from tuning.config.recipe import with_stored
+
+        planned = with_stored(config)  # the recipe's settings as far as known before the data loads
         if args.dry_run:
             from tuning.cli.plan import describe_plan
 
-            out.print(describe_plan(config))
+            out.print(describe_plan(planned))
             return 0
         from tuning.coordination import check_resumable
         from tuning.search.lr_bounds import with_stored_bounds
 
-        check_resumable(with_stored_bounds(config), args.storage, args.fresh or args.worker)
+        check_resumable(with_stored_bounds(planned), args.storage, args.fresh or args.worker)
         from tuning.parallel.workers import limit_threads
 
-        workers = args.workers or config.search.workers
+        workers = args.workers or planned.search.workers
         limit_threads(workers)  # before TensorFlow starts its thread pools
         configure_study_process(start_tensorflow=True)
         from tuning.study import run_study

@@ -306,6 +306,9 @@ class StudyConfig(_Model):
 
     name: str
     dataset: DatasetConfig
+    # tables: the keys the file leaves out get the strongest table settings, sized by the data
+    # (tuning.config.recipe); plain: the defaults below (the classic recipe's space, an SGD estimator)
+    recipe: Literal["tables", "plain"] = "tables"
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
     model: ModelSection = Field(default_factory=ModelConfig)
     space: dict[SpaceName, ParamSpec] = Field(default_factory=lambda: default_space())

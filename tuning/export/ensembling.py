@@ -112,7 +112,16 @@ def _validation_loss(runner: TrialRunner):
     if runner.task == "regression":
         y = y_valid.astype(np.float64).ravel()
         return lambda pred: float(np.mean((pred - y) ** 2))
-    return lambda proba, labels=None: float(log_loss(y_valid, np.clip(proba, 1e-15, 1.0), labels=labels))
+
+    def loss(proba, labels=None) -> float:
+        # float64 rows that sum to one (float32 outputs, weighted sums and clipping leave them off by ~1e-7,
+        # which log_loss would warn about once per greedy step)
+        proba = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1.0)
+        if proba.ndim == 2:
+            proba = proba / proba.sum(axis=1, keepdims=True)
+        return float(log_loss(y_valid, proba, labels=labels))
+
+    return loss
 
 
 def build_ensemble(runner: TrialRunner, records: list[TrialRecord], config: EnsembleConfig,

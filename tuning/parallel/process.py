@@ -65,6 +65,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message=".*cloudpickle format.*")
     warnings.filterwarnings("ignore", message=".*pickle or cloudpickle.*")
+    # a fitted network shipped between processes (members retrained in joblib's workers) arrives without
+    # its optimizer's slot variables, which predicting and retraining from scratch do not need
+    warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer", category=UserWarning)
     for name in ("mlflow", "alembic", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
