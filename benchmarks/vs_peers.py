@@ -354,10 +354,49 @@ def compare(results: list[dict]) -> list[dict]:
     return out
 
 
-def summarize(results: list[dict]) -> tuple[list[str], str]:
-    """Printable lines and the markdown report."""
+def median_table(comparisons: list[dict]) -> tuple[list[str], list[str]]:
+    """Per data set, every tool's medians over the seeds that ran it (final test MSE, wall time, the
+    fraction of its time ours takes to reach its final test MSE) and the targets on those medians."""
+    import statistics
+
     lines, md = [], []
-    for c in compare(results):
+    for dataset in sorted({c["dataset"] for c in comparisons}, key=lambda d: (d != "housing", d)):
+        runs = [c for c in comparisons if c["dataset"] == dataset and c["ours"]]
+        if not runs:
+            continue
+        md += [f"### {dataset}: medians over seeds {' '.join(str(c['seed']) for c in runs)}", "",
+               "| tool | seeds | final test MSE | wall (s) | ÷ tool's wall time (ours reaches its final) | ours final below |",
+               "|---|---:|---:|---:|---:|---|"]
+        ours = [c["ours"] for c in runs]
+        md.append(f"| {LABELS['ours']} | {len(ours)} | **{_mse(statistics.median(r['test_mse'] for r in ours))}** | "
+                  f"{statistics.median(r['wall_time_s'] for r in ours):.1f} | – | – |")
+        slow, above = [], []
+        for tool in sorted({p["tool"] for c in runs for p in c["peers"]}, key=_order):
+            peers = [p for c in runs for p in c["peers"] if p["tool"] == tool]
+            fractions = [math.inf if p["fraction"] is None else p["fraction"] for p in peers]
+            fraction = statistics.median(fractions)
+            below = sum(p["ours_below"] for p in peers)
+            if fraction > TARGET_FRACTION:
+                slow.append(tool)
+            if below < len(peers):
+                above.append(tool)
+            md.append(f"| {LABELS.get(tool, tool)} | {len(peers)} | {_mse(statistics.median(p['row']['test_mse'] for p in peers))} "
+                      f"| {statistics.median(p['row']['wall_time_s'] for p in peers):.1f} | "
+                      f"{'never' if fraction == math.inf else _fmt(fraction, '.3f')} | "
+                      f"{below}/{len(peers)} seeds |")
+        verdict = (f"targets {dataset} (medians): (1) within 1/10 of every peer's time: "
+                   f"{'met' if not slow else 'NOT met (' + ', '.join(slow) + ')'}   (2) our final test MSE below "
+                   f"every peer's: {'met' if not above else 'NOT met (' + ', '.join(above) + ')'}")
+        lines.append(verdict)
+        md += ["", verdict.replace("targets ", "Targets, ", 1) + ".", ""]
+    return lines, md
+
+
+def summarize(results: list[dict]) -> tuple[list[str], str]:
+    """Printable lines and the markdown report: the medians over seeds first, then every run."""
+    comparisons = compare(results)
+    lines, md = median_table(comparisons)
+    for c in comparisons:
         ours, dataset, seed = c["ours"], c["dataset"], c["seed"]
         md += [f"### {dataset}, seed {seed}", "",
                "| tool | final test MSE | wall (s) | trials | ours reaches this test MSE at (s) "
@@ -409,10 +448,15 @@ def plot(results: list[dict], out: Path) -> list[Path]:
     paths = []
     for dataset in sorted({r["dataset"] for r in results}):
         runs = sorted((r for r in results if r["dataset"] == dataset), key=lambda r: (_order(r["tool"]), r["seed"]))
-        several = len({r["seed"] for r in runs}) > 1
-        fig, ax = plt.subplots(figsize=(6.4, 4.4))
-        for r in runs:
-            label = LABELS.get(r["tool"], r["tool"]) + (f", seed {r['seed']}" if several else "")
+        seeds = sorted({r["seed"] for r in runs})
+        fig, ax = plt.subplots(figsize=(7.2, 4.8))
+        labelled = set()
+        for r in runs:  # one legend entry per tool (its seeds share its colour)
+            tool_seeds = [x["seed"] for x in runs if x["tool"] == r["tool"]]
+            label = None if r["tool"] in labelled else (
+                LABELS.get(r["tool"], r["tool"]) + (f" (seeds {', '.join(map(str, tool_seeds))})"
+                                                    if len(seeds) > 1 else ""))
+            labelled.add(r["tool"])
             pts = r["curve"]
             if len(pts) > 1 or r["tool"] in ("ours", "optuna", "kt-bayes", "kt-hyperband"):
                 # the tool's current model: its last new best on validation, then the final model
