@@ -122,7 +122,7 @@ def test_a_minimal_study_runs_the_recipe_prints_it_and_a_rerun_finds_it_finished
     out_dir = tmp_path / "exports" / "minimal"
     facts = json.loads((out_dir / "recipe.json").read_text())
     size = recipe.sizing(facts["rows"])
-    assert facts == {"rows": 50, "columns": 2, "task": "regression"}  # 90 rows: 20% test, 25% of the rest valid
+    assert facts == {"rows": 50, "columns": 2, "task": "regression"}  # 90 rows: a quarter for test, a quarter of the rest for validation
     assert "recipe for a table of 50 training rows x 2 columns" in err and "recipe: plain" in err
     assert f"training.batch_size {size['batch_size']}" in err and "training.epochs" not in err  # the file's
     assert "search.n_trials" not in err  # --n-trials set it
