@@ -153,6 +153,9 @@ class StackedMLP(keras.Model):
         self.lr = state((k,), "learning_rates")
         self.active = state((k,), "active")  # 1 trains, 0 frozen
         self.dropout_rates = state((k,), "dropout_rates")
+        # each member's training loss this epoch, as Keras' loss tracker averages it (weighted by batch size)
+        self.member_loss_total = state((k,), "member_loss_total")
+        self.member_loss_count = state((), "member_loss_count")
         self.built = True
 
     # ---- forward and training ---------------------------------------------------------------------
@@ -195,8 +198,12 @@ class StackedMLP(keras.Model):
         if sample_weight is not None:
             raise NotImplementedError("StackedMLP does not take sample weights")
         with tf.GradientTape() as tape:
-            loss = self.stack_loss(y, self(x, training=True))
+            losses = self.member_losses(y, self(x, training=True))
+            loss = keras.ops.sum(losses)
         self._adam_step(tape.gradient(loss, self.params))
+        batch = keras.ops.cast(keras.ops.shape(x)[0], self.member_loss_total.dtype)
+        self.member_loss_total.assign_add(keras.ops.cast(losses, batch.dtype) * batch)
+        self.member_loss_count.assign_add(batch)
         self._loss_mean.update_state(loss)
         return {"loss": self._loss_mean.result()}
 
@@ -224,6 +231,18 @@ class StackedMLP(keras.Model):
             v.assign(ops.where(active, new_v, v))
             param.assign(ops.where(active, new_param, param))
         self.steps.assign(self.steps + ops.cast(self.active > 0, self.steps.dtype))
+
+    @property
+    def epoch_losses(self) -> np.ndarray:
+        """Each member's mean training loss since :meth:`reset_epoch_losses`, ``(K,)`` (Keras' ``loss`` log
+        of a lone model: the batches' losses weighted by batch size)."""
+        count = float(self.member_loss_count.numpy())
+        return np.asarray(self.member_loss_total.numpy(), dtype=np.float64) / max(count, 1.0)
+
+    def reset_epoch_losses(self) -> None:
+        """Start a new epoch's :attr:`epoch_losses`."""
+        self.member_loss_total.assign(np.zeros(self.n_members))
+        self.member_loss_count.assign(0.0)
 
     # ---- per-member control -------------------------------------------------------------------------
     def _set_slot(self, variable, index: int, value) -> None:
@@ -341,8 +360,14 @@ class StackedMLP(keras.Model):
     # ---- evaluation -------------------------------------------------------------------------------
     def evaluate_members(self, x, y, metric: str = "loss", batch_size: int = 4096) -> np.ndarray:
         """Each member's ``loss`` (its task's loss, as Keras computes it) or ``accuracy`` on ``(x, y)``: ``(K,)``."""
+        return self.member_scores(x, y, (metric,), batch_size)[metric]
+
+    def member_scores(self, x, y, metrics: Sequence[str] = ("loss",), batch_size: int = 4096) -> dict[str, np.ndarray]:
+        """:meth:`evaluate_members` for several metrics from one prediction: metric -> ``(K,)``."""
         pred = np.asarray(self.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
-        y = np.asarray(y)
+        return {metric: self._score(pred, np.asarray(y), metric) for metric in metrics}
+
+    def _score(self, pred: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
         if metric == "accuracy":
             if self.task == "regression":
                 raise ValueError("accuracy needs a classification task")
