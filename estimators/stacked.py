@@ -355,6 +355,9 @@ class StackedMLP(keras.Model):
                             n_features=self.n_features, task=self.task, n_classes=self.n_classes,
                             activation=self.activation_name, optimizer="adam", dropout=config["dropout"], seed=0)
         model.set_weights(self.member_weights(index))
+        # built like a trained model's optimizer, so a saved member reloads without Keras' warning that the
+        # optimizer's variables do not match
+        model.optimizer.build(model.trainable_variables)
         return model
 
     # ---- evaluation -------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ def test_a_stacked_study_records_tracks_and_exports_like_an_unstacked_one(studie
     runs, lone_runs = children(client, result.parent_run_id), children(lone_client, lone.parent_run_id)
     assert len(runs) == 6
     by_number = {r.number: r for r in result.records}
+    scales = []
     for mlflow_run in runs:
         record = by_number[int(mlflow_run.data.tags["trial.number"])]
         assert set(mlflow_run.data.tags) - {"mlflow.runName"} == set(lone_runs[0].data.tags) - {"mlflow.runName"}
@@ -89,6 +90,10 @@ def test_a_stacked_study_records_tracks_and_exports_like_an_unstacked_one(studie
             history = client.get_metric_history(mlflow_run.info.run_id, key)
             assert sorted(m.step for m in history) == list(range(1, record.epochs_run + 1)), key
         assert mlflow_run.data.metrics["objective_mse"] == pytest.approx(record.value)
+        # the member keeps its best epoch's weights: its score is that epoch's validation loss (scaled to y)
+        curve = sorted(client.get_metric_history(mlflow_run.info.run_id, "val_loss"), key=lambda m: m.step)
+        scales.append(record.value / curve[record.best_epoch - 1].value)
+    assert np.allclose(scales, scales[0], rtol=1e-4)
     parent = client.get_run(result.parent_run_id).data
     assert set(parent.metrics) == set(lone_client.get_run(lone.parent_run_id).data.metrics)
     # the export: reloads, predicts float64 rows, scores what the study said

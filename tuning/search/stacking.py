@@ -148,6 +148,8 @@ class StackedTrials:
         self.deadline: float | None = None
         d = runner.data
         template = runner.make_estimator({})
+        if runner.task != "regression":
+            template.classes_ = None  # as KerasClassifier.fit starts
         encoder = template.target_encoder.fit(d.y_train)  # the encoder `fit` uses: standardised y, class indices
         self.y_train = np.asarray(encoder.transform(d.y_train))
         self.y_valid = np.asarray(encoder.transform(d.y_valid))
