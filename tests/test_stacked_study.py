@@ -186,6 +186,18 @@ def test_an_interrupted_stack_leaves_its_trials_interrupted_and_a_rerun_complete
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
 
 
+def test_a_stack_that_cannot_train_fails_its_trials_with_the_reason(tmp_path, monkeypatch):
+    config = study_config(tmp_path, name="tiny-broken", search={"n_trials": 2, "stack": 2})
+
+    def broken(*args, **kwargs):
+        raise ValueError("no room for this stack")
+
+    monkeypatch.setattr(stacking, "build_stacked_model", broken)
+    result = run(config, tmp_path)
+    assert [(r.state, r.reason) for r in result.records] == [("failed", "ValueError: no room for this stack")] * 2
+    assert result.best is None and not result.interrupted
+
+
 REFUSED = {
     "own model": ({"model": {"build": "models/net.py:build_model"}}, "model.build"),
     "sgd": ({"model": {"optimizer": "sgd"}}, "model.optimizer: adam"),

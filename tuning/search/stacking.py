@@ -146,6 +146,8 @@ class StackedTrials:
         self.pending: list[Member] = []  # asked and claimed, not in a stack yet
         self.slots: list[Member | None] = []  # the stack being trained: its member per slot
         self.deadline: float | None = None
+        self.model = None  # the StackedMLP being trained
+        self.group_key: tuple = ()
         d = runner.data
         template = runner.make_estimator({})
         if runner.task != "regression":
@@ -211,24 +213,25 @@ class StackedTrials:
         runner, d = self.runner, self.runner.data
         head = group[0]
         self.group_key = head.key
-        self.slots = []
+        self.slots = list(group)
         for member in group:
             self._open(member)
-            self.slots.append(member)
         widths = [max(m.widths[layer] for m in group) for layer in range(int(head.setting("n_hidden")))]
         seed = int(self.config.search.seed) + head.trial.number
-        model = build_stacked_model([m.config for m in group], d.X_train.shape[1], self.task, self.n_classes,
-                                    n_hidden=int(head.setting("n_hidden")), activation=head.setting("activation"),
-                                    max_widths=widths or None, with_dropout=self.with_dropout, seed=seed,
-                                    steps_per_execution=int(head.setting("steps_per_execution")))
-        self.model = model
-        data = array_dataset((d.X_train, self.y_train), int(head.setting("batch_size")), shuffle=True, seed=seed)
-        driver = _Driver(self)
         try:
-            model.fit(data, epochs=10**9, verbose=0, shuffle=False, callbacks=[driver])
+            self.model = build_stacked_model(
+                [m.config for m in group], d.X_train.shape[1], self.task, self.n_classes,
+                n_hidden=int(head.setting("n_hidden")), activation=head.setting("activation"),
+                max_widths=widths or None, with_dropout=self.with_dropout, seed=seed,
+                steps_per_execution=int(head.setting("steps_per_execution")))
+            data = array_dataset((d.X_train, self.y_train), int(head.setting("batch_size")), shuffle=True, seed=seed)
+            self.model.fit(data, epochs=10**9, verbose=0, shuffle=False, callbacks=[_Driver(self)])
+        except Exception as exc:  # a stack that cannot be built or trained: its trials failed, with the reason
+            for slot, member in enumerate(self.slots):
+                if member is not None:
+                    self._finish(slot, error=exc)
         finally:
             self.model = None
-            del model, data, driver
             runner.release_memory()
 
     def after_epoch(self, model) -> bool:
@@ -300,7 +303,8 @@ class StackedTrials:
         """End the member of ``slot``: freeze it, make its fitted estimator (best weights), score and record
         it through the runner, tell its Optuna trial."""
         model, member = self.model, self.slots[slot]
-        model.freeze(slot)
+        if model is not None:
+            model.freeze(slot)
         self.slots[slot] = None
         estimator = None
         if error is None:
