@@ -420,20 +420,22 @@ class StudyConfig(_Model):
         rules = {  # knob -> (values a stack trains, what to set)
             "optimizer": (("adam",), "model.optimizer: adam"),
             "numeric_embedding": (("none",), "numeric_embedding: none"),
-            "weight_decay": ((None, 0, 0.0), "no weight_decay"),
+            "weight_decay": ((None, 0, 0.0), "no weight_decay (leave it out)"),
             "lr_schedule": (("constant", "plateau"), "lr_schedule: constant or plateau"),
         }
         for name, (allowed, change) in rules.items():
             spec = self.space.get(name)
             if spec is not None:
-                values = spec.choices if isinstance(spec, CategoricalParam) else [f"a {spec.type} range"]
-                where = f"space.{name}"
+                if isinstance(spec, CategoricalParam):
+                    bad = [v for v in spec.choices if v not in allowed]
+                    what = f"space.{name} cannot be stacked ({bad[0]!r} is one of its choices)" if bad else ""
+                else:
+                    what = f"space.{name} cannot be stacked (a {spec.type} range)"
             else:
-                values = [fixed.get(name, hyperparams.HYPERPARAMS[name].default)]
-                where = f"{name} {values[0]!r}"
-            bad = [v for v in values if v not in allowed]
-            if bad:
-                return refuse(f"{where} cannot be stacked ({bad[0]!r}): set {change}")
+                value = fixed.get(name, hyperparams.HYPERPARAMS[name].default)
+                what = "" if value in allowed else f"{name} {value!r} cannot be stacked"
+            if what:
+                return refuse(f"{what}: set {change}")
         return []
 
     def _input_shape_errors(self) -> list[InitErrorDetails]:
