@@ -238,3 +238,48 @@ def test_what_cannot_be_stacked_is_refused_with_what_to_change(tmp_path, case):
 def test_a_lone_trial_record_has_the_fields_the_stack_fills():
     """The fields compared above exist on the record (a renamed field must not pass vacuously)."""
     assert set(RECORD_FIELDS) <= set(TrialRecord.__dataclass_fields__)
+
+
+SEQUENCES = [
+    [1.0, 0.9, 0.95, 0.91, 0.89, 0.95, 0.96, 0.97, 0.5, 0.6, 0.7, 0.8],
+    [1.0, float("nan"), 0.99995, 0.9, 0.9, 0.9, 0.9, 0.2, 0.2, 0.19999, 0.3, 0.3],
+    [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+]
+
+
+@pytest.mark.parametrize("values", SEQUENCES)
+@pytest.mark.parametrize("patience,min_delta", [(1, 0.0), (3, 0.0), (2, 0.05), (4, 0.02)])
+def test_a_members_early_stopping_and_plateau_decide_as_keras_callbacks_do(values, patience, min_delta):
+    """Member.early_stop / Member.plateau against keras' EarlyStopping and ReduceLROnPlateau (as
+    estimators.callbacks makes them) on the same validation losses: same stop epoch, best epoch and rates."""
+    import keras
+
+    from estimators import KerasMLPRegressor
+    from estimators.callbacks import early_stopping, lr_schedule
+
+    estimator = KerasMLPRegressor(patience=patience, min_delta=min_delta, learning_rate=0.01,
+                                  restore_best_weights=False)
+    member = stacking.Member(None, {}, estimator, None)
+    net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    net.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    stopper = early_stopping("val_loss", patience, min_delta, False)
+    plateau = lr_schedule("plateau", 0.01, 100, patience, "val_loss")
+    for callback in (stopper, plateau):
+        callback.set_model(net)
+        callback.on_train_begin()
+    rate, stopped_at = 0.01, None
+    for epoch, value in enumerate(values):
+        logs = {"val_loss": value}
+        stopper.on_epoch_end(epoch, logs)
+        plateau.on_epoch_end(epoch, logs)
+        member.epoch = epoch
+        stop = member.early_stop(value, lambda: None)
+        new = member.plateau(value, rate)
+        rate = rate if new is None else new
+        assert rate == pytest.approx(float(net.optimizer.learning_rate.numpy()), rel=1e-6), epoch
+        assert stop == bool(net.stop_training), epoch
+        if stop:
+            stopped_at = epoch
+            break
+    assert stopped_at == (stopper.stopped_epoch or None)
+    assert member.best_epoch == stopper.best_epoch
