@@ -240,7 +240,9 @@ class OptunaStore(StudyStore):
 
 
 class OptunaScheduler(TrialScheduler):
-    """Asks the store's Optuna study for one trial at a time until the budget is full."""
+    """Asks the store's Optuna study for one trial at a time until the budget is full; with
+    ``search.stack`` > 1, for K at a time, trained as one model (:mod:`tuning.search.stacking`, which uses
+    :meth:`free_slots`, :meth:`claim`, :meth:`reporter` and :meth:`outcome` as :meth:`objective` does)."""
 
     store: OptunaStore
 
