@@ -160,6 +160,33 @@ class _KerasMLPMixin:
             del self._fit_extras
         return self
 
+    def adopt(self, X, y, model, history, *, best_epoch: int, best_score: float = float("nan"),
+              diverged: bool = False, has_validation: bool = True):
+        """Become fitted on ``(X, y)`` with ``model``, a Keras network of this estimator's layers trained
+        elsewhere (a member of a stack of trials, :mod:`estimators.stacked`), as if ``fit`` had trained it:
+        the same encoders (the target scaler of ``standardize_target``), ``n_features_in_``, ``classes_``,
+        and ``history_``, ``n_epochs_``, ``best_epoch_``, ``best_score_``, ``diverged_`` from the arguments.
+        Nothing is trained. Returns self."""
+        self._check_params()
+        y = self._column_to_1d(y)
+        self._adopted = model
+        try:
+            if self._task != "regression":
+                self.classes_ = None
+            self._initialize(X, y)  # scikeras' encoders and metadata; _keras_build_fn hands over ``model``
+            self._ensure_compiled_model()
+        except BaseException:
+            self._clear_fitted_state()
+            raise
+        finally:
+            del self._adopted
+        self.history_ = {key: [float(v) for v in values] for key, values in history.items()}
+        self.n_epochs_ = len(self.history_.get("loss", []))
+        self.diverged_ = bool(diverged)
+        self.best_epoch_, self.best_score_ = int(best_epoch), float(best_score)
+        self.has_validation_ = bool(has_validation)
+        return self
+
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train one more epoch on ``(X, y)`` (no hold-out, no early stopping); builds on first call."""
         self._check_params()
@@ -198,6 +225,8 @@ class _KerasMLPMixin:
             delattr(self, name)
 
     def _keras_build_fn(self):
+        if getattr(self, "_adopted", None) is not None:  # adopt(): the network trained elsewhere
+            return self._adopted
         knobs = {knob.name: knob.coerce(getattr(self, knob.name)) for knob in hyperparams.build_knobs()}
         return build_model(
             **knobs,

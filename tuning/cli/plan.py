@@ -40,6 +40,7 @@ def describe_plan(config: StudyConfig) -> Table:
     backend = f"{s.backend}" + (f", sampler {s.sampler}, pruner {s.pruner}" if s.backend == "optuna" else "")
     table.add_row("search", f"{backend}, {s.n_trials} trials, cv {s.cv}, seed {s.seed}, n_jobs {s.n_jobs}, "
                   f"workers {s.workers}"
+                  + (f", stack {s.stack} (trials trained {s.stack} at a time as one model)" if s.stack > 1 else "")
                   + (f", timeout {s.timeout:g} s" if s.timeout else ""))
     table.add_row("metric", s.metric)
     es = t.early_stopping

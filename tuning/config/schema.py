@@ -178,6 +178,9 @@ class SearchConfig(_Model):
     lr_range_test: bool = False
     # processes running trials on this machine (either backend), as --workers
     workers: Int = Field(1, ge=1)
+    # trials trained side by side as one Keras model (tuning.search.stacking): the sampler proposes this
+    # many at once; 1 trains each trial alone. Our MLP with Adam, cv: validation only
+    stack: Int = Field(1, ge=1)
 
     @field_validator("n_jobs")
     @classmethod
@@ -393,11 +396,50 @@ class StudyConfig(_Model):
                 self.export.train_on,
             ))  # fmt: skip
         errors.extend(self._input_shape_errors())
+        errors.extend(self._stack_errors())
         problem = _metric_problem(self.search.metric, self.dataset.task)
         if problem:
             errors.append(_error(("search", "metric"), problem, self.search.metric))
         _raise_errors("StudyConfig", errors)
         return self
+
+    def _stack_errors(self) -> list[InitErrorDetails]:
+        """`search.stack` > 1 trains several of our MLPs as one model (tuning.search.stacking): what it
+        cannot honour is refused here, with what to change."""
+        stack = self.search.stack
+        if stack == 1:
+            return []
+        fix = "or set search.stack: 1 to train each trial alone"
+
+        def refuse(what: str) -> list[InitErrorDetails]:
+            return [_error(("search", "stack"), f"stack: {stack} trains several trials of our MLP as one model; "
+                           f"{what}, {fix}", stack)]
+
+        if self.model.factory is not None:
+            return refuse("a study with its own model (model.build) cannot be stacked: remove search.stack")
+        if self.search.cv != "validation":
+            return refuse(f"cv: {self.search.cv} is not stacked (each trial's folds): use cv: validation")
+        fixed = self.model.fixed_params()
+        rules = {  # knob -> (values a stack trains, what to set)
+            "optimizer": (("adam",), "model.optimizer: adam"),
+            "numeric_embedding": (("none",), "numeric_embedding: none"),
+            "weight_decay": ((None, 0, 0.0), "no weight_decay (leave it out)"),
+            "lr_schedule": (("constant", "plateau"), "lr_schedule: constant or plateau"),
+        }
+        for name, (allowed, change) in rules.items():
+            spec = self.space.get(name)
+            if spec is not None:
+                if isinstance(spec, CategoricalParam):
+                    bad = [v for v in spec.choices if v not in allowed]
+                    what = f"space.{name} cannot be stacked ({bad[0]!r} is one of its choices)" if bad else ""
+                else:
+                    what = f"space.{name} cannot be stacked (a {spec.type} range)"
+            else:
+                value = fixed.get(name, hyperparams.HYPERPARAMS[name].default)
+                what = "" if value in allowed else f"{name} {value!r} cannot be stacked"
+            if what:
+                return refuse(f"{what}: set {change}")
+        return []
 
     def _input_shape_errors(self) -> list[InitErrorDetails]:
         """`dataset.shape: images / sequences` only feed a user's model; `model.inputs` maps table columns."""

@@ -230,39 +230,61 @@ class TrialRunner:
         """:meth:`run`, returning the fitted estimator with the record; the keeper (if any) is offered
         the estimator before the observers hear that the trial ended. The caller calls
         :meth:`release_memory` once it has let go of the estimator (:meth:`run` does)."""
-        interrupt.check()
+        record = self.open_trial(number, params)
+        reported: list[float] = []  # the per-epoch values given to report, in order
+        start = time.perf_counter()
+        estimator, error = None, None
+        try:
+            estimator = self._run(record, report, reported)
+        except (Exception, KeyboardInterrupt) as exc:
+            error = exc
+        outcome = self.close_trial(record, estimator, error, reported, time.perf_counter() - start)
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        return outcome
+
+    # ---- the steps of a trial (run_trial; the stacked trials of tuning.search.stacking) -------------
+    def open_trial(self, number: int, params: dict[str, Any], check: bool = True) -> TrialRecord:
+        """A new record for trial ``number``; the observers hear that it started (``check``: first raise
+        KeyboardInterrupt if a stop was requested)."""
+        if check:
+            interrupt.check()
         params = to_python(params)
         record = TrialRecord(number=number, params=params, metric=self.metric, started_at=time.time())
-        outcome = TrialOutcome(record)
-        reported: list[float] = []  # the per-epoch values given to report, in order
         for observer in self.observers:
             observer.on_trial_start(number, params)
-        start = time.perf_counter()
-        try:
-            outcome.estimator = self._run(record, report, reported)
-        except PruneTrial:
+        return record
+
+    def close_trial(self, record: TrialRecord, estimator: Any = None, error: BaseException | None = None,
+                    reported: list[float] | None = None, duration_s: float | None = None) -> TrialOutcome:
+        """End the trial of ``record``: ``error`` (what stopped it, None when it finished) decides its state
+        (:class:`PruneTrial`: pruned with the value last reported; KeyboardInterrupt: killed; anything else:
+        failed, with the reason); the keeper is offered ``estimator``, then the observers hear of the end."""
+        reported = reported or []
+        if isinstance(error, PruneTrial):
             record.state = PRUNED
             record.value = reported[-1] if reported else None  # what the pruner was last told
             record.reason = f"pruned after epoch {record.epochs_run}"
-        except KeyboardInterrupt:
+        elif isinstance(error, KeyboardInterrupt):
             record.state = KILLED
             record.reason = "interrupted by the user"
-            raise
-        except Exception as exc:  # a configuration that cannot train is a failed trial, not a crash
+        elif error is not None:  # a configuration that cannot train is a failed trial, not a crash
             record.state = FAILED
-            record.reason = f"{type(exc).__name__}: {exc}".strip()[:500]
-            record.traceback = traceback.format_exc(limit=5)
-        finally:
-            record.duration_s = time.perf_counter() - start
-            if self.keeper is not None and outcome.estimator is not None:
-                self.keeper.offer(record, outcome.estimator)
-            for observer in self.observers:
-                observer.on_trial_end(record)
-        return outcome
+            record.reason = f"{type(error).__name__}: {error}".strip()[:500]
+            record.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=5))
+        if error is not None:
+            estimator = None
+        record.duration_s = time.time() - record.started_at if duration_s is None else duration_s
+        if self.keeper is not None and estimator is not None:
+            self.keeper.offer(record, estimator)
+        for observer in self.observers:
+            observer.on_trial_end(record)
+        return TrialOutcome(record, estimator)
 
-    def _run(self, record: TrialRecord, report: Report | None, reported: list[float]) -> Any:
-        """Fit and score into ``record``; the fitted estimator worth keeping (validation cv), else None."""
-        d = self.data
+    def epoch_hook(self, record: TrialRecord, report: Report | None,
+                   reported: list[float]) -> Callable[[int, dict[str, float]], None]:
+        """``on_epoch(epoch, logs)``: the epoch's Keras logs into ``record`` (curves, epochs run), its
+        :func:`metrics.epoch_value` to ``report`` (which may raise :class:`PruneTrial`) and ``reported``."""
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             interrupt.check()
@@ -274,21 +296,35 @@ class TrialRunner:
                 reported.append(value)
                 report(epoch, value)
 
-        estimator = self.make_estimator(record.params)
-        if self.config.search.cv == "validation":
-            estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid), callbacks=[EpochReporter(on_epoch)])
-            check_diverged(estimator)
-            record.fold_scores = [metrics.score(self.metric, estimator, d.X_valid, d.y_valid)]
-        else:
-            record.fold_scores, estimator = self._cross_validate(estimator, on_epoch)
+        return on_epoch
+
+    def score_fitted(self, record: TrialRecord, estimator) -> Any:
+        """Score an estimator fitted on the training rows (``search.cv: validation``) on the validation
+        rows into ``record`` (complete; FloatingPointError if it diverged); returns it."""
+        d = self.data
+        check_diverged(estimator)
+        record.fold_scores = [metrics.score(self.metric, estimator, d.X_valid, d.y_valid)]
+        self._set_value(record)
+        self._describe_fit(record, estimator)
+        return estimator
+
+    def _set_value(self, record: TrialRecord) -> None:
         record.value = float(np.mean(record.fold_scores))
         if not np.isfinite(record.value):
             raise ValueError(f"the {self.metric} is not finite")
         record.state = COMPLETE
-        if self.config.search.cv != "validation":
-            return None  # fold 0's model, trained on part of the training rows: not the trial's model
-        self._describe_fit(record, estimator)
-        return estimator
+
+    def _run(self, record: TrialRecord, report: Report | None, reported: list[float]) -> Any:
+        """Fit and score into ``record``; the fitted estimator worth keeping (validation cv), else None."""
+        d = self.data
+        on_epoch = self.epoch_hook(record, report, reported)
+        estimator = self.make_estimator(record.params)
+        if self.config.search.cv == "validation":
+            estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid), callbacks=[EpochReporter(on_epoch)])
+            return self.score_fitted(record, estimator)
+        record.fold_scores, estimator = self._cross_validate(estimator, on_epoch)
+        self._set_value(record)
+        return None  # fold 0's model, trained on part of the training rows: not the trial's model
 
     def _describe_fit(self, record: TrialRecord, estimator) -> None:
         """What retraining on more rows and ensemble selection need from a complete trial: the epoch it

@@ -240,7 +240,9 @@ class OptunaStore(StudyStore):
 
 
 class OptunaScheduler(TrialScheduler):
-    """Asks the store's Optuna study for one trial at a time until the budget is full."""
+    """Asks the store's Optuna study for one trial at a time until the budget is full; with
+    ``search.stack`` > 1, for K at a time, trained as one model (:mod:`tuning.search.stacking`, which uses
+    :meth:`free_slots`, :meth:`claim`, :meth:`reporter` and :meth:`outcome` as :meth:`objective` does)."""
 
     store: OptunaStore
 
@@ -250,21 +252,36 @@ class OptunaScheduler(TrialScheduler):
         self.steps = pruning_steps(self.config)
 
     def run(self, runner: TrialRunner, n_trials: int, timeout: float | None) -> None:
+        if self.config.search.stack > 1:  # several trials at once, as one model
+            from tuning.search.stacking import StackedTrials
+
+            StackedTrials(self, runner).run(n_trials, timeout)
+            return
         store = self.store
         store.n_trials = n_trials
         deadline = None if timeout is None else time.monotonic() + timeout
         while deadline is None or time.monotonic() < deadline:
-            store.recover()
-            state = Budget.of(store.trials())
-            if state.done >= n_trials:
+            free = self.free_slots(n_trials)
+            if free is None:
                 break
-            free = n_trials - state.done - state.running
-            if state.waiting == 0 and (free <= 0 or not self.refill(free)):
-                if state.running == 0:
-                    break  # nothing left to propose, nothing running that could come back
+            if free == 0:
                 time.sleep(POLL_S)  # other workers hold the last slots; one whose worker dies comes back
                 continue
             self._run_one(runner)
+
+    def free_slots(self, n_trials: int) -> int | None:
+        """After recovering dead workers' trials: how many trials may start now (queued ones included;
+        >= 1 when one may), 0 while other workers hold the last slots, None when the study is done (the
+        budget is full, or nothing is left to propose and nothing runs that could come back)."""
+        store = self.store
+        store.recover()
+        state = Budget.of(store.trials())
+        if state.done >= n_trials:
+            return None
+        free = n_trials - state.done - state.running
+        if state.waiting == 0 and (free <= 0 or not self.refill(free)):
+            return None if state.running == 0 else 0
+        return max(free, 1)
 
     def refill(self, free: int) -> bool:
         """Make ``free`` more trials possible when none is queued; False when there is nothing left to
@@ -286,11 +303,22 @@ class OptunaScheduler(TrialScheduler):
 
     def objective(self, runner: TrialRunner, trial: optuna.Trial) -> float:
         self._current = trial._trial_id
+        if not self.claim(trial):
+            raise SurplusTrial()
+        record = runner.run(trial.number, draw(trial, self.config), report=self.reporter(trial))
+        return self.outcome(trial, record)
+
+    def claim(self, trial: optuna.Trial) -> bool:
+        """Mark ``trial`` as this worker's; False (marked surplus: it trains nothing) when the trials
+        before it already fill the budget."""
         if self.store.is_surplus(trial):
             trial.set_user_attr(SURPLUS, True)
-            raise SurplusTrial()
+            return False
         trial.set_user_attr(WORKER, self.store.worker.as_dict())
-        record = runner.run(trial.number, draw(trial, self.config), report=self.reporter(trial))
+        return True
+
+    def outcome(self, trial: optuna.Trial, record: TrialRecord) -> float:
+        """Store what the finished trial of ``record`` made; its value, or TrialPruned / TrialFailed."""
         trial.set_user_attr("epochs_run", record.epochs_run)
         trial.set_user_attr("fold_scores", record.fold_scores)
         if record.state == COMPLETE and record.best_epoch:  # what an ensemble or a retrain needs elsewhere

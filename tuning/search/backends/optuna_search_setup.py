@@ -19,8 +19,10 @@ def make_sampler(config, seed: int | None = None) -> optuna.samplers.BaseSampler
     if name == "grid":
         return optuna.samplers.GridSampler(grid(config.space), seed=seed)
     with quiet_experimental():  # multivariate / group TPE: "experimental" in Optuna, supported here
+        # constant_liar: a stack's trials are asked together, so the pending ones must not be proposed again
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                          n_startup_trials=min(10, max(3, config.search.n_trials // 5)))
+                                          n_startup_trials=min(10, max(3, config.search.n_trials // 5)),
+                                          constant_liar=config.search.stack > 1)
 
 
 def min_resource(config) -> int:

@@ -1,0 +1,390 @@
+"""Stacked trials (``search.stack: K``): the sampler proposes K trials at once and they train side by side
+as ONE Keras model (:class:`estimators.stacked.StackedMLP`), each member reported and recorded exactly as if
+it had trained alone.
+
+What each member gets, as a lone trial gets it from its estimator's ``fit`` (:mod:`estimators.callbacks`):
+
+* its own per-epoch ``loss`` (training, as Keras averages it) and ``val_loss`` (``val_accuracy`` for a
+  classifier) in its record's curves, the tracking (MLflow) and the progress display;
+* its :func:`~tuning.search.metrics.epoch_value` reported to its Optuna trial (``trial.report`` /
+  ``should_prune``): a pruned member is frozen and recorded as pruned;
+* early stopping (``patience``, ``min_delta``, ``restore_best_weights``: the member keeps its best weights)
+  and the ``plateau`` schedule (its learning rate halved after ``patience // 2`` flat epochs) as Keras'
+  ``EarlyStopping`` and ``ReduceLROnPlateau`` decide them, in the same order;
+* at its end, an ordinary fitted estimator of our wrapper (``adopt``: same parameters, its ``model_`` the
+  member's network, the encoders and fitted attributes of ``fit``), scored and recorded by the
+  :class:`~tuning.search.trial.TrialRunner` (open_trial / epoch_hook / score_fitted / close_trial): the keeper,
+  ensembles, export and ``load_model`` see what an unstacked study makes.
+
+A stack shares the depth, the batch size and the activation (:data:`SHARED`): the asked trials are grouped
+by them, oldest first, and members of different widths are padded to the widest of the group. A member
+that ends (complete, early-stopped, pruned, failed) is frozen and its slot **refilled** with the next
+trial: a pending one of the same group, else a newly asked one if it fits (same shared settings, no
+wider than the stack); one that does not fit waits for the next stack and the slot stays idle.
+
+Resume and workers are the Optuna backend's: every member is a RUNNING Optuna trial of this worker with a
+heartbeat; a stack interrupted by Ctrl-C / SIGTERM marks each of its trials as an interrupted lone trial
+is (KILLED run, FAIL without reason, parameters queued again), one killed with ``kill -9`` is recovered
+by the next run like any dead worker's trials.
+
+Differences from a lone trial: the members see the same batches in the same order, a diverging member
+stops at the end of its epoch (not at its first NaN batch), and a classifier's curves have no training
+``accuracy`` (``val_accuracy`` is there). Which settings cannot be stacked is refused when the study is
+loaded (:meth:`tuning.config.schema.StudyConfig._stack_errors`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import keras
+import numpy as np
+import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread
+from optuna.trial import TrialState
+
+from estimators.data_pipeline import array_dataset
+from estimators.hyperparams import layer_widths
+from estimators.stacked import build_stacked_model
+from tuning.records import PruneTrial, TrialRecord
+from tuning.search.backends.optuna import POLL_S, TrialFailed
+from tuning.search.space import draw
+
+if TYPE_CHECKING:
+    from tuning.search.backends.optuna import OptunaScheduler
+    from tuning.search.trial import TrialRunner
+
+__all__ = ["SHARED", "StackedTrials"]
+
+#: the estimator settings every member of one stack shares
+SHARED = ("n_hidden", "batch_size", "activation")
+_PLATEAU_MIN_DELTA = 1e-4  # keras.callbacks.ReduceLROnPlateau's default, as estimators.callbacks uses it
+
+
+@dataclass(eq=False)
+class Member:
+    """One asked trial: its Optuna trial, parameters and estimator settings; once in a stack, its record
+    and its early-stopping / plateau state (Keras' callbacks' rules, per member)."""
+
+    trial: optuna.Trial
+    params: dict[str, Any]
+    estimator: Any  # unfitted, with the trial's parameters: its settings, and the model it becomes
+    heartbeat: Any
+    record: TrialRecord | None = None
+    reported: list[float] = field(default_factory=list)
+    on_epoch: Any = None
+    started: float = 0.0
+    epoch: int = 0
+    best: float = math.inf
+    best_epoch: int = -1
+    best_weights: list[np.ndarray] | None = None
+    wait: int = 0
+    plateau_best: float = math.inf
+    plateau_wait: int = 0
+
+    def setting(self, name: str) -> Any:
+        return getattr(self.estimator, name)
+
+    @property
+    def key(self) -> tuple:
+        return tuple(self.setting(name) for name in SHARED)
+
+    @property
+    def widths(self) -> list[int]:
+        return layer_widths(int(self.setting("n_hidden")), self.setting("n_neurons"))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The member's own settings in the stack (``estimators.stacked.MEMBER_KEYS``)."""
+        return {"n_neurons": self.setting("n_neurons"), "learning_rate": float(self.setting("learning_rate")),
+                "dropout": float(self.setting("dropout") or 0.0)}
+
+    def early_stop(self, value: float, weights) -> bool:
+        """``keras.callbacks.EarlyStopping.on_epoch_end`` for this member: whether it stops now."""
+        if not self.setting("early_stopping"):
+            return False
+        restore = bool(self.setting("restore_best_weights"))
+        if restore and self.best_weights is None:
+            self.best_weights, self.best_epoch = weights(), self.epoch
+        self.wait += 1
+        if value + abs(float(self.setting("min_delta"))) < self.best:  # as Keras: NaN never improves
+            self.best, self.best_epoch, self.wait = value, self.epoch, 0
+            if restore:
+                self.best_weights = weights()
+            return False
+        return self.wait >= int(self.setting("patience")) and self.epoch > 0
+
+    def plateau(self, value: float, learning_rate: float) -> float | None:
+        """``keras.callbacks.ReduceLROnPlateau`` as ``estimators.callbacks.lr_schedule('plateau')`` makes it:
+        the member's new learning rate, or None."""
+        if value < self.plateau_best - _PLATEAU_MIN_DELTA:
+            self.plateau_best, self.plateau_wait = value, 0
+            return None
+        self.plateau_wait += 1
+        if self.plateau_wait < max(1, int(self.setting("patience")) // 2):
+            return None
+        self.plateau_wait = 0
+        min_lr = float(self.setting("learning_rate")) * 1e-3
+        if learning_rate > np.float32(min_lr):
+            return max(learning_rate * 0.5, min_lr)
+        return None
+
+
+class StackedTrials:
+    """The scheduler's loop for ``search.stack`` > 1 (see the module docstring)."""
+
+    def __init__(self, scheduler: OptunaScheduler, runner: TrialRunner) -> None:
+        self.scheduler = scheduler
+        self.store = scheduler.store
+        self.runner = runner
+        self.config = runner.config
+        self.size = int(self.config.search.stack)
+        self.pending: list[Member] = []  # asked and claimed, not in a stack yet
+        self.slots: list[Member | None] = []  # the stack being trained: its member per slot
+        self.deadline: float | None = None
+        self.model = None  # the StackedMLP being trained
+        self.group_key: tuple = ()
+        d = runner.data
+        template = runner.make_estimator({})
+        if runner.task != "regression":
+            template.classes_ = None  # as KerasClassifier.fit starts
+        encoder = template.target_encoder.fit(d.y_train)  # the encoder `fit` uses: standardised y, class indices
+        self.y_train = np.asarray(encoder.transform(d.y_train))
+        self.y_valid = np.asarray(encoder.transform(d.y_valid))
+        self.n_classes = getattr(encoder, "n_classes_", None)
+        if runner.task == "regression":
+            self.task = "regression"
+        else:
+            self.task = "multiclass" if (self.n_classes or 2) > 2 else "binary"
+        space, fixed = self.config.space, self.config.model.fixed_params()
+        self.with_dropout = "dropout" in space or float(fixed.get("dropout") or 0.0) > 0
+
+    # ---- the loop -------------------------------------------------------------------------------
+    def run(self, n_trials: int, timeout: float | None) -> None:
+        self.store.n_trials = n_trials
+        self.n_trials = n_trials
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while self.pending or not self.timed_out():
+                if not self.pending:
+                    free = self.scheduler.free_slots(n_trials)
+                    if free is None:
+                        break
+                    if free == 0:
+                        time.sleep(POLL_S)  # other workers hold the last slots
+                        continue
+                    self.ask(min(self.size, free))
+                    if not self.pending:
+                        continue
+                first = self.pending[0].key  # oldest first: no trial waits for ever
+                group = [m for m in self.pending if m.key == first][: self.size]
+                self.pending = [m for m in self.pending if m not in group]
+                self.train(group)
+        except KeyboardInterrupt:
+            self.abandon()
+            raise
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def ask(self, count: int) -> None:
+        """Ask the study for ``count`` trials (queued ones first); the claimed ones join ``pending``."""
+        study = self.store.study
+        for _ in range(count):
+            with warnings.catch_warnings():  # heartbeats are "meant for optimize()": started here by hand
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = study.ask()
+            heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
+            heartbeat.__enter__()
+            if not self.scheduler.claim(trial):  # surplus: trains nothing, never counted
+                self._tell(trial, state=TrialState.FAIL)
+                heartbeat.__exit__(None, None, None)
+                continue
+            params = draw(trial, self.config)
+            self.pending.append(Member(trial, params, self.runner.make_estimator(params), heartbeat))
+
+    # ---- one stack --------------------------------------------------------------------------------
+    def train(self, group: list[Member]) -> None:
+        """Train ``group`` as one stack until every member has ended (refilling freed slots)."""
+        runner, d = self.runner, self.runner.data
+        head = group[0]
+        self.group_key = head.key
+        self.slots = list(group)
+        for member in group:
+            self._open(member)
+        widths = [max(m.widths[layer] for m in group) for layer in range(int(head.setting("n_hidden")))]
+        seed = int(self.config.search.seed) + head.trial.number
+        try:
+            self.model = build_stacked_model(
+                [m.config for m in group], d.X_train.shape[1], self.task, self.n_classes,
+                n_hidden=int(head.setting("n_hidden")), activation=head.setting("activation"),
+                max_widths=widths or None, with_dropout=self.with_dropout, seed=seed,
+                steps_per_execution=int(head.setting("steps_per_execution")))
+            data = array_dataset((d.X_train, self.y_train), int(head.setting("batch_size")), shuffle=True, seed=seed)
+            self.model.fit(data, epochs=10**9, verbose=0, shuffle=False, callbacks=[_Driver(self)])
+        except Exception as exc:  # a stack that cannot be built or trained: its trials failed, with the reason
+            for slot, member in enumerate(self.slots):
+                if member is not None:
+                    self._finish(slot, error=exc)
+        finally:
+            self.model = None
+            runner.release_memory()
+
+    def after_epoch(self, model) -> bool:
+        """Each active member's epoch (logs, early stopping, plateau, report, end), then refills; whether
+        the stack has members left to train."""
+        losses = model.epoch_losses
+        wanted = ("loss",) if self.task == "regression" else ("loss", "accuracy")
+        scores = model.member_scores(self.runner.data.X_valid, self.y_valid, wanted)
+        for slot, member in enumerate(self.slots):
+            if member is None:
+                continue
+            logs = {"loss": float(losses[slot]), "val_loss": float(scores["loss"][slot])}
+            if "accuracy" in scores:
+                logs["val_accuracy"] = float(scores["accuracy"][slot])
+            error, diverged, end = None, False, False
+            try:
+                stop = member.early_stop(logs["val_loss"], lambda slot=slot: model.member_weights(slot))
+                if str(member.setting("lr_schedule")).lower() == "plateau":
+                    rate = float(np.float32(model.learning_rates[slot]))
+                    logs["learning_rate"] = rate
+                    new = member.plateau(logs["val_loss"], rate)
+                    if new is not None:
+                        model.set_learning_rate(slot, new)
+                member.on_epoch(member.epoch, logs)
+                member.epoch += 1
+                diverged = not np.isfinite(logs["loss"])
+                end = stop or diverged or member.epoch >= int(member.setting("epochs"))
+            except (PruneTrial, Exception) as exc:  # KeyboardInterrupt goes up: abandon()
+                error, end = exc, True
+            if end:
+                self._finish(slot, error, diverged)
+        self.refill()
+        return any(member is not None for member in self.slots)
+
+    def refill(self) -> None:
+        """Give each idle slot a trial of the stack's group that fits its widths: a pending one, else a new
+        one asked (when the budget has room and nothing is pending); one that does not fit stays pending."""
+        model = self.model
+        for slot, member in enumerate(self.slots):
+            if member is not None or self.timed_out():
+                continue
+            fits = [m for m in self.pending if self._fits(m)]
+            if not fits and not self.pending:
+                free = self.scheduler.free_slots(self.n_trials)
+                if free:
+                    self.ask(1)
+                    fits = [m for m in self.pending if self._fits(m)]
+            if not fits:
+                continue
+            member = fits[0]
+            self.pending.remove(member)
+            model.reinitialize_member(slot, member.config)
+            self._open(member)
+            self.slots[slot] = member
+
+    def _fits(self, member: Member) -> bool:
+        model = self.model
+        return (member.key == self.group_key and len(member.widths) == model.n_hidden
+                and all(w <= p for w, p in zip(member.widths, model.padded_widths, strict=True)))
+
+    # ---- one member -------------------------------------------------------------------------------
+    def _open(self, member: Member, check: bool = True) -> None:
+        member.record = self.runner.open_trial(member.trial.number, member.params, check=check)
+        member.on_epoch = self.runner.epoch_hook(member.record, self.scheduler.reporter(member.trial),
+                                                 member.reported)
+        member.started = time.perf_counter()
+
+    def _finish(self, slot: int, error: BaseException | None = None, diverged: bool = False) -> None:
+        """End the member of ``slot``: freeze it, make its fitted estimator (best weights), score and record
+        it through the runner, tell its Optuna trial."""
+        model, member = self.model, self.slots[slot]
+        if model is not None:
+            model.freeze(slot)
+        self.slots[slot] = None
+        estimator = None
+        if error is None:
+            try:
+                estimator = self._estimator(slot, member, diverged)
+                self.runner.score_fitted(member.record, estimator)
+            except Exception as exc:  # diverged, a non-finite score: a failed trial
+                error, estimator = exc, None
+        outcome = self.runner.close_trial(member.record, estimator, error, member.reported,
+                                          time.perf_counter() - member.started)
+        self._settle(member, outcome.record)
+
+    def _estimator(self, slot: int, member: Member, diverged: bool):
+        d, model = self.runner.data, self.model
+        network = model.member_model(slot)
+        if member.setting("restore_best_weights") and member.setting("early_stopping") and member.best_weights is not None:
+            network.set_weights(member.best_weights)  # EarlyStopping.on_train_end
+        history = member.record.history
+        curve = np.asarray(history.get("val_loss", [np.nan]), dtype=float)
+        if member.setting("early_stopping") and np.isfinite(member.best):
+            best_epoch, best_score = member.best_epoch + 1, member.best
+        elif np.isfinite(curve).any():
+            best_epoch, best_score = int(np.nanargmin(curve)) + 1, float(np.nanmin(curve))
+        else:
+            best_epoch, best_score = 0, float("nan")
+        return member.estimator.adopt(d.X_train, d.y_train, network, history, best_epoch=best_epoch,
+                                      best_score=best_score, diverged=diverged)
+
+    def _settle(self, member: Member, record: TrialRecord) -> None:
+        """Tell Optuna how the member's trial ended, as the lone objective's return or exception does."""
+        try:
+            value = self.scheduler.outcome(member.trial, record)
+        except optuna.TrialPruned:
+            self._tell(member.trial, state=TrialState.PRUNED)
+        except TrialFailed:
+            self._tell(member.trial, state=TrialState.FAIL)
+        else:
+            self._tell(member.trial, value=value)
+        finally:
+            member.heartbeat.__exit__(None, None, None)
+
+    def _tell(self, trial: optuna.Trial, value: float | None = None, state: TrialState | None = None) -> None:
+        try:
+            if state is None:
+                self.store.study.tell(trial, value)
+            else:
+                self.store.study.tell(trial, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # this process stalled and others gave its trial up and queued it again
+        except RuntimeError as exc:  # the grid sampler calls study.stop() once its grid is covered:
+            if "Study.stop" not in str(exc):  # outside optimize() there is nothing to stop (told already)
+                raise
+
+    def abandon(self) -> None:
+        """Ctrl-C / SIGTERM: every trial of the stack and every pending one ends as an interrupted lone
+        trial does (KILLED run, FAIL without a reason: not counted, its parameters queued again)."""
+        members = [m for m in self.slots if m is not None] + self.pending
+        self.slots, self.pending = [], []
+        for member in members:
+            try:
+                if member.record is None:  # asked, not started: it still gets its (KILLED) run
+                    self._open(member, check=False)
+                self.runner.close_trial(member.record, None, KeyboardInterrupt(), member.reported,
+                                        time.perf_counter() - member.started)
+                self._tell(member.trial, state=TrialState.FAIL)
+                self.store.retry_interrupted(member.trial._trial_id)
+            finally:
+                member.heartbeat.__exit__(None, None, None)
+
+
+class _Driver(keras.callbacks.Callback):
+    """Runs :meth:`StackedTrials.after_epoch` after every epoch of the stack; stops when no member is left."""
+
+    def __init__(self, stack: StackedTrials) -> None:
+        super().__init__()
+        self.stack = stack
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.model.reset_epoch_losses()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if not self.stack.after_epoch(self.model):
+            self.model.stop_training = True
