@@ -74,6 +74,12 @@ def test_the_recipe_space_leaves_out_what_the_file_fixes():
     assert recipe.with_recipe(own_metric, recipe.TableFacts(400, 30, "binary"))[0].search.metric == "accuracy"
 
 
+def test_stacked_trials_get_the_recipe_without_the_embedding_they_cannot_stack():
+    config, _ = recipe.with_recipe(_config(search={"stack": 4}), FACTS)
+    assert config.search.stack == 4 and config.model.numeric_embedding == "none"
+    assert "frequency_scale" not in config.space and config.model.optimizer == "adam" and config.export.ensemble.size
+
+
 def test_k_fold_studies_get_no_ensemble_and_plain_or_own_models_no_recipe():
     folds, _ = recipe.with_recipe(_config(search={"cv": 3}), FACTS)
     assert folds.export.ensemble.size == 0 and folds.export.train_on == "train"
@@ -123,6 +129,7 @@ def test_a_minimal_study_runs_the_recipe_prints_it_and_a_rerun_finds_it_finished
     facts = json.loads((out_dir / "recipe.json").read_text())
     size = recipe.sizing(facts["rows"])
     assert facts == {"rows": 50, "columns": 2, "task": "regression"}  # 90 rows: a quarter for test, a quarter of the rest for validation
+    assert "task: regression (inferred from the target 'price'" in err and "set dataset.task" in err
     assert "recipe for a table of 50 training rows x 2 columns" in err and "recipe: plain" in err
     assert f"training.batch_size {size['batch_size']}" in err and "training.epochs" not in err  # the file's
     assert "search.n_trials" not in err  # --n-trials set it

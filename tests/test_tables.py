@@ -258,22 +258,3 @@ def test_a_class_with_one_row_is_refused_at_the_split(tmp_path, capsys):
 def test_error_text_keeps_its_brackets(tmp_path, capsys):
     code, err = _hostile(tmp_path, _frame(), "[nope]", capsys)  # rich would take [nope] for markup
     assert code == 2 and "column '[nope]' not found" in err
-
-
-def test_a_study_with_only_name_and_dataset_runs_with_the_defaults(tmp_path, capsys, monkeypatch):
-    csv = tmp_path / "table.csv"
-    frame = _frame(80)
-    frame.loc[3, "x"] = np.nan
-    frame.to_csv(csv, index=False)
-    path = tmp_path / "minimal.yaml"
-    path.write_text(yaml.safe_dump({"name": "minimal", "dataset": {"source": "csv", "path": "table.csv",
-                                                                   "target": "price"}}))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(report_html, "write_pictures", no_pictures)  # charts: tested in test_report
-    assert main([str(path), "--dry-run"]) == 0
-    assert "n_neurons" in capsys.readouterr().out  # the default space
-    assert main([str(path), "--n-trials", "1", "--tracking-uri", tracking_uri(tmp_path)]) == 0
-    err = " ".join(capsys.readouterr().err.split())
-    assert "task: regression (inferred from the target 'price'" in err and "set dataset.task" in err
-    assert (tmp_path / "exports" / "minimal" / "pipeline.joblib").is_file()
-    assert np.isfinite(load_model(tmp_path / "exports" / "minimal").predict(frame.head(3))).all()

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tuning.config.dataset import SHAPED
-from tuning.config.schema import StudyConfig, load_study_dict
+from tuning.config.schema import RECIPE_MODEL, StudyConfig, load_study_dict
 
 RECIPES = ("tables", "plain")
 FACTS_FILE = "recipe.json"
@@ -83,7 +83,7 @@ def table_recipe(facts: TableFacts | None, cores: int | None = None) -> dict[str
     """The recipe's settings as a study file's sections; without ``facts``, the part the data does not size."""
     recipe: dict[str, Any] = {
         "preprocessing": {"scaling": "quantile"},
-        "model": {"optimizer": "adam", "lr_schedule": "plateau"},
+        "model": dict(RECIPE_MODEL),
         "search": {"workers": max(1, min(MAX_WORKERS, cores or _cores()))},
         "export": {"ensemble": {"method": "greedy", "size": 10, "candidates": 6}, "train_on": "train+valid"},
     }
@@ -124,7 +124,10 @@ def _fill(given: dict[str, Any], recipe: dict[str, Any], prefix: str = "") -> li
 
 def _fit_to_study(recipe: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """The recipe without what would contradict the study's own keys: space entries the study fixes in
-    ``model`` (or embedding knobs without the embedding), the ensemble where trials are scored by K folds."""
+    ``model`` (or embedding knobs without the embedding), the embedding where trials are stacked
+    (``search.stack``), the ensemble where trials are scored by K folds."""
+    if given.get("search", {}).get("stack", 1) > 1 and "numeric_embedding" in recipe.get("model", {}):
+        recipe["model"]["numeric_embedding"] = "none"  # a stack of trials has no periodic embedding (yet)
     model = {**recipe.get("model", {}), **given.get("model", {})}
     space = recipe.get("space")
     if space is not None:

@@ -282,6 +282,8 @@ class ExportConfig(_Model):
 # ------------------------------------------------------------------------------------------------ study
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+#: The fixed network settings the table recipe (`tuning.config.recipe`) gives a study that leaves them out.
+RECIPE_MODEL: dict[str, str] = {"optimizer": "adam", "lr_schedule": "plateau"}
 #: The space a study without `space` searches (the recipe's three knobs).
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "n_hidden": {"type": "int", "low": 1, "high": 3},
@@ -435,7 +437,10 @@ class StudyConfig(_Model):
                 else:
                     what = f"space.{name} cannot be stacked (a {spec.type} range)"
             else:
-                value = fixed.get(name, hyperparams.HYPERPARAMS[name].default)
+                default = hyperparams.HYPERPARAMS[name].default
+                if self.recipe == "tables":  # what the table recipe (tuning.config.recipe) will set
+                    default = RECIPE_MODEL.get(name, default)
+                value = fixed.get(name, default)
                 what = "" if value in allowed else f"{name} {value!r} cannot be stacked"
             if what:
                 return refuse(f"{what}: set {change}")
