@@ -101,6 +101,26 @@ def write_report(out: Path, summarize, plot=None) -> int:
     return 0
 
 
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Layout, PNG, close: the end of a benchmark picture."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def finish(out: Path, failed: list[str], report) -> int:
+    """The end of a benchmark run: its report from the results so far (``report(out)``), then the runs
+    that failed, if any (exit code 1)."""
+    code = report(out) if load_results(out) else 1
+    if failed:
+        print(f"failed: {'; '.join(failed)}")
+        return 1
+    return code
+
+
 def load_results(out: Path) -> list[dict]:
     """The runs recorded in ``out/results.jsonl`` (one JSON object a line)."""
     import json

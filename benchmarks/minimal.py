@@ -37,8 +37,9 @@ from pathlib import Path
 from _common import (
     ROOT,
     SMOKE_SEARCH,
-    load_results,
+    finish,
     run_worker,
+    save_figure,
     save_result,
     sqlite_uri,
     study_process,
@@ -263,11 +264,7 @@ def plot(results: list[dict], out: Path) -> Path:
     ax.set_xlabel("test RMSE (or 1/accuracy), ours / HGB: below 1 ours wins (dots: seeds, bar: median)")
     ax.set_title("a minimal study (name + dataset) against HistGradientBoosting")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path = Path(out) / PLOT
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(out) / PLOT)
 
 
 def report(out: Path) -> int:
@@ -327,11 +324,7 @@ def main(argv=None) -> int:
                                   + (["--smoke"] if args.smoke else []), f"{tool} {table} seed {seed}")
                 if code:
                     failed.append(f"{tool} {table} seed {seed}")
-    code = report(args.out) if load_results(args.out) else 1
-    if failed:
-        print(f"failed: {'; '.join(failed)}")
-        return 1
-    return code
+    return finish(args.out, failed, report)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from _common import (
     ROOT,
     SMOKE_SEARCH,
     run_worker,
+    save_figure,
     save_result,
     sqlite_uri,
     study_config,
@@ -333,11 +334,7 @@ def plot(results: list[dict], out: Path) -> Path:
     ax.set_xticks(range(len(summary)), [f"{d['dataset']}\n({d['rows']:,} rows)" for d in summary], fontsize=8)
     ax.set(ylabel="test RMSE, ours / HGB (median; dots: seeds)", title="Our study vs HistGradientBoostingRegressor (defaults)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / PLOT
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(out) / PLOT)
 
 
 def report(out: Path) -> int:

@@ -56,7 +56,7 @@ from _common import (
     DEFAULT_STUDY,
     RESULTS,
     ROOT,
-    load_results,
+    finish,
     quiet_tensorflow,
     run_worker,
     save_result,
@@ -581,11 +581,7 @@ def main(argv=None) -> int:
                                   f"{tool} {dataset} seed {seed}")
                 if code:
                     failed.append(f"{tool} {dataset} seed {seed}")
-    code = report(args.out) if load_results(args.out) else 1
-    if failed:
-        print(f"failed: {'; '.join(failed)}")
-        return 1
-    return code
+    return finish(args.out, failed, report)
 
 
 if __name__ == "__main__":
