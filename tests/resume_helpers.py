@@ -24,6 +24,7 @@ def write_study(directory: Path, name: str, **search: Any) -> Path:
     study = {
         "name": name,
         "dataset": {"source": "diabetes", "seed": 42},
+        "recipe": "plain",  # the schema's defaults (one process, the best trial alone) where a key is left out
         "space": {
             "n_neurons": {"type": "int", "low": 8, "high": 32},
             "learning_rate": {"type": "float", "low": 1.0e-3, "high": 3.0e-3, "log": True},

@@ -290,7 +290,11 @@ def test_vs_peers_smoke(peers_smoke):
     def significant(v):  # 4 significant digits
         return f"{v:.{max(0, 3 - math.floor(math.log10(abs(v))))}f}"
 
-    table = (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    medians, table = report.split("### diabetes, seed 42", 1)  # the medians over seeds first, then each run
+    assert medians.startswith("### diabetes: medians over seeds 42")
+    assert table_cells(medians, "ours (studies/housing.yaml)")[1:4] == [
+        "1", f"**{significant(ours['test_mse'])}**", f"{ours['wall_time_s']:.1f}"]
     assert table_cells(table, "ours (studies/housing.yaml)")[1:4] == [
         f"**{significant(ours['test_mse'])}**", f"{ours['wall_time_s']:.1f}", "2"]
     labels = {"hgb": "HistGradientBoosting defaults", "optuna": "Optuna by hand (TPE + Hyperband pruner)",
@@ -306,6 +310,10 @@ def test_vs_peers_smoke(peers_smoke):
             significant(r["test_mse"]), f"{r['wall_time_s']:.1f}", str(r["n_trials"]),
             "never" if reach is None else f"{reach:.1f}", "–" if fraction is None else f"{fraction:.3f}",
             "yes" if below else "no"], tool
+        median_label = label.replace(" (stored run)", "")  # one seed: its median is the run itself
+        assert table_cells(medians, median_label)[1:] == [
+            "1", significant(r["test_mse"]), f"{r['wall_time_s']:.1f}",
+            "never" if fraction is None else f"{fraction:.3f}", f"{int(below)}/1 seeds"], tool
         printed = re.search(rf"^peer {re.escape(tool)} +diabetes seed 42: .* fraction (\S+)", stdout, re.M)
         assert printed and printed.group(1) == ("–" if fraction is None else f"{fraction:.3f}"), stdout
         if fraction is None or fraction > 0.1:

@@ -46,6 +46,7 @@ def test_a_minimal_study_gets_the_whole_recipe():
                                                          size["patience"])
     assert config.export.ensemble.size == 10 and config.export.train_on == "train+valid"
     assert "space" in added and "search.n_trials" in added and "export.train_on" in added
+    assert "export.ensemble" in added  # one setting, like space
     # filled keys count as the file's own: applying it again adds nothing (a worker reads the dump)
     assert recipe.with_recipe(config, FACTS, cores=2) == (config, [])
     dumped = load_study_dict(config.model_dump(mode="json", exclude_unset=True))
@@ -62,6 +63,12 @@ def test_keys_the_file_sets_are_kept():
     assert config.model.optimizer == "sgd" and config.model.lr_schedule == "plateau"
     assert config.export.ensemble.size == 0 and config.export.train_on == "train+valid"
     assert not {"space", "search.n_trials", "training.batch_size", "model.optimizer"} & set(added)
+
+
+def test_an_ensemble_of_the_file_is_never_mixed_with_the_recipes():
+    config, added = recipe.with_recipe(_config(export={"ensemble": {"method": "top_k", "size": 2}}), FACTS)
+    assert config.export.ensemble.model_dump() == {"method": "top_k", "size": 2, "candidates": 10}
+    assert not [key for key in added if key.startswith("export.ensemble")]
 
 
 def test_the_recipe_space_leaves_out_what_the_file_fixes():

@@ -107,13 +107,17 @@ def table_recipe(facts: TableFacts | None, cores: int | None = None) -> dict[str
     return recipe
 
 
+#: Sections that are one setting: a study's own space or ensemble is never mixed with the recipe's.
+ATOMIC = ("space", "ensemble")
+
+
 def _fill(given: dict[str, Any], recipe: dict[str, Any], prefix: str = "") -> list[str]:
-    """Add to ``given`` (in place) what ``recipe`` has and it lacks; the dotted keys added. ``space`` is one
-    setting: a study's own space is never mixed with the recipe's."""
+    """Add to ``given`` (in place) what ``recipe`` has and it lacks; the dotted keys added (a section of
+    `ATOMIC` counts as one key)."""
     added = []
     for key, value in recipe.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and key != "space":
+        if isinstance(value, dict) and key not in ATOMIC:
             inner = given.setdefault(key, {})
             added += _fill(inner, value, f"{dotted}.")
         elif key not in given:
