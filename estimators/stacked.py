@@ -12,16 +12,18 @@ stay independent, which is the contract of this module:
 * each member's weights are drawn like a lone model's: Glorot uniform with the member's own fan-in and
   fan-out (the member axis is not part of the fan), zero biases.
 
-Members share the depth (``n_hidden``), the activation, the task and, when fitted, the batch size (group
+Members share the depth (``n_hidden``), the activation, the task, the periodic embedding's shape
+(``embedding``: ``n_frequencies`` and ``embedding_dim``, or none) and, when fitted, the batch size (group
 configurations by them with :func:`group_members`); each has its own width (``n_neurons``, an int or one per
-layer), ``learning_rate`` and ``dropout``. Narrower members are padded to the widest and their padded units
+layer), ``learning_rate``, ``dropout`` and, with the embedding, ``frequency_scale`` (its own initial
+frequencies, kernel and bias: the layers of :class:`estimators.embeddings.PeriodicEmbedding` with a member
+axis). Narrower members are padded to the widest and their padded units
 masked: the padded weights start at zero, their gradient is exactly zero, so they stay zero and the member
 computes what its lone model computes. Member ``i`` comes out as an ordinary Keras MLP
 (:meth:`StackedMLP.member_model`, the layers of ``estimators.build.build_model``) and goes in from one
 (:meth:`StackedMLP.set_member_weights`).
 
-Limits of this step: TensorFlow backend only (custom ``train_step``), Adam only, no periodic embeddings, no
-sample weights; the stack is not serialisable as a whole (export its members).
+Limits of this step: TensorFlow backend only (custom ``train_step``), Adam only, no sample weights; the stack is not serialisable as a whole (export its members).
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ import numpy as np
 from estimators.build import Task, build_model, output_layer_and_loss
 from estimators.hyperparams import layer_widths
 
-__all__ = ["MEMBER_KEYS", "StackedMLP", "build_stacked_model", "group_members"]
+__all__ = ["EMBEDDING_KEYS", "MEMBER_KEYS", "StackedMLP", "build_stacked_model", "group_members"]
 
 #: The keys of a member configuration; every other setting is shared by the whole stack.
-MEMBER_KEYS = ("n_neurons", "learning_rate", "dropout")
+MEMBER_KEYS = ("n_neurons", "learning_rate", "dropout", "frequency_scale")
+#: the periodic embedding's settings a stack shares (``embedding=``), with build_model's defaults
+EMBEDDING_KEYS = {"n_frequencies": 16, "embedding_dim": 16}
 
 _BETA_1, _BETA_2, _EPSILON = 0.9, 0.999, 1e-7  # keras.optimizers.Adam's defaults
 
@@ -64,9 +68,10 @@ class StackedMLP(keras.Model):
     def __init__(self, members: Sequence[Mapping[str, Any]], n_features: int, *, n_hidden: int = 1,
                  task: Task = "regression", n_classes: int | None = None, activation: str = "relu",
                  max_widths: int | Sequence[int] | None = None, with_dropout: bool | None = None,
-                 seed: int | None = None, **kwargs):
+                 embedding: Mapping[str, int] | None = None, seed: int | None = None, **kwargs):
         """``max_widths`` pads the hidden layers wider than the widest member (room for refills);
-        ``with_dropout`` (default: whether a member has dropout) decides whether dropout is in the graph."""
+        ``with_dropout`` (default: whether a member has dropout) decides whether dropout is in the graph;
+        ``embedding`` (``EMBEDDING_KEYS``, ``{}`` for the defaults) puts a periodic embedding first."""
         super().__init__(**kwargs)
         if keras.backend.backend() != "tensorflow":
             raise NotImplementedError("StackedMLP trains with a TensorFlow train_step; "
@@ -78,6 +83,12 @@ class StackedMLP(keras.Model):
         self.task = task
         self.n_classes = n_classes
         self.activation_name = activation
+        if embedding is not None:
+            unknown = set(embedding) - set(EMBEDDING_KEYS)
+            if unknown:
+                raise ValueError(f"embedding sets {sorted(unknown)}; it takes {sorted(EMBEDDING_KEYS)}")
+            embedding = {key: int(embedding.get(key, default)) for key, default in EMBEDDING_KEYS.items()}
+        self.embedding = embedding
         self.units, self.out_activation_name, _ = output_layer_and_loss(task, n_classes)
         self._activation = keras.activations.get(activation)
         self._out_activation = keras.activations.get(self.out_activation_name)
@@ -117,31 +128,49 @@ class StackedMLP(keras.Model):
             raise ValueError(f"a member sets {sorted(unknown)}; a member may set only {MEMBER_KEYS} "
                              "(the rest is shared by the stack)")
         config = {"n_neurons": member.get("n_neurons", 30), "learning_rate": float(member.get("learning_rate", 1e-3)),
-                  "dropout": float(member.get("dropout", 0.0))}
+                  "dropout": float(member.get("dropout", 0.0)),
+                  "frequency_scale": float(member.get("frequency_scale", 0.1))}
         layer_widths(self.n_hidden, config["n_neurons"])  # checks a per-layer list's length
         if not 0.0 <= config["dropout"] < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {config['dropout']}")
         if config["learning_rate"] <= 0:
             raise ValueError(f"learning_rate must be > 0, got {config['learning_rate']}")
+        if config["frequency_scale"] <= 0:
+            raise ValueError(f"frequency_scale must be > 0, got {config['frequency_scale']}")
         return config
 
     def _widths(self, config: Mapping[str, Any]) -> list[int]:
         return layer_widths(self.n_hidden, config["n_neurons"])
 
+    @property
+    def n_inputs(self) -> int:
+        """What the first Dense layer takes: the features, or their embeddings side by side."""
+        return self.n_features * (self.embedding["embedding_dim"] if self.embedding else 1)
+
+    def _embedding_shapes(self) -> list[tuple[int, ...]]:
+        """The periodic embedding's weights of one member: frequencies, kernel, bias (PeriodicEmbedding's)."""
+        if not self.embedding:
+            return []
+        f, k, d = self.n_features, self.embedding["n_frequencies"], self.embedding["embedding_dim"]
+        return [(f, k), (f, 2 * k, d), (f, d)]
+
     def _layer_shapes(self) -> list[tuple[int, int]]:
-        sizes = [self.n_features, *self.padded_widths, self.units]
+        sizes = [self.n_inputs, *self.padded_widths, self.units]
         return list(zip(sizes[:-1], sizes[1:], strict=True))
 
     def build(self, input_shape) -> None:
         """Create the member-axis weights, masks and the per-member Adam state."""
         k = self.n_members
         zeros = keras.initializers.Zeros()
+        names = ("frequencies", "kernel", "bias")
+        self.embedding_weights = [self.add_weight(shape=(k, *shape), initializer=zeros, name=f"periodic_{name}")
+                                  for name, shape in zip(names, self._embedding_shapes(), strict=False)]
         self.kernels, self.biases = [], []
         for layer, (fan_in, fan_out) in enumerate(self._layer_shapes()):
             name = "output" if layer == self.n_hidden else f"hidden_{layer + 1}"
             self.kernels.append(self.add_weight(shape=(k, fan_in, fan_out), initializer=zeros, name=f"{name}_kernel"))
             self.biases.append(self.add_weight(shape=(k, fan_out), initializer=zeros, name=f"{name}_bias"))
-        self.params = [w for pair in zip(self.kernels, self.biases, strict=True) for w in pair]
+        self.params = [*self.embedding_weights, *(w for pair in zip(self.kernels, self.biases, strict=True) for w in pair)]
 
         def state(shape, name):
             return self.add_weight(shape=shape, initializer=zeros, trainable=False, name=name)
@@ -162,17 +191,29 @@ class StackedMLP(keras.Model):
     def call(self, inputs, training: bool = False):
         ops = keras.ops
         h = ops.cast(inputs, self.compute_dtype)
+        embedded = bool(self.embedding)
+        if embedded:  # PeriodicEmbedding.call with a member axis: (batch, f) -> (batch, K, f * d)
+            frequencies, kernel, bias = (ops.cast(w, h.dtype) for w in self.embedding_weights)
+            angles = 2.0 * np.pi * h[:, None, :, None] * frequencies[None]  # (batch, K, f, k)
+            periodic = ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+            h = ops.relu(ops.einsum("bkfj,kfjd->bkfd", periodic, kernel) + bias[None])
+            h = ops.reshape(h, (-1, self.n_members, self.n_inputs))
         for layer in range(self.n_hidden + 1):
             # the shared input (batch, d) is broadcast over the member axis by the first einsum itself
-            equation = "bd,kdu->bku" if layer == 0 else "bkd,kdu->bku"
+            equation = "bd,kdu->bku" if layer == 0 and not embedded else "bkd,kdu->bku"
             z = ops.einsum(equation, h, ops.cast(self.kernels[layer], h.dtype)) + ops.cast(self.biases[layer], h.dtype)
             if layer < self.n_hidden:
                 h = self._activation(z) * ops.cast(self.unit_masks[layer], h.dtype)  # padded units: exactly 0
                 if training and self.with_dropout:
                     rate = ops.cast(self.dropout_rates, h.dtype)[None, :, None]
-                    keep = keras.random.uniform(ops.shape(h), dtype=h.dtype, seed=self._dropout_seed) >= rate
+                    keep = self.dropout_keep(ops.shape(h), rate, layer)
                     h = ops.where(keep, h / (1.0 - rate), ops.zeros_like(h))
         return z if self._out_activation is None else self._out_activation(z)
+
+    def dropout_keep(self, shape, rate, layer: int):
+        """Which units of hidden layer ``layer`` (``shape``: batch, K, width) dropout keeps: one uniform draw
+        per unit, member and row, against each member's own ``rate`` (``(1, K, 1)``)."""
+        return keras.random.uniform(shape, dtype=rate.dtype, seed=self._dropout_seed) >= rate
 
     def member_losses(self, y, y_pred):
         """Each member's mean loss over the batch, shape ``(K,)`` (Keras' loss functions, per member)."""
@@ -290,8 +331,13 @@ class StackedMLP(keras.Model):
             self._check_fits(self._widths(config))
             self._configs[index] = config
         widths = self._widths(self._configs[index])
-        sizes = [self.n_features, *widths, self.units]
+        sizes = [self.n_inputs, *widths, self.units]
         weights = []
+        if self.embedding:  # PeriodicEmbedding's initializers: N(0, frequency_scale), U(+-1/sqrt(2k))
+            frequencies, kernel, bias = self._embedding_shapes()
+            bound = 1.0 / np.sqrt(kernel[1])
+            weights += [self._rng.normal(0.0, self._configs[index]["frequency_scale"], size=frequencies),
+                        self._rng.uniform(-bound, bound, size=kernel), self._rng.uniform(-bound, bound, size=bias)]
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
             limit = np.sqrt(6.0 / (fan_in + fan_out))  # keras.initializers.GlorotUniform, per member
             weights += [self._rng.uniform(-limit, limit, size=(fan_in, fan_out)), np.zeros(fan_out)]
@@ -307,19 +353,28 @@ class StackedMLP(keras.Model):
 
     def set_member_weights(self, index: int, weights: keras.Model | Sequence[np.ndarray],
                            reset_optimizer: bool = True) -> None:
-        """Put a lone MLP's weights (a model of ``build_model``'s layers, or its ``get_weights()`` list:
-        kernel, bias per layer) into slot ``index``; its widths become the slot's (``n_neurons``)."""
+        """Put a lone MLP's weights (a model of ``build_model``'s layers, or its ``get_weights()`` list: the
+        periodic embedding's frequencies, kernel and bias when the stack has one, then kernel, bias per Dense
+        layer) into slot ``index``; its widths become the slot's (``n_neurons``)."""
         if isinstance(weights, keras.Model):
             weights = weights.get_weights()
         weights = [np.asarray(w) for w in weights]
-        if len(weights) != 2 * (self.n_hidden + 1):
-            raise ValueError(f"expected {2 * (self.n_hidden + 1)} arrays (kernel, bias per Dense layer), "
-                             f"got {len(weights)}: a plain MLP of depth {self.n_hidden} without embeddings")
+        n_embedding = len(self.embedding_weights)
+        if len(weights) != n_embedding + 2 * (self.n_hidden + 1):
+            what = "with" if n_embedding else "without"
+            raise ValueError(f"expected {n_embedding + 2 * (self.n_hidden + 1)} arrays (kernel, bias per Dense "
+                             f"layer), got {len(weights)}: an MLP of depth {self.n_hidden} {what} the periodic "
+                             "embedding")
+        for variable, given in zip(self.embedding_weights, weights[:n_embedding], strict=True):
+            if tuple(given.shape) != tuple(variable.shape[1:]):
+                raise ValueError(f"the embedding's {variable.name} is {given.shape}; this stack's {variable.shape[1:]}")
+            self._set_slot(variable, index, given)
+        weights = weights[n_embedding:]
         widths = [w.shape[1] for w in weights[0:-2:2]]
         self._check_fits(widths)
-        if weights[0].shape[0] != self.n_features or weights[-1].shape != (self.units,):
+        if weights[0].shape[0] != self.n_inputs or weights[-1].shape != (self.units,):
             raise ValueError(f"the model takes {weights[0].shape[0]} inputs to {weights[-1].shape} outputs; "
-                             f"this stack {self.n_features} to ({self.units},)")
+                             f"this stack {self.n_inputs} to ({self.units},)")
         for layer, (fan_in, fan_out) in enumerate(self._layer_shapes()):
             kernel, bias = np.zeros((fan_in, fan_out)), np.zeros(fan_out)
             given_kernel, given_bias = weights[2 * layer], weights[2 * layer + 1]
@@ -340,8 +395,8 @@ class StackedMLP(keras.Model):
     # ---- members out ------------------------------------------------------------------------------
     def member_weights(self, index: int) -> list[np.ndarray]:
         """Member ``index``'s weights without padding, as a lone model's ``get_weights()`` list."""
-        sizes = [self.n_features, *self._widths(self._configs[index]), self.units]
-        weights = []
+        sizes = [self.n_inputs, *self._widths(self._configs[index]), self.units]
+        weights = [np.asarray(variable.numpy()[index]) for variable in self.embedding_weights]
         for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             weights.append(np.asarray(self.kernels[layer].numpy()[index, :fan_in, :fan_out]))
             weights.append(np.asarray(self.biases[layer].numpy()[index, :fan_out]))
@@ -351,9 +406,12 @@ class StackedMLP(keras.Model):
         """Member ``index`` as an ordinary compiled Keras MLP (``build_model``'s layers, Adam at the member's
         current learning rate; fresh optimizer state), ready to export or to train on alone."""
         config = self.members[index]
+        embedding = {"numeric_embedding": "periodic", "frequency_scale": config["frequency_scale"],
+                     **self.embedding} if self.embedding else {}
         model = build_model(self.n_hidden, config["n_neurons"], config["learning_rate"],
                             n_features=self.n_features, task=self.task, n_classes=self.n_classes,
-                            activation=self.activation_name, optimizer="adam", dropout=config["dropout"], seed=0)
+                            activation=self.activation_name, optimizer="adam", dropout=config["dropout"], seed=0,
+                            **embedding)
         model.set_weights(self.member_weights(index))
         # built like a trained model's optimizer, so a saved member reloads without Keras' warning that the
         # optimizer's variables do not match
@@ -392,12 +450,12 @@ class StackedMLP(keras.Model):
 def build_stacked_model(members: Sequence[Mapping[str, Any]], n_features: int, task: Task = "regression",
                         n_classes: int | None = None, *, n_hidden: int = 1, activation: str = "relu",
                         max_widths: int | Sequence[int] | None = None, with_dropout: bool | None = None,
-                        seed: int | None = None, jit_compile: bool = True,
-                        steps_per_execution: int = 1) -> StackedMLP:
+                        embedding: Mapping[str, int] | None = None, seed: int | None = None,
+                        jit_compile: bool = True, steps_per_execution: int = 1) -> StackedMLP:
     """Build and compile (XLA by default: without it stacking gains nothing) a :class:`StackedMLP` of
-    ``members`` (dicts of ``MEMBER_KEYS``) sharing ``n_hidden``, ``activation`` and ``task``."""
+    ``members`` (dicts of ``MEMBER_KEYS``) sharing ``n_hidden``, ``activation``, ``task`` and ``embedding``."""
     model = StackedMLP(members, n_features, n_hidden=n_hidden, task=task, n_classes=n_classes,
-                       activation=activation, max_widths=max_widths, with_dropout=with_dropout, seed=seed,
-                       name="stacked_mlp")
+                       activation=activation, max_widths=max_widths, with_dropout=with_dropout,
+                       embedding=embedding, seed=seed, name="stacked_mlp")
     model.compile(optimizer=None, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return model

@@ -81,10 +81,10 @@ def test_the_recipe_space_leaves_out_what_the_file_fixes():
     assert recipe.with_recipe(own_metric, recipe.TableFacts(400, 30, "binary"))[0].search.metric == "accuracy"
 
 
-def test_stacked_trials_get_the_recipe_without_the_embedding_they_cannot_stack():
+def test_stacked_trials_get_the_whole_recipe_embedding_included():
     config, _ = recipe.with_recipe(_config(search={"stack": 4}), FACTS)
-    assert config.search.stack == 4 and config.model.numeric_embedding == "none"
-    assert "frequency_scale" not in config.space and config.model.optimizer == "adam" and config.export.ensemble.size
+    assert config.search.stack == 4 and config.model.numeric_embedding == "periodic"
+    assert "frequency_scale" in config.space and config.model.optimizer == "adam" and config.export.ensemble.size
 
 
 def test_k_fold_studies_get_no_ensemble_and_plain_or_own_models_no_recipe():

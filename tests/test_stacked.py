@@ -130,7 +130,8 @@ def test_a_refilled_slot_starts_fresh_with_its_new_configuration():
     fit(stack, x, y, 1)
     stack.freeze(0)
     stack.reinitialize_member(0, {"n_neurons": 6, "learning_rate": 2e-3})
-    assert stack.members[0] == {"n_neurons": 6, "learning_rate": pytest.approx(2e-3), "dropout": 0.0}
+    assert stack.members[0] == {"n_neurons": 6, "learning_rate": pytest.approx(2e-3), "dropout": 0.0,
+                                "frequency_scale": 0.1}
     assert not stack.frozen[0] and float(stack.steps[0]) == 0.0
     assert all(not np.asarray(m)[0].any() for m in (*stack.first_moments, *stack.second_moments))
     assert [w.shape for w in stack.member_weights(0)] == [(5, 6), (6,), (6, 6), (6,), (6, 1), (1,)]
@@ -152,6 +153,94 @@ def test_glorot_scale_is_the_lone_models_whatever_k():
             assert kernel.std() == pytest.approx(limit / np.sqrt(3), rel=0.1)
         narrow = stack.member_weights(k)[0]  # its own fans (8 in, 8 out), not the padded 64
         assert np.sqrt(6 / 16) * 0.8 < np.abs(narrow).max() <= np.sqrt(6 / 16)
+
+
+def test_members_with_periodic_embeddings_train_as_their_lone_models(tolerance):
+    """The default housing study's network: each member has its own frequencies (its frequency_scale),
+    embedding kernel and bias, and trains as the lone ``build_model(numeric_embedding="periodic")``."""
+    x, y = data()
+    members = [{**m, "frequency_scale": scale} for m, scale in zip(MEMBERS, (0.05, 0.1, 0.3, 1.0), strict=True)]
+    embedding = {"n_frequencies": 4, "embedding_dim": 3}
+    lones = [build_model(N_HIDDEN, m["n_neurons"], m["learning_rate"], n_features=N_FEATURES, optimizer="adam",
+                         numeric_embedding="periodic", frequency_scale=m["frequency_scale"], seed=10 * i,
+                         **embedding) for i, m in enumerate(members)]
+    stack = build_stacked_model(members, N_FEATURES, n_hidden=N_HIDDEN, embedding=embedding, seed=0)
+    for i, lone in enumerate(lones):
+        stack.set_member_weights(i, lone)
+    fit(stack, x, y, 3)
+    for lone in lones:
+        fit(lone, x, y, 3)
+    for i, lone in enumerate(lones):
+        assert max_difference(stack, i, lone) < tolerance, f"member {i}"
+    exported = stack.member_model(2)
+    assert exported.get_layer("periodic_embedding").frequency_scale == 0.3
+    np.testing.assert_allclose(exported.predict(x, verbose=0), lones[2].predict(x, verbose=0), atol=1e-5)
+
+
+def test_a_members_embedding_is_drawn_at_its_own_frequency_scale():
+    members = [{"n_neurons": 8, "frequency_scale": 0.01}, {"n_neurons": 8, "frequency_scale": 1.0}]
+    stack = build_stacked_model(members, 8, n_hidden=1, embedding={}, seed=0)
+    narrow, wide = (stack.member_weights(i)[0] for i in range(2))
+    assert narrow.shape == (8, 16) and narrow.std() == pytest.approx(0.01, rel=0.2)
+    assert wide.std() == pytest.approx(1.0, rel=0.2)
+    assert stack.member_weights(0)[3].shape == (8 * 16, 8)  # the first Dense takes the embeddings
+    with pytest.raises(ValueError, match="without the periodic embedding"):
+        build_stacked_model(members, 8, n_hidden=1, seed=0).set_member_weights(0, stack.member_weights(0))
+
+
+class MaskStream:
+    """Dropout masks for a stack and for lone models alike: the uniform draw of (step, layer) is the same
+    array for both, so a member and its lone model drop the same units in the same rows."""
+
+    def __init__(self, width: int, k: int):
+        self.width, self.k = width, k
+
+    def uniform(self, step: int, layer: int, rows: int) -> np.ndarray:
+        return np.random.default_rng((step, layer)).uniform(size=(rows, self.k, self.width))
+
+    def for_stack(self, stack):
+        calls = {"n": 0}
+
+        def keep(shape, rate, layer):
+            step = calls["n"] // N_HIDDEN
+            calls["n"] += 1
+            return self.uniform(step, layer, int(shape[0]))[:, :, : int(shape[2])] >= np.asarray(rate)
+        return keep
+
+    def for_lone(self, dropout, member: int, layer: int):
+        calls = {"n": 0}
+        rate = dropout.rate
+
+        def call(inputs, training=False):
+            if not training:
+                return inputs
+            keep = self.uniform(calls["n"], layer, int(inputs.shape[0]))[:, member, : int(inputs.shape[1])] >= rate
+            calls["n"] += 1
+            return keras.ops.where(keep, inputs / (1.0 - rate), keras.ops.zeros_like(inputs))
+        return call
+
+
+def test_with_dropout_on_each_member_trains_as_its_lone_model_given_the_same_masks():
+    x, y = data()
+    members = [{**m, "dropout": rate} for m, rate in zip(MEMBERS, (0.1, 0.0, 0.3, 0.5), strict=True)]
+    lones = [build_model(N_HIDDEN, m["n_neurons"], m["learning_rate"], n_features=N_FEATURES, optimizer="adam",
+                         dropout=m["dropout"], seed=10 * i) for i, m in enumerate(members)]
+    stack = build_stacked_model(members, N_FEATURES, n_hidden=N_HIDDEN, seed=0, jit_compile=False)
+    for i, lone in enumerate(lones):
+        stack.set_member_weights(i, lone)
+    masks = MaskStream(width=max(m["n_neurons"] for m in MEMBERS), k=len(MEMBERS))
+    stack.dropout_keep = masks.for_stack(stack)
+    stack.compile(optimizer=None, run_eagerly=True)
+    for i, lone in enumerate(lones):
+        dropouts = [layer for layer in lone.layers if isinstance(layer, keras.layers.Dropout)]
+        for layer, dropout in enumerate(dropouts):
+            dropout.call = masks.for_lone(dropout, i, layer)
+        lone.compile(loss=lone.loss, optimizer=lone.optimizer, run_eagerly=True)
+    fit(stack, x, y, 3)
+    for lone in lones:
+        fit(lone, x, y, 3)
+    for i, lone in enumerate(lones):
+        assert max_difference(stack, i, lone) < 1e-5, f"member {i}"
 
 
 def test_dropout_masks_are_drawn_per_member():

@@ -51,12 +51,17 @@ def children(client: MlflowClient, parent_run_id: str):
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
-    """The same tiny study stacked (3 at a time, 6 trials, plateau schedule) and alone (1 trial)."""
+    """The same tiny study stacked (3 at a time, 6 trials, plateau schedule, periodic embeddings at a tuned
+    frequency_scale: the default housing study's network) and alone (1 trial)."""
     out = {}
+    space = {"n_hidden": {"type": "int", "low": 1, "high": 2}, "n_neurons": {"type": "int", "low": 4, "high": 16},
+             "learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+             "frequency_scale": {"type": "float", "low": 0.05, "high": 0.5, "log": True}}
     for stack, n_trials in ((3, 6), (1, 1)):
         tmp = tmp_path_factory.mktemp(f"stack{stack}")
         config = study_config(tmp, name=f"tiny-stack{stack}", search={"n_trials": n_trials, "stack": stack},
-                              model={"optimizer": "adam", "lr_schedule": "plateau"},
+                              model={"optimizer": "adam", "lr_schedule": "plateau", "numeric_embedding": "periodic",
+                                     "n_frequencies": 4, "embedding_dim": 4}, space=space,
                               training={"epochs": 4, "batch_size": 64, "early_stopping": {"patience": 2}})
         out[stack] = config, run(config, tmp), tmp
     return out
@@ -104,6 +109,7 @@ def test_a_stacked_study_records_tracks_and_exports_like_an_unstacked_one(studie
     mse = float(np.mean((predicted - np.asarray(split.y_test)) ** 2))
     assert mse == pytest.approx(result.test_metrics["mse"], rel=1e-6)
     assert (tmp / "out").is_dir() and type(pipeline[-1]) is type(load_model(lone.export_dir)[-1])
+    assert pipeline[-1].model_.get_layer("periodic_embedding").n_frequencies == 4
 
 
 def test_a_member_stops_or_is_pruned_alone_and_its_slot_is_refilled(tmp_path, monkeypatch):
@@ -205,7 +211,6 @@ REFUSED = {
                         "space.optimizer"),
     "cross-validation": ({"search": {"cv": 3}}, "cv: validation"),
     "cosine": ({"model": {"optimizer": "adam", "lr_schedule": "cosine"}}, "lr_schedule"),
-    "periodic": ({"model": {"optimizer": "adam", "numeric_embedding": "periodic"}}, "numeric_embedding"),
     "weight decay": ({"model": {"optimizer": "adam", "weight_decay": 1e-4}}, "weight_decay"),
 }
 

@@ -128,10 +128,7 @@ def _fill(given: dict[str, Any], recipe: dict[str, Any], prefix: str = "") -> li
 
 def _fit_to_study(recipe: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """The recipe without what would contradict the study's own keys: space entries the study fixes in
-    ``model`` (or embedding knobs without the embedding), the embedding where trials are stacked
-    (``search.stack``), the ensemble where trials are scored by K folds."""
-    if given.get("search", {}).get("stack", 1) > 1 and "numeric_embedding" in recipe.get("model", {}):
-        recipe["model"]["numeric_embedding"] = "none"  # a stack of trials has no periodic embedding (yet)
+    ``model`` (or embedding knobs without the embedding), the ensemble where trials are scored by K folds."""
     model = {**recipe.get("model", {}), **given.get("model", {})}
     space = recipe.get("space")
     if space is not None:

@@ -424,7 +424,6 @@ class StudyConfig(_Model):
         fixed = self.model.fixed_params()
         rules = {  # knob -> (values a stack trains, what to set)
             "optimizer": (("adam",), "model.optimizer: adam"),
-            "numeric_embedding": (("none",), "numeric_embedding: none"),
             "weight_decay": ((None, 0, 0.0), "no weight_decay (leave it out)"),
             "lr_schedule": (("constant", "plateau"), "lr_schedule: constant or plateau"),
         }

@@ -16,7 +16,8 @@ What each member gets, as a lone trial gets it from its estimator's ``fit`` (:mo
   :class:`~tuning.search.trial.TrialRunner` (open_trial / epoch_hook / score_fitted / close_trial): the keeper,
   ensembles, export and ``load_model`` see what an unstacked study makes.
 
-A stack shares the depth, the batch size and the activation (:data:`SHARED`): the asked trials are grouped
+A stack shares the depth, the batch size, the activation and the periodic embedding's shape (:data:`SHARED`;
+each member has its own ``frequency_scale``): the asked trials are grouped
 by them, oldest first, and members of different widths are padded to the widest of the group. A member
 that ends (complete, early-stopped, pruned, failed) is frozen and its slot **refilled** with the next
 trial: a pending one of the same group, else a newly asked one if it fits (same shared settings, no
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
 __all__ = ["SHARED", "StackedTrials"]
 
 #: the estimator settings every member of one stack shares
-SHARED = ("n_hidden", "batch_size", "activation")
+SHARED = ("n_hidden", "batch_size", "activation", "numeric_embedding", "n_frequencies", "embedding_dim")
 _PLATEAU_MIN_DELTA = 1e-4  # keras.callbacks.ReduceLROnPlateau's default, as estimators.callbacks uses it
 
 
@@ -101,7 +102,15 @@ class Member:
     def config(self) -> dict[str, Any]:
         """The member's own settings in the stack (``estimators.stacked.MEMBER_KEYS``)."""
         return {"n_neurons": self.setting("n_neurons"), "learning_rate": float(self.setting("learning_rate")),
-                "dropout": float(self.setting("dropout") or 0.0)}
+                "dropout": float(self.setting("dropout") or 0.0),
+                "frequency_scale": float(self.setting("frequency_scale"))}
+
+    @property
+    def embedding(self) -> dict[str, int] | None:
+        """The periodic embedding's shape the stack shares (``estimators.stacked.EMBEDDING_KEYS``), or None."""
+        if str(self.setting("numeric_embedding")).lower() != "periodic":
+            return None
+        return {"n_frequencies": int(self.setting("n_frequencies")), "embedding_dim": int(self.setting("embedding_dim"))}
 
     def early_stop(self, value: float, weights) -> bool:
         """``keras.callbacks.EarlyStopping.on_epoch_end`` for this member: whether it stops now."""
@@ -222,7 +231,7 @@ class StackedTrials:
             self.model = build_stacked_model(
                 [m.config for m in group], d.X_train.shape[1], self.task, self.n_classes,
                 n_hidden=int(head.setting("n_hidden")), activation=head.setting("activation"),
-                max_widths=widths or None, with_dropout=self.with_dropout, seed=seed,
+                max_widths=widths or None, with_dropout=self.with_dropout, embedding=head.embedding, seed=seed,
                 steps_per_execution=int(head.setting("steps_per_execution")))
             data = array_dataset((d.X_train, self.y_train), int(head.setting("batch_size")), shuffle=True, seed=seed)
             self.model.fit(data, epochs=10**9, verbose=0, shuffle=False, callbacks=[_Driver(self)])
