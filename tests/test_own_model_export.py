@@ -100,34 +100,41 @@ def _fresh(exported: dict, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-# Runs in a fresh process, in another directory: neither factory module may be importable there. It loads
-# the MLflow model and the export, in the order given: the first one imports the factory's module itself
-# (MLflow from its code/ on sys.path, load_model from code.json), the second finds it imported.
+# Runs in a fresh process, in another directory: neither factory module may be importable there. For each
+# (export dir, MLflow model URI, rows CSV, first loader) of the JSON list in argv[1] it loads the MLflow model
+# and the export, in the order given: the first one imports the factory's module itself (MLflow from its
+# code/ on sys.path, load_model from code.json), the second finds it imported.
 BOTH = """
 import importlib.util, json, sys
 import numpy as np, pandas as pd
 assert not any(importlib.util.find_spec(m) for m in ("handson", "wide_deep", "hypermodel")), sys.path
-rows = pd.read_csv(sys.argv[3]).astype("float64")
 import mlflow.pyfunc
 from tuning.export import load_model
-out = {}
-loaders = {"mlflow": lambda: mlflow.pyfunc.load_model(sys.argv[2]), "export": lambda: load_model(sys.argv[1])}
-for how in sorted(loaders, key=lambda how: how != sys.argv[4]):
-    model = loaders[how]()
-    pipeline = model if how == "export" else model.get_raw_model()
-    pipeline.get_params()  # the factory's parameters: from the unpickled function, not a file path
-    batch = np.asarray(model.predict(rows), dtype=np.float64).ravel()
-    alone = [float(np.asarray(model.predict(rows.iloc[i : i + 1]), dtype=np.float64).ravel()[0])
-             for i in range(len(rows))]
-    out[how] = {"batch": batch.tolist(), "alone": alone}
-print(json.dumps(out))
+results = []
+for export, uri, rows, first in json.loads(sys.argv[1]):
+    rows = pd.read_csv(rows).astype("float64")
+    out = {}
+    loaders = {"mlflow": lambda: mlflow.pyfunc.load_model(uri), "export": lambda: load_model(export)}
+    for how in sorted(loaders, key=lambda how: how != first):
+        model = loaders[how]()
+        pipeline = model if how == "export" else model.get_raw_model()
+        pipeline.get_params()  # the factory's parameters: from the unpickled function, not a file path
+        batch = np.asarray(model.predict(rows), dtype=np.float64).ravel()
+        alone = [float(np.asarray(model.predict(rows.iloc[i : i + 1]), dtype=np.float64).ravel()[0])
+                 for i in range(len(rows))]
+        out[how] = {"batch": batch.tolist(), "alone": alone}
+    results.append(out)
+print(json.dumps(results))
 """
 
 
-def _both(exported: dict, model: dict, first: str) -> dict:
+def _both(exported: dict, models: list[dict], firsts: list[str]) -> list[dict]:
+    """Each model loaded both ways in ONE fresh process elsewhere: its predictions per loader."""
     script = exported["tmp"] / "both.py"
     script.write_text(BOTH)
-    done = _fresh(exported, str(script), str(model["dir"]), model["uri"], str(exported["tmp"] / "rows.csv"), first)
+    ways = [[str(m["dir"]), m["uri"], str(exported["tmp"] / "rows.csv"), first]
+            for m, first in zip(models, firsts, strict=True)]
+    done = _fresh(exported, str(script), json.dumps(ways))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -137,7 +144,7 @@ def _both(exported: dict, model: dict, first: str) -> dict:
                                              ("wide_deep", "mlflow"), ("ensemble", "export")])
 def test_loads_in_a_fresh_process_elsewhere_and_predicts_the_same(exported, name, first):
     model = exported["models"][name]
-    got = _both(exported, model, first)
+    got = _both(exported, [model], [first])[0]
     for how in ("mlflow", "export"):
         np.testing.assert_allclose(got[how]["batch"], model["expected"], **TOL)
         np.testing.assert_allclose(got[how]["alone"], model["expected"], **TOL)
@@ -290,20 +297,23 @@ def three_ways(tmp_path_factory) -> dict:
     return {"tmp": tmp, "tracking_uri": uri, "rows": rows, "ways": ways}
 
 
-@pytest.mark.parametrize("way", ["search", "optuna", "random"])
-def test_the_hands_on_factory_tuned_three_ways_predicts_elsewhere(three_ways, way):
-    """Through ``load_model`` and ``mlflow.pyfunc`` in one fresh process, and ``python -m tuning.predict`` in
-    another, both in a directory where ``handson`` does not import: the same values, alone and in a batch."""
-    model = three_ways["ways"][way]
-    tmp = three_ways["tmp"]
-    got = _both(three_ways, model, "mlflow")  # the predict command below loads the export alone
-    expected = np.asarray(model["expected"], dtype=np.float64)
-    for how in ("mlflow", "export"):
-        np.testing.assert_allclose(got[how]["batch"], expected, **TOL)
-        np.testing.assert_allclose(got[how]["alone"], expected, **TOL)
-    target = tmp / f"predictions_{way}.csv"
-    _fresh(three_ways, "-m", "tuning.predict", str(model["dir"]), str(tmp / "rows.csv"), "-o", str(target))
-    np.testing.assert_allclose(pd.read_csv(target)["prediction"].to_numpy(), expected, **TOL)
+def test_the_hands_on_factory_tuned_three_ways_predicts_elsewhere(three_ways):
+    """Through ``load_model`` and ``mlflow.pyfunc``, the three ways in one fresh process, and ``python -m
+    tuning.predict`` in another, both in a directory where ``handson`` does not import: the same values, alone
+    and in a batch (the first way loaded imports the factory from the export; the predict command is the
+    one other fresh process every way would take, tested with both loaders above)."""
+    tmp, ways = three_ways["tmp"], three_ways["ways"]
+    order = ["search", "optuna", "random"]
+    results = _both(three_ways, [ways[w] for w in order], ["export", "mlflow", "export"])
+    assert len(results) == 3
+    for way, got in zip(order, results, strict=True):
+        expected = np.asarray(ways[way]["expected"], dtype=np.float64)
+        for how in ("mlflow", "export"):
+            np.testing.assert_allclose(got[how]["batch"], expected, **TOL, err_msg=f"{way} {how}")
+            np.testing.assert_allclose(got[how]["alone"], expected, **TOL, err_msg=f"{way} {how}")
+    target = tmp / "predictions_random.csv"
+    _fresh(three_ways, "-m", "tuning.predict", str(ways["random"]["dir"]), str(tmp / "rows.csv"), "-o", str(target))
+    np.testing.assert_allclose(pd.read_csv(target)["prediction"].to_numpy(), ways["random"]["expected"], **TOL)
 
 
 def test_a_keras_tuner_hypermodel_study_exports_a_model_that_predicts_elsewhere(tmp_path):
@@ -335,7 +345,7 @@ def test_a_keras_tuner_hypermodel_study_exports_a_model_that_predicts_elsewhere(
     uri = MlflowClient(tracking_uri(tmp_path)).get_run(result.parent_run_id).data.tags["model.uri"]
     context = {"tmp": tmp_path, "tracking_uri": tracking_uri(tmp_path)}
     model = {"dir": tmp_path / "out", "uri": uri}
-    got = _both(context, model, "export")
+    got = _both(context, [model], ["export"])[0]
     expected = np.asarray(load_model(tmp_path / "out").predict(rows), dtype=np.float64)
     for how in ("mlflow", "export"):
         np.testing.assert_array_equal(got[how]["batch"], expected)  # class labels

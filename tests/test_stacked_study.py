@@ -156,6 +156,24 @@ def test_a_member_stops_or_is_pruned_alone_and_its_slot_is_refilled(tmp_path, mo
     assert sorted(intermediate[1e-2]) == [1, 2, 3, 4, 5] and sorted(intermediate[3e-2]) == [1, 2, 3]
 
 
+def test_a_new_stack_asks_ahead_for_members_of_its_own_depth(tmp_path, monkeypatch):
+    """Four grid points of two depths, stacks of 2: whatever order the sampler proposes them in, each stack
+    is full and of one depth (the trials of the other depth wait for their own stack), not 1 + 2 + 1."""
+    config = study_config(tmp_path, name="tiny-ahead", space={"n_hidden": {"type": "categorical", "choices": [1, 2]},
+                                                              "learning_rate": {"type": "categorical",
+                                                                                "choices": [1e-3, 3e-3]}},
+                          model={"optimizer": "adam", "n_neurons": 8},
+                          search={"n_trials": 4, "stack": 2, "sampler": "grid", "seed": 1},
+                          training={"epochs": 2, "batch_size": 64})
+    built = []
+    build = stacking.build_stacked_model
+    monkeypatch.setattr(stacking, "build_stacked_model",
+                        lambda configs, *a, **k: built.append((len(configs), k["n_hidden"])) or build(configs, *a, **k))
+    result = run(config, tmp_path)
+    assert len(result.records) == 4 and {r.state for r in result.records} == {COMPLETE}
+    assert sorted(built) == [(2, 1), (2, 2)]
+
+
 def test_an_interrupted_stack_leaves_its_trials_interrupted_and_a_rerun_completes(tmp_path, monkeypatch):
     """Ctrl-C in the middle of a stack: each member is a KILLED run and a FAIL trial without reason (not
     counted, its parameters queued again), as an interrupted lone trial; the re-run fills the budget."""

@@ -20,8 +20,10 @@ A stack shares the depth, the batch size, the activation and the periodic embedd
 each member has its own ``frequency_scale``): the asked trials are grouped
 by them, oldest first, and members of different widths are padded to the widest of the group. A member
 that ends (complete, early-stopped, pruned, failed) is frozen and its slot **refilled** with the next
-trial: a pending one of the same group, else a newly asked one if it fits (same shared settings, no
-wider than the stack); one that does not fit waits for the next stack and the slot stays idle.
+trial: a pending one of the same group, else newly asked ones until one fits (same shared settings, no
+wider than the stack) or K trials wait; those that do not fit wait for the next stack, and a slot that finds
+none stays idle. A new stack likewise asks ahead (up to 2K waiting) to fill all K slots with one group, so
+that the grouping by depth does not leave stacks half empty.
 
 Resume and workers are the Optuna backend's: every member is a RUNNING Optuna trial of this worker with a
 heartbeat; a stack interrupted by Ctrl-C / SIGTERM marks each of its trials as an interrupted lone trial
@@ -190,6 +192,9 @@ class StackedTrials:
                     if not self.pending:
                         continue
                 first = self.pending[0].key  # oldest first: no trial waits for ever
+                while (sum(m.key == first for m in self.pending) < self.size
+                       and self._may_ask(waiting=2 * self.size)):
+                    self.ask(1)  # ask ahead for a full stack; the others wait for their own group's
                 group = [m for m in self.pending if m.key == first][: self.size]
                 self.pending = [m for m in self.pending if m not in group]
                 self.train(group)
@@ -199,6 +204,13 @@ class StackedTrials:
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _may_ask(self, waiting: int) -> bool:
+        """Whether to ask one more trial now: fewer than ``waiting`` trials wait for a stack, the budget
+        has room and time is left."""
+        if len(self.pending) >= waiting or self.timed_out():
+            return False
+        return bool(self.scheduler.free_slots(self.n_trials))
 
     def ask(self, count: int) -> None:
         """Ask the study for ``count`` trials (queued ones first); the claimed ones join ``pending``."""
@@ -283,11 +295,9 @@ class StackedTrials:
             if member is not None or self.timed_out():
                 continue
             fits = [m for m in self.pending if self._fits(m)]
-            if not fits and not self.pending:
-                free = self.scheduler.free_slots(self.n_trials)
-                if free:
-                    self.ask(1)
-                    fits = [m for m in self.pending if self._fits(m)]
+            while not fits and self._may_ask(waiting=self.size):
+                self.ask(1)
+                fits = [m for m in self.pending if self._fits(m)]
             if not fits:
                 continue
             member = fits[0]
