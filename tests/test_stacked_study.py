@@ -174,6 +174,29 @@ def test_a_new_stack_asks_ahead_for_members_of_its_own_depth(tmp_path, monkeypat
     assert sorted(built) == [(2, 1), (2, 2)]
 
 
+def test_a_later_stack_of_the_same_depth_reuses_the_compiled_model(tmp_path, monkeypatch):
+    """Eight grid points of two depths in stacks of 2 train as four stacks (depth 2, 1, 2, 1 with this
+    seed) but only two models are built: a later stack of a depth takes the model built for it, with
+    fresh weights in every slot (its tracing and XLA compilation cost seconds), and its trials end as
+    any others do."""
+    config = study_config(tmp_path, name="tiny-reuse", space={"n_hidden": {"type": "categorical", "choices": [1, 2]},
+                                                              "learning_rate": {"type": "categorical",
+                                                                                "choices": [1e-3, 3e-3, 1e-2, 3e-2]}},
+                          model={"optimizer": "adam", "n_neurons": 8},
+                          search={"n_trials": 8, "stack": 2, "sampler": "grid", "seed": 3},
+                          training={"epochs": 2, "batch_size": 64})
+    built, trained = [], []
+    build, train = stacking.build_stacked_model, stacking.StackedTrials.train
+    monkeypatch.setattr(stacking, "build_stacked_model",
+                        lambda configs, *a, **k: built.append(k["n_hidden"]) or build(configs, *a, **k))
+    monkeypatch.setattr(stacking.StackedTrials, "train",
+                        lambda self, group: trained.append(len(group[0].widths)) or train(self, group))
+    result = run(config, tmp_path)
+    assert trained == [2, 1, 2, 1] and built == [2, 1]
+    assert len(result.records) == 8 and {r.state for r in result.records} == {COMPLETE}
+    assert all(np.isfinite(r.value) and r.epochs_run == 2 for r in result.records)
+
+
 def test_an_interrupted_stack_leaves_its_trials_interrupted_and_a_rerun_completes(tmp_path, monkeypatch):
     """Ctrl-C in the middle of a stack: each member is a KILLED run and a FAIL trial without reason (not
     counted, its parameters queued again), as an interrupted lone trial; the re-run fills the budget."""

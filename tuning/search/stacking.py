@@ -23,7 +23,8 @@ that ends (complete, early-stopped, pruned, failed) is frozen and its slot **ref
 trial: a pending one of the same group, else newly asked ones until one fits (same shared settings, no
 wider than the stack) or K trials wait; those that do not fit wait for the next stack, and a slot that finds
 none stays idle. A new stack likewise asks ahead (up to 2K waiting) to fill all K slots with one group, so
-that the grouping by depth does not leave stacks half empty.
+that the grouping by depth does not leave stacks half empty, and it reuses the last model built for its
+group when that one fits (its tracing and XLA compilation cost as much as 15-20 epochs of a small stack).
 
 Resume and workers are the Optuna backend's: every member is a RUNNING Optuna trial of this worker with a
 heartbeat; a stack interrupted by Ctrl-C / SIGTERM marks each of its trials as an interrupted lone trial
@@ -158,6 +159,7 @@ class StackedTrials:
         self.slots: list[Member | None] = []  # the stack being trained: its member per slot
         self.deadline: float | None = None
         self.model = None  # the StackedMLP being trained
+        self.spares: dict[tuple, Any] = {}  # group key -> the last model built for it: reused when it fits
         self.group_key: tuple = ()
         d = runner.data
         template = runner.make_estimator({})
@@ -240,20 +242,44 @@ class StackedTrials:
         widths = [max(m.widths[layer] for m in group) for layer in range(int(head.setting("n_hidden")))]
         seed = int(self.config.search.seed) + head.trial.number
         try:
-            self.model = build_stacked_model(
-                [m.config for m in group], d.X_train.shape[1], self.task, self.n_classes,
-                n_hidden=int(head.setting("n_hidden")), activation=head.setting("activation"),
-                max_widths=widths or None, with_dropout=self.with_dropout, embedding=head.embedding, seed=seed,
-                steps_per_execution=int(head.setting("steps_per_execution")))
+            self.model = self._reuse(head.key, group, widths)
+            if self.model is None:
+                self.model = build_stacked_model(
+                    [m.config for m in group], d.X_train.shape[1], self.task, self.n_classes,
+                    n_hidden=int(head.setting("n_hidden")), activation=head.setting("activation"),
+                    max_widths=widths or None, with_dropout=self.with_dropout, embedding=head.embedding,
+                    seed=seed, steps_per_execution=int(head.setting("steps_per_execution")))
+                self.spares[head.key] = self.model
+            self.slots += [None] * (self.model.n_members - len(group))
             data = array_dataset((d.X_train, self.y_train), int(head.setting("batch_size")), shuffle=True, seed=seed)
             self.model.fit(data, epochs=10**9, verbose=0, shuffle=False, callbacks=[_Driver(self)])
         except Exception as exc:  # a stack that cannot be built or trained: its trials failed, with the reason
+            self.spares.pop(head.key, None)
             for slot, member in enumerate(self.slots):
                 if member is not None:
                     self._finish(slot, error=exc)
         finally:
             self.model = None
             runner.release_memory()
+
+    def _reuse(self, key: tuple, group: list[Member], widths: list[int]):
+        """The last model built for this group ``key``, its slots given to ``group`` (fresh weights and
+        optimizer state, the slots left over frozen), when it can train them: at least as many slots,
+        hidden layers at least as wide and at most twice as wide (more padding would cost more compute than
+        the tracing and XLA compilation of a new model, several seconds: as many as 15-20 epochs of a small
+        stack), at most twice as many slots. None when a new model is needed."""
+        model = self.spares.get(key)
+        if model is None:
+            return None
+        if not len(group) <= model.n_members <= 2 * len(group) or not all(w <= p <= 2 * w for w, p in
+                                                   zip(widths, model.padded_widths, strict=True)):
+            return None
+        for slot in range(model.n_members):
+            if slot < len(group):
+                model.reinitialize_member(slot, group[slot].config)
+            else:
+                model.freeze(slot)
+        return model
 
     def after_epoch(self, model) -> bool:
         """Each active member's epoch (logs, early stopping, plateau, report, end), then refills; whether
