@@ -329,3 +329,12 @@ def test_a_members_early_stopping_and_plateau_decide_as_keras_callbacks_do(value
             break
     assert stopped_at == (stopper.stopped_epoch or None)
     assert member.best_epoch == stopper.best_epoch
+
+
+def test_a_stack_pads_its_layers_to_a_few_widths_at_most_half_again_as_wide():
+    """Padded widths come from one short ladder (so later stacks fit a compiled model), never narrower than
+    the widest member and at most 1.5 times as wide."""
+    widths = range(1, 1025)
+    padded = [stacking.padded_width(w) for w in widths]
+    assert all(w <= p <= max(8, 1.5 * w) for w, p in zip(widths, padded, strict=True))
+    assert sorted(set(padded))[:11] == [8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]

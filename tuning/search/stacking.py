@@ -18,7 +18,8 @@ What each member gets, as a lone trial gets it from its estimator's ``fit`` (:mo
 
 A stack shares the depth, the batch size, the activation and the periodic embedding's shape (:data:`SHARED`;
 each member has its own ``frequency_scale``): the asked trials are grouped
-by them, oldest first, and members of different widths are padded to the widest of the group. A member
+by them, oldest first, and members of different widths are padded to the widest of the group, rounded up to
+the next of 8, 12, 16, 24, 32, 48, ... (:func:`padded_width`). A member
 that ends (complete, early-stopped, pruned, failed) is frozen and its slot **refilled** with the next
 trial: a pending one of the same group, else newly asked ones until one fits (same shared settings, no
 wider than the stack) or K trials wait; those that do not fit wait for the next stack, and a slot that finds
@@ -62,11 +63,21 @@ if TYPE_CHECKING:
     from tuning.search.backends.optuna import OptunaScheduler
     from tuning.search.trial import TrialRunner
 
-__all__ = ["SHARED", "StackedTrials"]
+__all__ = ["SHARED", "StackedTrials", "padded_width"]
 
 #: the estimator settings every member of one stack shares
 SHARED = ("n_hidden", "batch_size", "activation", "numeric_embedding", "n_frequencies", "embedding_dim")
 _PLATEAU_MIN_DELTA = 1e-4  # keras.callbacks.ReduceLROnPlateau's default, as estimators.callbacks uses it
+
+
+def padded_width(width: int) -> int:
+    """The width a stack's hidden layer is padded to: the next of 8, 12, 16, 24, 32, 48, 64, 96, 128, ...
+    (at most 1.5 times the widest member), so that later stacks of the same depth fit the models already
+    compiled and refills of somewhat wider trials fit too."""
+    size = 8
+    while size < width:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
 
 
 @dataclass(eq=False)
@@ -239,22 +250,22 @@ class StackedTrials:
         self.slots = list(group)
         for member in group:
             self._open(member)
-        widths = [max(m.widths[layer] for m in group) for layer in range(int(head.setting("n_hidden")))]
+        widths = [padded_width(max(m.widths[layer] for m in group)) for layer in range(int(head.setting("n_hidden")))]
         seed = int(self.config.search.seed) + head.trial.number
         try:
-            self.model = self._reuse(head.key, group, widths)
+            self.model = self._reuse((head.key, tuple(widths)), group)
             if self.model is None:
                 self.model = build_stacked_model(
                     [m.config for m in group], d.X_train.shape[1], self.task, self.n_classes,
                     n_hidden=int(head.setting("n_hidden")), activation=head.setting("activation"),
                     max_widths=widths or None, with_dropout=self.with_dropout, embedding=head.embedding,
                     seed=seed, steps_per_execution=int(head.setting("steps_per_execution")))
-                self.spares[head.key] = self.model
+                self.spares[head.key, tuple(widths)] = self.model
             self.slots += [None] * (self.model.n_members - len(group))
             data = array_dataset((d.X_train, self.y_train), int(head.setting("batch_size")), shuffle=True, seed=seed)
             self.model.fit(data, epochs=10**9, verbose=0, shuffle=False, callbacks=[_Driver(self)])
         except Exception as exc:  # a stack that cannot be built or trained: its trials failed, with the reason
-            self.spares.pop(head.key, None)
+            self.spares.pop((head.key, tuple(widths)), None)
             for slot, member in enumerate(self.slots):
                 if member is not None:
                     self._finish(slot, error=exc)
@@ -262,17 +273,13 @@ class StackedTrials:
             self.model = None
             runner.release_memory()
 
-    def _reuse(self, key: tuple, group: list[Member], widths: list[int]):
-        """The last model built for this group ``key``, its slots given to ``group`` (fresh weights and
-        optimizer state, the slots left over frozen), when it can train them: at least as many slots,
-        hidden layers at least as wide and at most twice as wide (more padding would cost more compute than
-        the tracing and XLA compilation of a new model, several seconds: as many as 15-20 epochs of a small
-        stack), at most twice as many slots. None when a new model is needed."""
+    def _reuse(self, key: tuple, group: list[Member]):
+        """The last model built for ``key`` (the group's shared settings and padded widths), its slots given
+        to ``group`` (fresh weights and optimizer state, the slots left over frozen), when it has as many
+        slots as the group has members or at most twice as many: its tracing and XLA compilation cost
+        seconds, as much as 15-20 epochs of a small stack. None when a new model is needed."""
         model = self.spares.get(key)
-        if model is None:
-            return None
-        if not len(group) <= model.n_members <= 2 * len(group) or not all(w <= p <= 2 * w for w, p in
-                                                   zip(widths, model.padded_widths, strict=True)):
+        if model is None or not len(group) <= model.n_members <= 2 * len(group):
             return None
         for slot in range(model.n_members):
             if slot < len(group):
