@@ -250,16 +250,17 @@ class StackedTrials:
         self.slots = list(group)
         for member in group:
             self._open(member)
-        widths = [padded_width(max(m.widths[layer] for m in group)) for layer in range(int(head.setting("n_hidden")))]
+        depth = int(head.setting("n_hidden"))
+        widths = [padded_width(max(m.widths[layer] for m in group)) for layer in range(depth)]
         seed = int(self.config.search.seed) + head.trial.number
         try:
             self.model = self._reuse((head.key, tuple(widths)), group)
             if self.model is None:
                 self.model = build_stacked_model(
                     [m.config for m in group], d.X_train.shape[1], self.task, self.n_classes,
-                    n_hidden=int(head.setting("n_hidden")), activation=head.setting("activation"),
-                    max_widths=widths or None, with_dropout=self.with_dropout, embedding=head.embedding,
-                    seed=seed, steps_per_execution=int(head.setting("steps_per_execution")))
+                    n_hidden=depth, activation=head.setting("activation"), max_widths=widths or None,
+                    with_dropout=self.with_dropout, embedding=head.embedding, seed=seed,
+                    steps_per_execution=int(head.setting("steps_per_execution")))
                 self.spares[head.key, tuple(widths)] = self.model
             self.slots += [None] * (self.model.n_members - len(group))
             data = array_dataset((d.X_train, self.y_train), int(head.setting("batch_size")), shuffle=True, seed=seed)
