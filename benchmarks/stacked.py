@@ -8,9 +8,15 @@ search's trials per minute (counted trials over the whole ``run_study`` wall tim
 the span of the trials' start and end times), the exported model's test MSE (the study's own test rows), the
 best trial's validation MSE and how many trials were pruned. Stack 1 first, so a run stopped early still
 compares something. Every finished run is appended to ``results.jsonl``; ``--report`` rebuilds ``results.md``
-(medians over seeds per stack size, and the speed-up against stack 1).
+(medians over seeds per stack size and variant, and the speed-up against stack 1).
+
+``--variants`` measures the stacking loop's two choices side by side (each stack size > 1 runs once per
+variant): ``pad`` (the default: members of one depth padded to the widest, a freed slot refilled), ``width``
+(a stack takes only members whose widths round to the same padded width) and ``idle`` (a freed slot stays
+idle until the stack's last member ends).
 
     python benchmarks/stacked.py --stacks 1 4 8 --seeds 42 43 44 --out bench-stacked
+    python benchmarks/stacked.py --stacks 1 4 --variants pad width idle --out bench-stacked-variants
     python benchmarks/stacked.py --report bench-stacked
     python benchmarks/stacked.py --smoke --out /tmp/smoke     # diabetes, 4 trials of 2 epochs, stack 1 and 2
 """
@@ -36,6 +42,10 @@ from _common import (
 
 STUDY = DEFAULT_STUDY.parent / "housing_plain.yaml"
 SMOKE_TRIALS, SMOKE_EPOCHS, SMOKE_STACKS = 4, 2, (1, 2)
+#: variant -> the StackedTrials class settings it runs with (see tuning.search.stacking.StackedTrials)
+VARIANTS = {"pad": {"refill_slots": True, "by_width": False},
+            "width": {"refill_slots": True, "by_width": True},
+            "idle": {"refill_slots": False, "by_width": False}}
 
 
 def make_config(study: Path, stack: int, smoke: bool):
@@ -49,22 +59,30 @@ def make_config(study: Path, stack: int, smoke: bool):
                         name=f"{Path(study).stem}-stack{stack}")
 
 
-def run_one(study: Path, stack: int, seed: int, smoke: bool, workdir: Path) -> dict:
+def run_one(study: Path, stack: int, seed: int, smoke: bool, workdir: Path, variant: str = "pad") -> dict:
     """One study run in this (child) process: its measurements."""
     study_process()
+    from tuning.search.stacking import StackedTrials
     from tuning.study import run_study
 
     workdir.mkdir(parents=True, exist_ok=True)
     config = make_config(study, stack, smoke).with_overrides(seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
                                                              output_dir=workdir / "export")
-    started = time.perf_counter()
-    result = run_study(config, quiet=True, fresh=True)
-    wall = time.perf_counter() - started
+    defaults = {name: getattr(StackedTrials, name) for name in VARIANTS[variant]}
+    try:  # a smoke run shares its process with its caller: the class is put back as it was
+        for name, value in VARIANTS[variant].items():
+            setattr(StackedTrials, name, value)
+        started = time.perf_counter()
+        result = run_study(config, quiet=True, fresh=True)
+        wall = time.perf_counter() - started
+    finally:
+        for name, value in defaults.items():
+            setattr(StackedTrials, name, value)
     records = result.records
     ends = [r.started_at + r.duration_s for r in records]
     search_s = (max(ends) - min(r.started_at for r in records)) if records else None
     return {
-        "stack": stack, "seed": seed, "smoke": smoke, "study": Path(study).name,
+        "stack": stack, "variant": variant, "seed": seed, "smoke": smoke, "study": Path(study).name,
         "n_trials": len(records), "n_pruned": result.n_pruned, "n_complete": result.n_complete,
         "wall_time_s": wall, "search_s": search_s,
         "trials_per_min": 60.0 * len(records) / wall if wall else None,
@@ -89,34 +107,43 @@ def _fmt(value, spec: str = ".4g") -> str:
 
 def summarize(results: list[dict]) -> tuple[list[str], str]:
     """Printable lines (per run, per stack size) and the markdown report."""
-    lines = [f"stack {r['stack']:<3d} seed {r['seed']:<5d} trials {r['n_trials']} ({r['n_pruned']} pruned)  "
+    for r in results:
+        r.setdefault("variant", "pad")  # runs from before the variants
+    lines = [f"stack {r['stack']:<3d} {r['variant']:<5s} seed {r['seed']:<5d} trials {r['n_trials']} ({r['n_pruned']} pruned)  "
              f"wall {r['wall_time_s']:.1f} s  {_fmt(r['trials_per_min'], '.2f')} trials/min "
              f"(search {_fmt(r['search_trials_per_min'], '.2f')})  test MSE {_fmt(r['test_mse'])}"
-             for r in sorted(results, key=lambda r: (r["stack"], r["seed"]))]
-    stacks = sorted({r["stack"] for r in results})
-    per = {s: [r for r in results if r["stack"] == s] for s in stacks}
-    base = _median(r["search_trials_per_min"] for r in per.get(1, []))
-    table = ["| stack | runs | trials/min (whole run) | trials/min (search) | speed-up (search) "
+             for r in sorted(results, key=_order)]
+    rows = sorted({(r["stack"], r["variant"]) for r in results}, key=lambda row: _order({"stack": row[0], "variant": row[1]}))
+    per = {row: [r for r in results if (r["stack"], r["variant"]) == row] for row in rows}
+    base = _median(r["search_trials_per_min"] for r in results if r["stack"] == 1)
+    table = ["| stack | variant | runs | trials/min (whole run) | trials/min (search) | speed-up (search) "
              "| test MSE (median) | best valid MSE (median) | pruned / trials | seeds |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for s in stacks:
-        runs = per[s]
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for s, variant in rows:
+        runs = per[s, variant]
+        shown = "–" if s == 1 else variant
         speed = _median(r["search_trials_per_min"] for r in runs)
         ratio = speed / base if speed and base else None
         pruned, trials = sum(r["n_pruned"] for r in runs), sum(r["n_trials"] for r in runs)
-        table.append(f"| {s} | {len(runs)} | {_fmt(_median(r['trials_per_min'] for r in runs), '.2f')} | "
+        table.append(f"| {s} | {shown} | {len(runs)} | {_fmt(_median(r['trials_per_min'] for r in runs), '.2f')} | "
                      f"{_fmt(speed, '.2f')} | {_fmt(ratio, '.2f')} | {_fmt(_median(r['test_mse'] for r in runs))} | "
                      f"{_fmt(_median(r['valid_mse'] for r in runs))} | {pruned} / {trials} | "
                      f"{' '.join(str(r['seed']) for r in sorted(runs, key=lambda r: r['seed']))} |")
-        lines.append(f"median stack {s}: {_fmt(speed, '.2f')} trials/min in the search "
+        lines.append(f"median stack {s} {shown}: {_fmt(speed, '.2f')} trials/min in the search "
                      f"(x{_fmt(ratio, '.2f')} stack 1), test MSE {_fmt(_median(r['test_mse'] for r in runs))}")
     smoke = any(r.get("smoke") for r in results)
     md = [*table, "",
           "Medians over the seeds. Trials/min (whole run): counted trials over the whole `run_study` (data, "
           "search, MLflow, export, report); (search): over the span from the first trial's start to the last "
-          "one's end; speed-up against stack 1. Test MSE: the exported model on the study's test rows."
+          "one's end; speed-up against stack 1. Test MSE: the exported model on the study's test rows. Variant: "
+          "pad (members of one depth padded to the widest, freed slots refilled), width (a stack holds only "
+          "members whose widths round to the same padded width), idle (freed slots left idle)."
           + (" SMOKE RUN (diabetes, tiny): checks the script, measures nothing." if smoke else ""), ""]
     return lines, "\n".join(md)
+
+
+def _order(r: dict) -> tuple:
+    return r["stack"], list(VARIANTS).index(r.get("variant", "pad")), r.get("seed", 0)
 
 
 def report(out: Path) -> int:
@@ -130,6 +157,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stacks", type=int, nargs="+", help="search.stack values (default 1 4 8; smoke: 1 2)")
     p.add_argument("--seeds", type=int, nargs="+", help="search.seed values (default 42 43 44; smoke: 42)")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["pad"],
+                   help="the stacking loop's variants to run for each stack size > 1 (default: pad)")
     p.add_argument("--study", type=Path, default=STUDY, help="the study file (default studies/housing_plain.yaml)")
     p.add_argument("--out", type=Path, default=Path("bench-stacked"))
     p.add_argument("--smoke", action="store_true",
@@ -138,6 +167,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--stack", type=int, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--variant", default="pad", choices=list(VARIANTS), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -149,10 +179,10 @@ def main(argv=None) -> int:
         return report(args.report)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.worker:
-        workdir = args.out / "runs" / f"stack{args.stack}-seed{args.seed}"
-        result = run_one(args.study, args.stack, args.seed, args.smoke, workdir)
-        save_result(args.out, result, key=("stack", "seed"))
-        print(f"stack {args.stack} seed {args.seed}: {result['wall_time_s']:.1f} s, "
+        workdir = args.out / "runs" / f"stack{args.stack}-{args.variant}-seed{args.seed}"
+        result = run_one(args.study, args.stack, args.seed, args.smoke, workdir, args.variant)
+        save_result(args.out, result, key=("stack", "variant", "seed"))
+        print(f"stack {args.stack} {args.variant} seed {args.seed}: {result['wall_time_s']:.1f} s, "
               f"{_fmt(result['trials_per_min'], '.2f')} trials/min, test MSE {_fmt(result['test_mse'])}", flush=True)
         return 0
     stacks = args.stacks or list(SMOKE_STACKS if args.smoke else (1, 4, 8))
@@ -165,11 +195,13 @@ def main(argv=None) -> int:
         return 2
     for seed in seeds:
         for stack in stacks:
-            code = run_worker(__file__, ["--worker", "--stack", str(stack), "--seed", str(seed),
-                                         "--study", str(args.study.resolve()), "--out", str(args.out.resolve())]
-                              + (["--smoke"] if args.smoke else []), f"stack {stack} seed {seed}")
-            if code:
-                return code
+            for variant in (["pad"] if stack == 1 else args.variants):
+                code = run_worker(__file__, ["--worker", "--stack", str(stack), "--variant", variant, "--seed",
+                                             str(seed), "--study", str(args.study.resolve()), "--out",
+                                             str(args.out.resolve())] + (["--smoke"] if args.smoke else []),
+                                  f"stack {stack} {variant} seed {seed}")
+                if code:
+                    return code
     return report(args.out)
 
 

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import table_cells
-
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "stacked.py"
 
@@ -25,18 +23,28 @@ def run_bench(*args: str, cwd: Path, expect: int = 0) -> subprocess.CompletedPro
     return done
 
 
-def test_smoke_records_both_stack_sizes_and_tabulates_them(tmp_path):
-    done = run_bench("--smoke", "--out", str(tmp_path / "out"), cwd=tmp_path)
+def table_rows(table: str) -> dict[tuple[str, str], list[str]]:
+    """The results table's rows by (stack, variant)."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("|") and line[1:].strip()[:1].isdigit()]
+    return {(cells[0], cells[1]): cells for cells in rows}
+
+
+def test_smoke_records_both_stack_sizes_and_the_variants_and_tabulates_them(tmp_path):
+    done = run_bench("--smoke", "--variants", "pad", "idle", "--out", str(tmp_path / "out"), cwd=tmp_path)
     results = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
-    assert sorted((r["stack"], r["seed"]) for r in results) == [(1, 42), (2, 42)]
+    assert sorted((r["stack"], r["variant"], r["seed"]) for r in results) == [(1, "pad", 42), (2, "idle", 42),
+                                                                               (2, "pad", 42)]
     for r in results:
         assert r["smoke"] and r["n_trials"] == 4 and r["test_mse"] > 0 and r["trials_per_min"] > 0
     table = (tmp_path / "out" / "results.md").read_text()
+    rows = table_rows(table)
+    assert sorted(rows) == [("1", "–"), ("2", "idle"), ("2", "pad")]
     for r in results:
-        cells = table_cells(table, str(r["stack"]))
-        assert float(cells[3]) == pytest.approx(r["search_trials_per_min"], abs=0.01)
-        assert float(cells[5]) == pytest.approx(r["test_mse"], rel=1e-3)
-    assert "SMOKE RUN" in table and "median stack 2" in done.stdout
+        cells = rows[str(r["stack"]), "–" if r["stack"] == 1 else r["variant"]]
+        assert float(cells[4]) == pytest.approx(r["search_trials_per_min"], abs=0.01)
+        assert float(cells[6]) == pytest.approx(r["test_mse"], rel=1e-3)
+    assert "SMOKE RUN" in table and "median stack 2 idle" in done.stdout
     again = run_bench("--report", str(tmp_path / "out"), cwd=tmp_path)
     assert "median stack 1" in again.stdout
 

@@ -197,6 +197,48 @@ def test_a_later_stack_of_the_same_depth_reuses_the_compiled_model(tmp_path, mon
     assert all(np.isfinite(r.value) and r.epochs_run == 2 for r in result.records)
 
 
+@pytest.mark.parametrize("refill", [True, False], ids=["refill", "idle"])
+def test_a_freed_slot_is_refilled_or_left_idle_as_the_loop_is_set(tmp_path, monkeypatch, refill):
+    """Three grid points, two slots, the member at a tiny rate stopping early: refilled (the default), its
+    slot takes the third trial in the same stack; left idle (the variant benchmarks/stacked.py measures),
+    the third trial waits for a stack of its own. Every trial ends as it would alone either way."""
+    rates = [1e-6, 1e-2, 3e-3]
+    config = study_config(tmp_path, name=f"tiny-refill-{refill}",
+                          space={"learning_rate": {"type": "categorical", "choices": rates}},
+                          model={"optimizer": "adam", "n_hidden": 1, "n_neurons": 8},
+                          search={"n_trials": 3, "stack": 2, "sampler": "grid", "seed": 0},
+                          training={"epochs": 4, "batch_size": 64, "early_stopping": {"patience": 1, "min_delta": 0.02}})
+    monkeypatch.setattr(stacking.StackedTrials, "refill_slots", refill)
+    trained = []
+    train = stacking.StackedTrials.train
+    monkeypatch.setattr(stacking.StackedTrials, "train", lambda self, group: trained.append(len(group)) or train(self, group))
+    result = run(config, tmp_path)
+    assert trained == ([2] if refill else [2, 1])
+    assert len(result.records) == 3 and {r.state for r in result.records} == {COMPLETE}
+    assert {r.params["learning_rate"]: r.epochs_run for r in result.records}[1e-6] == 2
+
+
+def test_a_stack_by_width_holds_only_members_of_one_padded_width(tmp_path, monkeypatch):
+    """Widths 7, 8, 60, 64 (padded to 8, 8, 64, 64), one depth, stacks of 2: grouped by width, each stack
+    holds two members of one padded width (built 8 and 64 wide); padded (the default), stacks form in the
+    sampler's order."""
+    config = study_config(tmp_path, name="tiny-width", space={"n_neurons": {"type": "categorical",
+                                                                            "choices": [7, 8, 60, 64]}},
+                          model={"optimizer": "adam", "n_hidden": 1},
+                          search={"n_trials": 4, "stack": 2, "sampler": "grid", "seed": 0},
+                          training={"epochs": 2, "batch_size": 64})
+    monkeypatch.setattr(stacking.StackedTrials, "by_width", True)
+    trained, built = [], []
+    train, build = stacking.StackedTrials.train, stacking.build_stacked_model
+    monkeypatch.setattr(stacking.StackedTrials, "train",
+                        lambda self, group: trained.append(sorted(m.widths[0] for m in group)) or train(self, group))
+    monkeypatch.setattr(stacking, "build_stacked_model",
+                        lambda configs, *a, **k: built.append(k["max_widths"]) or build(configs, *a, **k))
+    result = run(config, tmp_path)
+    assert sorted(trained) == [[7, 8], [60, 64]] and sorted(built) == [[8], [64]]
+    assert len(result.records) == 4 and {r.state for r in result.records} == {COMPLETE}
+
+
 def test_an_interrupted_stack_leaves_its_trials_interrupted_and_a_rerun_completes(tmp_path, monkeypatch):
     """Ctrl-C in the middle of a stack: each member is a KILLED run and a FAIL trial without reason (not
     counted, its parameters queued again), as an interrupted lone trial; the re-run fills the budget."""

@@ -158,7 +158,16 @@ class Member:
 
 
 class StackedTrials:
-    """The scheduler's loop for ``search.stack`` > 1 (see the module docstring)."""
+    """The scheduler's loop for ``search.stack`` > 1 (see the module docstring).
+
+    Two choices of the loop, measured against their alternatives by ``benchmarks/stacked.py`` (``--variants``),
+    which flips them on the class: ``refill_slots`` (a freed slot takes the next trial that fits; off: it stays
+    idle until the stack's last member ends) and ``by_width`` (off: members of one depth pad to the widest of
+    the stack; on: a stack takes only trials whose widths round to the same :func:`padded_width`).
+    """
+
+    refill_slots: bool = True
+    by_width: bool = False
 
     def __init__(self, scheduler: OptunaScheduler, runner: TrialRunner) -> None:
         self.scheduler = scheduler
@@ -204,16 +213,22 @@ class StackedTrials:
                     self.ask(min(self.size, free))
                     if not self.pending:
                         continue
-                first = self.pending[0].key  # oldest first: no trial waits for ever
-                while (sum(m.key == first for m in self.pending) < self.size
+                first = self._group(self.pending[0])  # oldest first: no trial waits for ever
+                while (sum(self._group(m) == first for m in self.pending) < self.size
                        and self._may_ask(waiting=2 * self.size)):
                     self.ask(1)  # ask ahead for a full stack; the others wait for their own group's
-                group = [m for m in self.pending if m.key == first][: self.size]
+                group = [m for m in self.pending if self._group(m) == first][: self.size]
                 self.pending = [m for m in self.pending if m not in group]
                 self.train(group)
         except KeyboardInterrupt:
             self.abandon()
             raise
+
+    def _group(self, member: Member) -> tuple:
+        """What members of one stack share: :data:`SHARED`, and with :attr:`by_width` the padded widths."""
+        if not self.by_width:
+            return member.key
+        return member.key, tuple(padded_width(w) for w in member.widths)
 
     def timed_out(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -246,7 +261,7 @@ class StackedTrials:
         """Train ``group`` as one stack until every member has ended (refilling freed slots)."""
         runner, d = self.runner, self.runner.data
         head = group[0]
-        self.group_key = head.key
+        self.group_key = self._group(head)
         self.slots = list(group)
         for member in group:
             self._open(member)
@@ -326,7 +341,7 @@ class StackedTrials:
         one asked (when the budget has room and nothing is pending); one that does not fit stays pending."""
         model = self.model
         for slot, member in enumerate(self.slots):
-            if member is not None or self.timed_out():
+            if member is not None or self.timed_out() or not self.refill_slots:
                 continue
             fits = [m for m in self.pending if self._fits(m)]
             while not fits and self._may_ask(waiting=self.size):
@@ -342,6 +357,8 @@ class StackedTrials:
 
     def _fits(self, member: Member) -> bool:
         model = self.model
+        if self.by_width:
+            return self._group(member) == self.group_key
         return (member.key == self.group_key and len(member.widths) == model.n_hidden
                 and all(w <= p for w, p in zip(member.widths, model.padded_widths, strict=True)))
 
