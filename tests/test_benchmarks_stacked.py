@@ -2,6 +2,7 @@
 process): it keeps working, records one result per (stack, seed) and tabulates their medians; no timing or
 quality is asserted. A study that cannot stack is refused before any child process starts."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,6 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow import MlflowClient
+
+from tuning.config.schema import DatasetConfig
+from tuning.data.sources import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "stacked.py"
@@ -30,14 +35,22 @@ def table_rows(table: str) -> dict[tuple[str, str], list[str]]:
     return {(cells[0], cells[1]): cells for cells in rows}
 
 
-def test_smoke_records_both_stack_sizes_and_the_variants_and_tabulates_them(tmp_path):
-    done = run_bench("--smoke", "--variants", "pad", "idle", "--out", str(tmp_path / "out"), cwd=tmp_path)
-    results = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One smoke run of stack 1 and of stack 2 in the pad and idle variants: its folder and output."""
+    tmp = tmp_path_factory.mktemp("stacked")
+    done = run_bench("--smoke", "--variants", "pad", "idle", "--out", str(tmp / "out"), cwd=tmp)
+    return tmp / "out", done
+
+
+def test_smoke_records_both_stack_sizes_and_the_variants_and_tabulates_them(smoke, tmp_path):
+    out, done = smoke
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted((r["stack"], r["variant"], r["seed"]) for r in results) == [(1, "pad", 42), (2, "idle", 42),
                                                                                (2, "pad", 42)]
     for r in results:
         assert r["smoke"] and r["n_trials"] == 4 and r["test_mse"] > 0 and r["trials_per_min"] > 0
-    table = (tmp_path / "out" / "results.md").read_text()
+    table = (out / "results.md").read_text()
     rows = table_rows(table)
     assert sorted(rows) == [("1", "–"), ("2", "idle"), ("2", "pad")]
     for r in results:
@@ -45,7 +58,7 @@ def test_smoke_records_both_stack_sizes_and_the_variants_and_tabulates_them(tmp_
         assert float(cells[4]) == pytest.approx(r["search_trials_per_min"], abs=0.01)
         assert float(cells[6]) == pytest.approx(r["test_mse"], rel=1e-3)
     assert "SMOKE RUN" in table and "median stack 2 idle" in done.stdout
-    again = run_bench("--report", str(tmp_path / "out"), cwd=tmp_path)
+    again = run_bench("--report", str(out), cwd=tmp_path)
     assert "median stack 1" in again.stdout
 
 
@@ -57,3 +70,33 @@ def test_a_study_that_cannot_stack_is_refused_before_any_run(tmp_path):
     done = run_bench("--study", str(path), "--stacks", "1", "4", "--out", str(tmp_path / "out"), cwd=tmp_path,
                      expect=2)
     assert "search.stack" in done.stderr and not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_the_ceiling_counts_each_runs_trials_epochs_and_work_from_its_mlflow_store(smoke, monkeypatch, capsys):
+    """benchmarks/stacked_ceiling.py on the smoke runs: one row per run with the trials, the member-epochs
+    MLflow holds for it and the dense layers' work of those epochs; stack 1 gets a ceiling."""
+    out, _ = smoke
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("stacked_ceiling", ROOT / "benchmarks" / "stacked_ceiling.py")
+    ceiling = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ceiling)
+    assert ceiling.main([str(out), "--smoke"]) == 0
+    printed = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.startswith("stack")}
+    split = load_dataset(DatasetConfig(source="diabetes"))  # the smoke runs' data, the schema's split
+    n_train, n_valid, n_inputs = len(split.X_train), len(split.X_valid), split.X_train.shape[1]
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(rows) == len(results) == 3
+    for r in results:
+        label = f"stack{r['stack']}-{r['variant']}-seed{r['seed']}"
+        client = MlflowClient(tracking_uri=f"sqlite:///{out / 'runs' / label / 'mlflow.db'}")
+        trials = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                    filter_string="tags.`tuning.role` = 'trial'")
+        epochs = [int(t.data.metrics["epochs_run"]) for t in trials]
+        flop = sum(int(t.data.metrics["epochs_run"]) * (3 * n_train + n_valid) * 2
+                   * (n_inputs * w + (h - 1) * w * w + w)
+                   for t in trials for h, w in [(int(t.data.params["n_hidden"]), int(t.data.params["n_neurons"]))])
+        cells = rows[label]
+        assert int(cells[1]) == r["n_trials"] == len(trials) and int(cells[2]) == sum(epochs) > 0
+        assert float(cells[3]) == pytest.approx(flop / 1e9, abs=0.06)
+        assert cells[-1].endswith("x") == (r["stack"] == 1)
