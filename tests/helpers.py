@@ -96,3 +96,54 @@ def table_cells(table: str, first: str) -> list[str]:
         if line.startswith("|") and cells[0] == first:
             return cells
     raise AssertionError(f"no row '{first}' in:\n{table}")
+
+
+# Runs, in order, in the one process it starts, each of the commands of the JSON list in argv[1] as
+# ``python SCRIPT ARGS`` / ``python -m MODULE ARGS`` would (as __main__, with that sys.argv), with the
+# environment entries given for it; prints each one's exit code, stdout and error (a traceback) as the JSON
+# list of its last line. A failed command does not stop the next.
+_ONE_PROCESS = """
+import contextlib, io, json, os, runpy, sys, traceback
+results = []
+for kind, target, args, env in json.loads(sys.argv[1]):
+    os.environ.update(env)
+    sys.argv = [target, *args]
+    out, code, error = io.StringIO(), 0, None
+    try:
+        with contextlib.redirect_stdout(out):
+            if kind == "module":
+                runpy.run_module(target, run_name="__main__", alter_sys=True)
+            else:
+                runpy.run_path(target, run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except BaseException:
+        code, error = 1, traceback.format_exc()
+    results.append({"code": code, "stdout": out.getvalue(), "error": error})
+print(json.dumps(results))
+"""
+
+
+def in_one_process(commands: list[tuple], cwd: Path, env: dict, timeout: float = 600) -> list[dict]:
+    """Commands that would each start a process, run one after the other in ONE new process (a TensorFlow and
+    MLflow start-up saved per command): each ``(kind, target, args, env)`` with ``kind`` ``"script"``
+    (``python target *args``) or ``"module"`` (``python -m target *args``) and environment entries set before
+    it runs. Returns per command ``{"code", "stdout", "error", "stderr"}`` (stderr: the process's); fails when the process itself fails.
+
+    A command run first starts the process as it would alone; a later one finds what the earlier ones
+    imported (a test that needs a module imported first by a command puts that command first)."""
+    import json
+    import subprocess
+    import sys
+
+    runner = Path(cwd) / "_one_process.py"
+    runner.write_text(_ONE_PROCESS)
+    plan = [[kind, str(target), [str(a) for a in args], dict(extra)] for kind, target, args, extra in commands]
+    done = subprocess.run([sys.executable, str(runner), json.dumps(plan)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(results) == len(commands), done.stdout[-3000:]
+    for result in results:
+        result["stderr"] = done.stderr[-3000:]  # the process's, shared by its commands
+    return results

@@ -4,7 +4,8 @@ Small pipelines (a fitted scaler + ``KerasModelRegressor`` with the Hands-On fac
 factory and its custom layer, and an ensemble of both) are exported and logged to MLflow through the tracker,
 then loaded in fresh processes started in another directory, where neither factory module is importable, by
 ``tuning.export.load_model``, ``mlflow.pyfunc.load_model`` and ``python -m tuning.predict``; each predicts
-what the fitting process predicted, row by row and in a batch.
+what the fitting process predicted, row by row and in a batch. The checks share six fresh processes (each starts TensorFlow and
+MLflow), run once for the module by the ``elsewhere`` fixture.
 """
 
 from __future__ import annotations
@@ -100,18 +101,29 @@ def _fresh(exported: dict, *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-# Runs in a fresh process, in another directory: neither factory module may be importable there. For each
-# (export dir, MLflow model URI, rows CSV, first loader) of the JSON list in argv[1] it loads the MLflow model
-# and the export, in the order given: the first one imports the factory's module itself (MLflow from its
-# code/ on sys.path, load_model from code.json), the second finds it imported.
-BOTH = """
-import importlib.util, json, sys
-import numpy as np, pandas as pd
+# Runs in a fresh process, in another directory: neither factory module may be importable there. It takes the
+# steps of the JSON list in argv[1], in order, each one of:
+# - ["predict", tracking URI, args, fresh]: ``python -m tuning.predict *args`` (run as that module's __main__,
+#   with MLFLOW_TRACKING_URI set); only as the first step, so it starts the process as the command does;
+# - ["both", tracking URI, export dir, MLflow model URI, rows CSV, first loader, fresh]: loads the MLflow model
+#   (from that tracking store) and the export,
+#   in the order given: the first one imports the factory's module itself (MLflow from its code/ on sys.path,
+#   load_model from code.json), the second finds it imported.
+# ``fresh`` names the factory modules the step must be the first to import: none of them is imported yet when it
+# starts. Each step's result (the predictions per loader, the command's exit code, or the error) is one entry
+# of the JSON list printed last; a failed step does not stop the next.
+ELSEWHERE = """
+import importlib.util, json, os, runpy, sys, traceback
 assert not any(importlib.util.find_spec(m) for m in ("handson", "wide_deep", "hypermodel")), sys.path
-import mlflow.pyfunc
-from tuning.export import load_model
-results = []
-for export, uri, rows, first in json.loads(sys.argv[1]):
+
+
+def both(tracking, export, uri, rows, first):
+    import numpy as np, pandas as pd
+    import mlflow.pyfunc
+    from tuning.export import load_model
+
+    mlflow.set_tracking_uri(tracking)
+
     rows = pd.read_csv(rows).astype("float64")
     out = {}
     loaders = {"mlflow": lambda: mlflow.pyfunc.load_model(uri), "export": lambda: load_model(export)}
@@ -123,40 +135,111 @@ for export, uri, rows, first in json.loads(sys.argv[1]):
         alone = [float(np.asarray(model.predict(rows.iloc[i : i + 1]), dtype=np.float64).ravel()[0])
                  for i in range(len(rows))]
         out[how] = {"batch": batch.tolist(), "alone": alone}
-    results.append(out)
+    return out
+
+
+def predict(tracking, args):
+    os.environ["MLFLOW_TRACKING_URI"] = tracking
+    sys.argv = ["tuning.predict", *args]
+    try:
+        runpy.run_module("tuning.predict", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return {"code": exc.code or 0}
+    return {"code": 0}
+
+
+results = []
+for number, (kind, *args) in enumerate(json.loads(sys.argv[1])):
+    *args, fresh = args
+    try:
+        assert kind != "predict" or number == 0, "the predict command starts a process"
+        imported = sorted(m for m in fresh if m in sys.modules)
+        assert not imported, f"already imported: {imported}"
+        results.append(both(*args) if kind == "both" else predict(*args))
+    except BaseException:
+        results.append({"error": traceback.format_exc()})
 print(json.dumps(results))
 """
 
 
-def _both(exported: dict, models: list[dict], firsts: list[str]) -> list[dict]:
-    """Each model loaded both ways in ONE fresh process elsewhere: its predictions per loader."""
-    script = exported["tmp"] / "both.py"
-    script.write_text(BOTH)
-    ways = [[str(m["dir"]), m["uri"], str(exported["tmp"] / "rows.csv"), first]
-            for m, first in zip(models, firsts, strict=True)]
-    done = _fresh(exported, str(script), json.dumps(ways))
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _elsewhere(context: dict, steps: list[list]) -> list[dict]:
+    """The steps (see ELSEWHERE) in ONE fresh process elsewhere: each step's result."""
+    script = context["tmp"] / "elsewhere.py"
+    script.write_text(ELSEWHERE)
+    done = _fresh(context, str(script), json.dumps(steps))
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(results) == len(steps), done.stdout[-3000:]
+    return results
+
+
+def _both(context: dict, model: dict, first: str, fresh: list[str]) -> list:
+    """A "both" step: ``model`` (its export dir and MLflow URI) on the rows of ``context`` (a fixture's)."""
+    return ["both", context["tracking_uri"], str(model["dir"]), model["uri"], str(context["tmp"] / "rows.csv"),
+            first, fresh]
+
+
+def _predict(context: dict, where: str, target: Path, fresh: list[str]) -> list:
+    """A "predict" step: ``where`` (an export dir or MLflow model URI) on the rows of ``context``."""
+    return ["predict", context["tracking_uri"], [where, str(context["tmp"] / "rows.csv"), "-o", str(target)], fresh]
+
+
+def _ok(result: dict) -> dict:
+    assert "error" not in result, result["error"]
+    return result
+
+
+@pytest.fixture(scope="module")
+def elsewhere(exported, three_ways, keras_tuner_study) -> dict:
+    """Every fresh-process check of this module, in six fresh processes (each starts TensorFlow and MLflow),
+    run once: case -> result. A process takes at most one first import of each factory module (``handson``,
+    ``wide_deep``, ``hypermodel``; the ensemble's export imports both of its members'), and a predict command
+    starts its process. The cases: each model loaded both ways (``(name, first loader)``: each loader first
+    for the custom layer), the predict command on the handson export and on the ensemble's MLflow model
+    (``("predict", name)``), the three ways of tuning the Hands-On factory (``"three_ways"``, and its predict
+    command ``("predict", "random")``), the KerasTuner study (``"keras_tuner"``, ``("predict", "keras_tuner")``)."""
+    models, ways, kt = exported["models"], three_ways["ways"], keras_tuner_study
+    targets = {"handson": exported["tmp"] / "predictions_handson_export.csv",
+               "ensemble": exported["tmp"] / "predictions_ensemble_mlflow.csv",
+               "random": three_ways["tmp"] / "predictions_random.csv", "keras_tuner": kt["tmp"] / "predictions.csv"}
+    plan = [  # one process each: [(case, step)]
+        [(("predict", "handson"), _predict(exported, str(models["handson"]["dir"]), targets["handson"], ["handson"])),
+         (("wide_deep", "export"), _both(exported, models["wide_deep"], "export", ["wide_deep"])),
+         ("keras_tuner", _both(kt, kt["model"], "export", ["hypermodel"]))],
+        [(("predict", "ensemble"), _predict(exported, models["ensemble"]["uri"], targets["ensemble"],
+                                            ["handson", "wide_deep"]))],
+        [(("predict", "keras_tuner"), _predict(kt, str(kt["model"]["dir"]), targets["keras_tuner"], ["hypermodel"])),
+         (("handson", "mlflow"), _both(exported, models["handson"], "mlflow", ["handson"])),
+         (("wide_deep", "mlflow"), _both(exported, models["wide_deep"], "mlflow", ["wide_deep"]))],
+        [(("ensemble", "export"), _both(exported, models["ensemble"], "export", ["handson", "wide_deep"]))],
+        [(("predict", "random"), _predict(three_ways, str(ways["random"]["dir"]), targets["random"], ["handson"]))],
+        # the first way loaded imports the factory from the export; the others find it imported
+        [(("three_ways", way), _both(three_ways, ways[way], first, ["handson"] if way == "search" else []))
+         for way, first in (("search", "export"), ("optuna", "mlflow"), ("random", "export"))],
+    ]
+    out = {"targets": targets}
+    for cases in plan:
+        for (case, _), result in zip(cases, _elsewhere(exported, [step for _, step in cases]), strict=True):
+            out[case] = result
+    return out
 
 
 # which loader imports the factory first: each way for the custom layer; the predict command's test loads
 # the handson export and the ensemble's MLflow model alone
 @pytest.mark.parametrize(("name", "first"), [("handson", "mlflow"), ("wide_deep", "export"),
                                              ("wide_deep", "mlflow"), ("ensemble", "export")])
-def test_loads_in_a_fresh_process_elsewhere_and_predicts_the_same(exported, name, first):
+def test_loads_in_a_fresh_process_elsewhere_and_predicts_the_same(exported, elsewhere, name, first):
     model = exported["models"][name]
-    got = _both(exported, [model], [first])[0]
+    got = _ok(elsewhere[name, first])
     for how in ("mlflow", "export"):
         np.testing.assert_allclose(got[how]["batch"], model["expected"], **TOL)
         np.testing.assert_allclose(got[how]["alone"], model["expected"], **TOL)
 
 
 @pytest.mark.parametrize(("name", "how"), [("handson", "export"), ("ensemble", "mlflow")])
-def test_predict_command_in_a_fresh_process_elsewhere(exported, name, how):
+def test_predict_command_in_a_fresh_process_elsewhere(exported, elsewhere, name, how):
     model = exported["models"][name]
-    where = str(model["dir"]) if how == "export" else model["uri"]
-    target = exported["tmp"] / f"predictions_{name}_{how}.csv"
-    _fresh(exported, "-m", "tuning.predict", where, str(exported["tmp"] / "rows.csv"), "-o", str(target))
-    out = pd.read_csv(target)
+    assert _ok(elsewhere["predict", name]) == {"code": 0}
+    out = pd.read_csv(elsewhere["targets"][name])
     pd.testing.assert_frame_equal(out.drop(columns=["prediction"]), exported["rows"])
     np.testing.assert_allclose(out["prediction"].to_numpy(), model["expected"], **TOL)
 
@@ -297,59 +380,64 @@ def three_ways(tmp_path_factory) -> dict:
     return {"tmp": tmp, "tracking_uri": uri, "rows": rows, "ways": ways}
 
 
-def test_the_hands_on_factory_tuned_three_ways_predicts_elsewhere(three_ways):
+def test_the_hands_on_factory_tuned_three_ways_predicts_elsewhere(three_ways, elsewhere):
     """Through ``load_model`` and ``mlflow.pyfunc``, the three ways in one fresh process, and ``python -m
     tuning.predict`` in another, both in a directory where ``handson`` does not import: the same values, alone
     and in a batch (the first way loaded imports the factory from the export; the predict command is the
     one other fresh process every way would take, tested with both loaders above)."""
-    tmp, ways = three_ways["tmp"], three_ways["ways"]
-    order = ["search", "optuna", "random"]
-    results = _both(three_ways, [ways[w] for w in order], ["export", "mlflow", "export"])
-    assert len(results) == 3
-    for way, got in zip(order, results, strict=True):
+    ways = three_ways["ways"]
+    for way in ("search", "optuna", "random"):
+        got = _ok(elsewhere["three_ways", way])
         expected = np.asarray(ways[way]["expected"], dtype=np.float64)
         for how in ("mlflow", "export"):
             np.testing.assert_allclose(got[how]["batch"], expected, **TOL, err_msg=f"{way} {how}")
             np.testing.assert_allclose(got[how]["alone"], expected, **TOL, err_msg=f"{way} {how}")
-    target = tmp / "predictions_random.csv"
-    _fresh(three_ways, "-m", "tuning.predict", str(ways["random"]["dir"]), str(tmp / "rows.csv"), "-o", str(target))
-    np.testing.assert_allclose(pd.read_csv(target)["prediction"].to_numpy(), ways["random"]["expected"], **TOL)
+    assert _ok(elsewhere["predict", "random"]) == {"code": 0}
+    predicted = pd.read_csv(elsewhere["targets"]["random"])["prediction"].to_numpy()
+    np.testing.assert_allclose(predicted, ways["random"]["expected"], **TOL)
 
 
-def test_a_keras_tuner_hypermodel_study_exports_a_model_that_predicts_elsewhere(tmp_path):
-    """studies/keras_tuner.yaml (a ``build(hp)`` factory) made tiny: its export and MLflow model predict digits
-    rows in a fresh process elsewhere (``load_model``, ``mlflow.pyfunc``, ``python -m tuning.predict``), alone
-    and in a batch, as in the process that ran the study."""
+@pytest.fixture(scope="module")
+def keras_tuner_study(tmp_path_factory) -> dict:
+    """studies/keras_tuner.yaml (a ``build(hp)`` factory) made tiny and run: its export dir and MLflow URI, digits
+    rows and what this process predicts on them."""
     import yaml
+    from mlflow import MlflowClient
     from sklearn.datasets import load_digits
 
     from tuning.export import load_model
     from tuning.study import run_study
 
+    tmp = tmp_path_factory.mktemp("keras_tuner")
     study = yaml.safe_load((ROOT / "studies" / "keras_tuner.yaml").read_text())
     study["model"]["build"] = f"{MODELS / 'hypermodel.py'}:build_model"
     study["search"].update(n_trials=2)
     study["training"] = {"epochs": 2}
-    study["mlflow"] = {"tracking_uri": tracking_uri(tmp_path)}
-    study["export"] = {"dir": str(tmp_path / "out"), "baseline": False}
-    path = tmp_path / "keras_tuner.yaml"
+    study["mlflow"] = {"tracking_uri": tracking_uri(tmp)}
+    study["export"] = {"dir": str(tmp / "out"), "baseline": False}
+    path = tmp / "keras_tuner.yaml"
     path.write_text(yaml.safe_dump(study))
     with pytest.MonkeyPatch.context() as patch:  # the report's charts: tested in test_report
         patch.setattr(report_html, "write_pictures", no_pictures)
         result = run_study(path, quiet=True)
-    assert result.n_complete >= 1
     rows = load_digits(as_frame=True).data.head(N_ROWS).astype("float64")
-    rows.to_csv(tmp_path / "rows.csv", index=False)
-    from mlflow import MlflowClient
+    rows.to_csv(tmp / "rows.csv", index=False)
+    uri = MlflowClient(tracking_uri(tmp)).get_run(result.parent_run_id).data.tags["model.uri"]
+    expected = np.asarray(load_model(tmp / "out").predict(rows), dtype=np.float64)
+    return {"tmp": tmp, "tracking_uri": tracking_uri(tmp), "result": result,
+            "model": {"dir": tmp / "out", "uri": uri, "expected": expected}}
 
-    uri = MlflowClient(tracking_uri(tmp_path)).get_run(result.parent_run_id).data.tags["model.uri"]
-    context = {"tmp": tmp_path, "tracking_uri": tracking_uri(tmp_path)}
-    model = {"dir": tmp_path / "out", "uri": uri}
-    got = _both(context, [model], ["export"])[0]
-    expected = np.asarray(load_model(tmp_path / "out").predict(rows), dtype=np.float64)
+
+def test_a_keras_tuner_hypermodel_study_exports_a_model_that_predicts_elsewhere(keras_tuner_study, elsewhere):
+    """studies/keras_tuner.yaml (a ``build(hp)`` factory) made tiny: its export and MLflow model predict digits
+    rows in a fresh process elsewhere (``load_model``, ``mlflow.pyfunc``, ``python -m tuning.predict``), alone
+    and in a batch, as in the process that ran the study."""
+    assert keras_tuner_study["result"].n_complete >= 1
+    expected = keras_tuner_study["model"]["expected"]
+    got = _ok(elsewhere["keras_tuner"])
     for how in ("mlflow", "export"):
         np.testing.assert_array_equal(got[how]["batch"], expected)  # class labels
         np.testing.assert_array_equal(got[how]["alone"], expected)
-    target = tmp_path / "predictions.csv"
-    _fresh(context, "-m", "tuning.predict", str(tmp_path / "out"), str(tmp_path / "rows.csv"), "-o", str(target))
-    np.testing.assert_array_equal(pd.read_csv(target)["prediction"].to_numpy(), expected)
+    assert _ok(elsewhere["predict", "keras_tuner"]) == {"code": 0}
+    predicted = pd.read_csv(elsewhere["targets"]["keras_tuner"])["prediction"].to_numpy()
+    np.testing.assert_array_equal(predicted, expected)

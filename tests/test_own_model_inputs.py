@@ -12,8 +12,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import no_pictures, study_dict
+from tests.helpers import in_one_process, no_pictures, study_dict
 from tests.test_own_model_study import exit_2, line_of, write, write_factory
 from tuning.cli.run import main
 from tuning.report import html as report_html
@@ -311,17 +309,52 @@ print(json.dumps(out))
 """
 
 
-def _fresh(model: dict, *args: str) -> subprocess.CompletedProcess:
-    elsewhere = model["tmp"] / "elsewhere"
-    elsewhere.mkdir(exist_ok=True)
-    env = dict(os.environ, PYTHONPATH=str(ROOT), MLFLOW_TRACKING_URI=model["tracking_uri"])
-    done = subprocess.run([sys.executable, *args], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+@pytest.fixture(scope="module")
+def elsewhere(examples) -> dict:
+    """Each example's fresh-process checks, run once for the module: its export and MLflow model loaded and
+    predicting (FRESH), and the predict command on a CSV of its table rows. Three processes instead of six:
+    the one of the predict command of an example (run first, as it starts its process) also loads the next
+    example's models. name -> {"fresh": FRESH's output, "predict": the command's result, "target": CSV}."""
+    from tuning.export import load_model
+
+    names = [name for name in sorted(examples) if not isinstance(examples[name], str)]
+    checks = {}
+    for name in names:
+        model, tmp = examples[name], examples[name]["tmp"]
+        rows = model["rows"]
+        api_file = tmp / ("api.json" if isinstance(rows["api"], list) else "api.csv")
+        if isinstance(rows["api"], list):
+            api_file.write_text(json.dumps(rows["api"]))
+        else:
+            rows["api"].to_csv(api_file, index=False)
+        rows["frame"].to_csv(tmp / "frame.csv", index=False)
+        script = tmp / "fresh.py"
+        script.write_text(FRESH)
+        proba = hasattr(load_model(model["dir"]), "predict_proba")
+        env = {"MLFLOW_TRACKING_URI": model["tracking_uri"]}
+        checks[name] = {
+            "fresh": ("script", script, [model["dir"], model["uri"], api_file, tmp / "frame.csv"], env),
+            "predict": ("module", "tuning.predict", [model["dir"], tmp / "frame.csv", "-o", tmp / "predictions.csv",
+                                                     *(["--proba"] if proba else [])], env),
+        }
+    out = {name: {"target": examples[name]["tmp"] / "predictions.csv"} for name in names}
+    for i, name in enumerate(names):
+        after = names[(i + 1) % len(names)]
+        elsewhere = examples[name]["tmp"] / "elsewhere"
+        elsewhere.mkdir(exist_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        out[name]["predict"], out[after]["fresh"] = in_one_process(
+            [checks[name]["predict"], checks[after]["fresh"]], elsewhere, env)
+    return out
+
+
+def _ok(result: dict) -> dict:
+    assert result["code"] == 0, f"{result['error'] or ''}{result['stderr']}"
+    return result
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
-def test_a_shipped_example_exports_a_model_that_predicts_source_rows_in_a_fresh_process(examples, name):
+def test_a_shipped_example_exports_a_model_that_predicts_source_rows_in_a_fresh_process(examples, elsewhere, name):
     model = examples[name]
     if isinstance(model, str):
         pytest.skip(model)
@@ -333,17 +366,7 @@ def test_a_shipped_example_exports_a_model_that_predicts_source_rows_in_a_fresh_
     expected = np.asarray(how(rows["api"]), dtype=np.float64)  # in this process
     scale = float(np.max(np.abs(expected)))
     tol = dict(rtol=TOL["rtol"], atol=TOL["atol"] * scale)
-    tmp = model["tmp"]
-    api_file = tmp / ("api.json" if isinstance(rows["api"], list) else "api.csv")
-    if isinstance(rows["api"], list):
-        api_file.write_text(json.dumps(rows["api"]))
-    else:
-        rows["api"].to_csv(api_file, index=False)
-    rows["frame"].to_csv(tmp / "frame.csv", index=False)
-    script = tmp / "fresh.py"
-    script.write_text(FRESH)
-    got = json.loads(_fresh(model, str(script), str(model["dir"]), model["uri"], str(api_file),
-                            str(tmp / "frame.csv")).stdout.strip().splitlines()[-1])
+    got = json.loads(_ok(elsewhere[name]["fresh"])["stdout"].strip().splitlines()[-1])
     np.testing.assert_allclose(got["export"], expected, **tol)
     np.testing.assert_allclose(got["export_alone"], expected, **tol)
     # the MLflow model predicts labels (classifier) or values, from the padded / flat / raw table of the same rows
@@ -351,9 +374,8 @@ def test_a_shipped_example_exports_a_model_that_predicts_source_rows_in_a_fresh_
     np.testing.assert_allclose(got["mlflow"], np.asarray(labels, dtype=float).ravel(), **tol)
     np.testing.assert_allclose(got["mlflow_alone"], np.asarray(labels, dtype=float).ravel(), **tol)
     # the predict command on a CSV of the table rows
-    target = tmp / "predictions.csv"
-    _fresh(model, "-m", "tuning.predict", str(model["dir"]), str(tmp / "frame.csv"), "-o", str(target),
-           *(["--proba"] if hasattr(pipeline, "predict_proba") else []))
+    _ok(elsewhere[name]["predict"])
+    target = elsewhere[name]["target"]
     table = pd.read_csv(target)
     np.testing.assert_allclose(table["prediction"].to_numpy(dtype=float), np.asarray(labels, dtype=float).ravel(), **tol)
     if hasattr(pipeline, "predict_proba"):
