@@ -59,7 +59,7 @@ def make_config(study: Path, stack: int, smoke: bool):
                         name=f"{Path(study).stem}-stack{stack}")
 
 
-def run_one(study: Path, stack: int, seed: int, smoke: bool, workdir: Path, variant: str = "pad") -> dict:
+def run_one(study: Path, stack: int, seed: int, smoke: bool, workdir: Path, variant: str = "width") -> dict:
     """One study run in this (child) process: its measurements."""
     study_process()
     from tuning.search.stacking import StackedTrials
@@ -157,8 +157,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--stacks", type=int, nargs="+", help="search.stack values (default 1 4 8; smoke: 1 2)")
     p.add_argument("--seeds", type=int, nargs="+", help="search.seed values (default 42 43 44; smoke: 42)")
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["pad"],
-                   help="the stacking loop's variants to run for each stack size > 1 (default: pad)")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["width"],
+                   help="the stacking loop's variants to run for each stack size > 1 (default: width, the loop's default)")
     p.add_argument("--study", type=Path, default=STUDY, help="the study file (default studies/housing_plain.yaml)")
     p.add_argument("--out", type=Path, default=Path("bench-stacked"))
     p.add_argument("--smoke", action="store_true",
@@ -167,7 +167,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--stack", type=int, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--variant", default="pad", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    p.add_argument("--variant", default="width", choices=list(VARIANTS), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 

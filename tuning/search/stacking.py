@@ -18,8 +18,9 @@ What each member gets, as a lone trial gets it from its estimator's ``fit`` (:mo
 
 A stack shares the depth, the batch size, the activation and the periodic embedding's shape (:data:`SHARED`;
 each member has its own ``frequency_scale``): the asked trials are grouped
-by them, oldest first, and members of different widths are padded to the widest of the group, rounded up to
-the next of 8, 12, 16, 24, 32, 48, ... (:func:`padded_width`). A member
+by them and by their widths rounded up to the next of 8, 12, 16, 24, 32, 48, ... (:func:`padded_width`),
+oldest first, and padded to that width (measured faster than padding all members of a depth to the widest:
+``StackedTrials.by_width``). A member
 that ends (complete, early-stopped, pruned, failed) is frozen and its slot **refilled** with the next
 trial: a pending one of the same group, else newly asked ones until one fits (same shared settings, no
 wider than the stack) or K trials wait; those that do not fit wait for the next stack, and a slot that finds
@@ -167,7 +168,7 @@ class StackedTrials:
     """
 
     refill_slots: bool = True
-    by_width: bool = False
+    by_width: bool = True
 
     def __init__(self, scheduler: OptunaScheduler, runner: TrialRunner) -> None:
         self.scheduler = scheduler
