@@ -242,7 +242,9 @@ def test_a_stack_by_width_holds_only_members_of_one_padded_width(tmp_path, monke
 def test_an_interrupted_stack_leaves_its_trials_interrupted_and_a_rerun_completes(tmp_path, monkeypatch):
     """Ctrl-C in the middle of a stack: each member is a KILLED run and a FAIL trial without reason (not
     counted, its parameters queued again), as an interrupted lone trial; the re-run fills the budget."""
-    config = study_config(tmp_path, name="tiny-resume", search={"n_trials": 2, "stack": 2},
+    config = study_config(tmp_path, name="tiny-resume", search={"n_trials": 2, "stack": 2},  # one stack: one width
+                          space={"learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
+                          model={"optimizer": "adam", "n_hidden": 1, "n_neurons": 8},
                           training={"epochs": 2, "batch_size": 64, "early_stopping": {"enabled": False}})
     calls = []
 
