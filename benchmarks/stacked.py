@@ -11,9 +11,9 @@ compares something. Every finished run is appended to ``results.jsonl``; ``--rep
 (medians over seeds per stack size and variant, and the speed-up against stack 1).
 
 ``--variants`` measures the stacking loop's two choices side by side (each stack size > 1 runs once per
-variant): ``pad`` (the default: members of one depth padded to the widest, a freed slot refilled), ``width``
-(a stack takes only members whose widths round to the same padded width) and ``idle`` (a freed slot stays
-idle until the stack's last member ends).
+variant): ``width`` (the default: a stack takes only members whose widths round to the same padded width, a
+freed slot refilled), ``pad`` (members of one depth padded to the widest) and ``idle`` (padded, a freed slot
+stays idle until the stack's last member ends). Stack 1 runs once, recorded under ``pad``.
 
     python benchmarks/stacked.py --stacks 1 4 8 --seeds 42 43 44 --out bench-stacked
     python benchmarks/stacked.py --stacks 1 4 --variants pad width idle --out bench-stacked-variants
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
                 code = run_worker(__file__, ["--worker", "--stack", str(stack), "--variant", variant, "--seed",
                                              str(seed), "--study", str(args.study.resolve()), "--out",
                                              str(args.out.resolve())] + (["--smoke"] if args.smoke else []),
-                                  f"stack {stack} {variant} seed {seed}")
+                                  f"stack {stack} seed {seed}" if stack == 1 else f"stack {stack} {variant} seed {seed}")
                 if code:
                     return code
     return report(args.out)

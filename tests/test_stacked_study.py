@@ -4,6 +4,8 @@ tracked, pruned, stopped, resumed and exported as the trials of an unstacked stu
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as np
 import optuna
@@ -18,9 +20,10 @@ from tuning.config.schema import load_study
 from tuning.data.sources import load_dataset
 from tuning.errors import StudyConfigError
 from tuning.export import load_model
+from tuning.parallel.workers import thread_budget
 from tuning.records import COMPLETE, KILLED, PRUNED, TrialRecord
 from tuning.report import html as report_html
-from tuning.search.backends.optuna import OptunaScheduler, counts_toward_budget
+from tuning.search.backends.optuna import WORKER, OptunaScheduler, counts_toward_budget
 from tuning.study import run_study
 from tuning.tracking.tracker import MlflowTracker
 
@@ -49,26 +52,51 @@ def children(client: MlflowClient, parent_run_id: str):
     return sorted(runs, key=lambda r: int(r.data.tags["trial.number"]))
 
 
+def after_a_helper_claims(count: int, stores: list):
+    """``StackedTrials.run`` that first waits (at most two minutes) until another process (the ``--workers``
+    helper) has claimed ``count`` trials, so that both processes run stacks whatever their start-up times."""
+    real = stacking.StackedTrials.run
+
+    def run(self, n_trials, timeout):
+        stores.append(self.store.url)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and sum(
+                (t.user_attrs.get(WORKER) or {}).get("pid") not in (None, os.getpid())
+                for t in self.store.study.get_trials(deepcopy=False)) < count:
+            time.sleep(0.2)
+        return real(self, n_trials, timeout)
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
     """The same tiny study stacked (3 at a time, 6 trials, plateau schedule, periodic embeddings at a tuned
-    frequency_scale: the default housing study's network) and alone (1 trial)."""
+    frequency_scale: the default housing study's network; two processes: a ``--workers`` helper trains the
+    first stack, this process the second) and alone (1 trial). One depth and one padded width (9-12 units
+    pad to 12), so that each stack takes three trials."""
     out = {}
-    space = {"n_hidden": {"type": "int", "low": 1, "high": 2}, "n_neurons": {"type": "int", "low": 4, "high": 16},
+    space = {"n_hidden": {"type": "int", "low": 2, "high": 2}, "n_neurons": {"type": "int", "low": 9, "high": 12},
              "learning_rate": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
              "frequency_scale": {"type": "float", "low": 0.05, "high": 0.5, "log": True}}
-    for stack, n_trials in ((3, 6), (1, 1)):
+    for stack, n_trials, workers in ((3, 6, 2), (1, 1, 1)):
         tmp = tmp_path_factory.mktemp(f"stack{stack}")
-        config = study_config(tmp, name=f"tiny-stack{stack}", search={"n_trials": n_trials, "stack": stack},
+        config = study_config(tmp, name=f"tiny-stack{stack}",
+                              search={"n_trials": n_trials, "stack": stack, "workers": workers},
                               model={"optimizer": "adam", "lr_schedule": "plateau", "numeric_embedding": "periodic",
                                      "n_frequencies": 4, "embedding_dim": 4}, space=space,
                               training={"epochs": 4, "batch_size": 64, "early_stopping": {"patience": 2}})
-        out[stack] = config, run(config, tmp), tmp
+        stores = []
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in (thread_budget(workers) if workers > 1 else {}).items():
+                patch.setenv(name, value)  # what the helper inherits; undone here, not left to later tests
+            patch.setattr(stacking.StackedTrials, "run", after_a_helper_claims(stack if workers > 1 else 0, stores))
+            out[stack] = config, run(config, tmp), tmp, (stores or [None])[0]
     return out
 
 
 def test_a_stacked_study_records_tracks_and_exports_like_an_unstacked_one(studies):
-    (config, result, tmp), (lone_config, lone, _) = studies[3], studies[1]
+    (config, result, tmp, storage), (lone_config, lone, _, _) = studies[3], studies[1]
     assert not result.interrupted and len(result.records) == 6
     assert {r.state for r in result.records} == {COMPLETE}
     assert [r.number for r in sorted(result.records, key=lambda r: r.number)] == list(range(6))
@@ -99,6 +127,16 @@ def test_a_stacked_study_records_tracks_and_exports_like_an_unstacked_one(studie
         curve = sorted(client.get_metric_history(mlflow_run.info.run_id, "val_loss"), key=lambda m: m.step)
         scales.append(record.value / curve[record.best_epoch - 1].value)
     assert np.allclose(scales, scales[0], rtol=1e-4)
+    # two processes (the --workers helper and this one), each trained three of the trials side by side
+    trials = [t for t in optuna.load_study(study_name=config.name, storage=storage).get_trials()
+              if counts_toward_budget(t)]
+    by_process = {}
+    for trial in trials:
+        by_process.setdefault(trial.user_attrs[WORKER]["pid"], []).append(trial.number)
+    assert sorted(len(numbers) for numbers in by_process.values()) == [3, 3], by_process
+    spans = {int(r.data.tags["trial.number"]): (r.info.start_time, r.info.end_time) for r in runs}
+    for numbers in by_process.values():  # one stack: its members' runs are open at the same time
+        assert max(spans[n][0] for n in numbers) < min(spans[n][1] for n in numbers), (numbers, spans)
     parent = client.get_run(result.parent_run_id).data
     assert set(parent.metrics) == set(lone_client.get_run(lone.parent_run_id).data.metrics)
     # the export: reloads, predicts float64 rows, scores what the study said
