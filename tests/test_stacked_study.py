@@ -315,6 +315,52 @@ def test_an_interrupted_stack_leaves_its_trials_interrupted_and_a_rerun_complete
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask/tell here
+def test_a_stack_killed_with_kill_9_is_failed_and_trained_again_as_a_stack(tmp_path):
+    """What a process killed (kill -9) in the middle of a stack leaves: its two members RUNNING in the study
+    store under its (dead) pid, their MLflow runs open. The next run fails them (no reason: not counted),
+    closes their runs as KILLED and trains their parameters again, side by side in one stack."""
+    import subprocess
+    import sys
+
+    from tuning.search.backends import make_store
+    from tuning.search.backends.base import PARENT_RUN
+    from tuning.search.space import suggest
+
+    config = study_config(tmp_path, name="tiny-kill", search={"n_trials": 2, "stack": 2},  # one stack: one width
+                          space={"learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
+                          model={"optimizer": "adam", "n_hidden": 1, "n_neurons": 8},
+                          training={"epochs": 2, "batch_size": 64, "early_stopping": {"enabled": False}})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    client = MlflowClient(config.mlflow.tracking_uri)
+    experiment = client.create_experiment(config.name)
+    parent = client.create_run(experiment, tags={"tuning.role": "study"}).info.run_id
+    store = make_store(config, config.export_dir)
+    store.open("minimize", "mse")
+    store.set_attr(PARENT_RUN, parent)
+    killed = []
+    for number in range(2):
+        trial = store.study.ask()
+        suggest(trial, config.space)
+        trial.set_user_attr(WORKER, store.worker.as_dict() | {"pid": dead.pid, "started": None})
+        client.create_run(experiment, tags={"mlflow.parentRunId": parent, "tuning.role": "trial",
+                                            "trial.number": str(number)})
+        killed.append(trial.params["learning_rate"])
+
+    result = run(config, tmp_path)
+    assert not result.interrupted and result.parent_run_id == parent
+    trials = optuna.load_study(study_name=config.name, storage=store.url).trials
+    assert [(t.state.name, "reason" in t.user_attrs) for t in trials[:2]] == [("FAIL", False)] * 2
+    assert len(trials) == 4 and [counts_toward_budget(t) for t in trials] == [False, False, True, True]
+    assert sorted(t.params["learning_rate"] for t in trials[2:]) == sorted(killed)
+    runs = {int(r.data.tags["trial.number"]): r for r in children(client, parent)}
+    assert sorted(runs) == [0, 1, 2, 3]
+    assert [runs[n].info.status for n in range(4)] == ["KILLED", "KILLED", "FINISHED", "FINISHED"]
+    retried = [runs[2].info, runs[3].info]  # one stack: both runs open at the same time
+    assert max(r.start_time for r in retried) < min(r.end_time for r in retried)
+
+
 def test_a_stack_that_cannot_train_fails_its_trials_with_the_reason(tmp_path, monkeypatch):
     config = study_config(tmp_path, name="tiny-broken", search={"n_trials": 2, "stack": 2})
 
