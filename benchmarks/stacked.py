@@ -48,26 +48,32 @@ VARIANTS = {"pad": {"refill_slots": True, "by_width": False},
             "idle": {"refill_slots": False, "by_width": False}}
 
 
-def make_config(study: Path, stack: int, smoke: bool):
-    """The study file with ``search.stack`` (smoke: the diabetes data, a few short trials, no time limit)."""
+def make_config(study: Path, stack: int, smoke: bool, n_trials: int | None = None, timeout: float | None = None):
+    """The study file with ``search.stack`` (smoke: the diabetes data, a few short trials, no time limit),
+    and ``n_trials`` / ``timeout`` (seconds of search) when given."""
     search = {"stack": stack, "workers": 1}
     training = None
     if smoke:
         search.update(n_trials=SMOKE_TRIALS, timeout=None)
         training = {"epochs": SMOKE_EPOCHS}
+    if n_trials:
+        search["n_trials"] = n_trials
+    if timeout:
+        search["timeout"] = timeout
     return study_config(study, smoke=smoke, search=search, training=training,
                         name=f"{Path(study).stem}-stack{stack}")
 
 
-def run_one(study: Path, stack: int, seed: int, smoke: bool, workdir: Path, variant: str = "width") -> dict:
+def run_one(study: Path, stack: int, seed: int, smoke: bool, workdir: Path, variant: str = "width",
+            n_trials: int | None = None, timeout: float | None = None) -> dict:
     """One study run in this (child) process: its measurements."""
     study_process()
     from tuning.search.stacking import StackedTrials
     from tuning.study import run_study
 
     workdir.mkdir(parents=True, exist_ok=True)
-    config = make_config(study, stack, smoke).with_overrides(seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"),
-                                                             output_dir=workdir / "export")
+    config = make_config(study, stack, smoke, n_trials, timeout).with_overrides(
+        seed=seed, tracking_uri=sqlite_uri(workdir / "mlflow.db"), output_dir=workdir / "export")
     defaults = {name: getattr(StackedTrials, name) for name in VARIANTS[variant]}
     try:  # a smoke run shares its process with its caller: the class is put back as it was
         for name, value in VARIANTS[variant].items():
@@ -160,6 +166,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["width"],
                    help="the stacking loop's variants to run for each stack size > 1 (default: width, the loop's default)")
     p.add_argument("--study", type=Path, default=STUDY, help="the study file (default studies/housing_plain.yaml)")
+    p.add_argument("--trials", type=int, help="search.n_trials of every run (default: the study's; at least the "
+                   "largest stack, e.g. 2000 for stacks in the hundreds on a GPU)")
+    p.add_argument("--timeout", type=float, help="search.timeout of every run in seconds: each run's trials per "
+                   "minute over the trials it finished by then (default: the study's)")
     p.add_argument("--out", type=Path, default=Path("bench-stacked"))
     p.add_argument("--smoke", action="store_true",
                    help=f"diabetes, {SMOKE_TRIALS} trials of {SMOKE_EPOCHS} epochs: checks the script works")
@@ -180,7 +190,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.worker:
         workdir = args.out / "runs" / f"stack{args.stack}-{args.variant}-seed{args.seed}"
-        result = run_one(args.study, args.stack, args.seed, args.smoke, workdir, args.variant)
+        result = run_one(args.study, args.stack, args.seed, args.smoke, workdir, args.variant, args.trials,
+                         args.timeout)
         save_result(args.out, result, key=("stack", "variant", "seed"))
         print(f"stack {args.stack} {args.variant} seed {args.seed}: {result['wall_time_s']:.1f} s, "
               f"{_fmt(result['trials_per_min'], '.2f')} trials/min, test MSE {_fmt(result['test_mse'])}", flush=True)
@@ -189,16 +200,18 @@ def main(argv=None) -> int:
     seeds = args.seeds or ([42] if args.smoke else [42, 43, 44])
     try:
         for stack in stacks:  # refuse a study that cannot stack here, before any child starts
-            make_config(args.study, stack, args.smoke)
+            make_config(args.study, stack, args.smoke, args.trials, args.timeout)
     except StudyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    passed = ((["--smoke"] if args.smoke else []) + (["--trials", str(args.trials)] if args.trials else [])
+              + (["--timeout", str(args.timeout)] if args.timeout else []))
     for seed in seeds:
         for stack in stacks:
             for variant in (["pad"] if stack == 1 else args.variants):
                 code = run_worker(__file__, ["--worker", "--stack", str(stack), "--variant", variant, "--seed",
                                              str(seed), "--study", str(args.study.resolve()), "--out",
-                                             str(args.out.resolve())] + (["--smoke"] if args.smoke else []),
+                                             str(args.out.resolve()), *passed],
                                   f"stack {stack} seed {seed}" if stack == 1 else f"stack {stack} {variant} seed {seed}")
                 if code:
                     return code

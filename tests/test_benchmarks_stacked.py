@@ -37,9 +37,10 @@ def table_rows(table: str) -> dict[tuple[str, str], list[str]]:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """One smoke run of stack 1 and of stack 2 in the pad and idle variants: its folder and output."""
+    """One smoke run (3 trials instead of the smoke's 4) of stack 1 and of stack 2 in the pad and idle
+    variants: its folder and output."""
     tmp = tmp_path_factory.mktemp("stacked")
-    done = run_bench("--smoke", "--variants", "pad", "idle", "--out", str(tmp / "out"), cwd=tmp)
+    done = run_bench("--smoke", "--trials", "3", "--variants", "pad", "idle", "--out", str(tmp / "out"), cwd=tmp)
     return tmp / "out", done
 
 
@@ -49,7 +50,7 @@ def test_smoke_records_both_stack_sizes_and_the_variants_and_tabulates_them(smok
     assert sorted((r["stack"], r["variant"], r["seed"]) for r in results) == [(1, "pad", 42), (2, "idle", 42),
                                                                                (2, "pad", 42)]
     for r in results:
-        assert r["smoke"] and r["n_trials"] == 4 and r["test_mse"] > 0 and r["trials_per_min"] > 0
+        assert r["smoke"] and r["n_trials"] == 3 and r["test_mse"] > 0 and r["trials_per_min"] > 0
     table = (out / "results.md").read_text()
     rows = table_rows(table)
     assert sorted(rows) == [("1", "–"), ("2", "idle"), ("2", "pad")]
@@ -72,14 +73,31 @@ def test_a_study_that_cannot_stack_is_refused_before_any_run(tmp_path):
     assert "search.stack" in done.stderr and not (tmp_path / "out" / "results.jsonl").exists()
 
 
+def test_trials_and_timeout_replace_the_studys(monkeypatch):
+    """``--trials`` / ``--timeout`` (for stacks in the hundreds, and a fixed time per run) set every run's
+    ``search.n_trials`` / ``search.timeout``; without them the study file's values hold."""
+    stacked = load_script("stacked", monkeypatch)
+    study = ROOT / "studies" / "housing_plain.yaml"
+    config = stacked.make_config(study, 256, False, n_trials=2000, timeout=300)
+    assert (config.search.stack, config.search.n_trials, config.search.timeout) == (256, 2000, 300)
+    plain = stacked.make_config(study, 4, False)
+    assert (plain.search.n_trials, plain.search.timeout) == (30, yaml.safe_load(study.read_text())["search"].get("timeout"))
+
+
+def load_script(name: str, monkeypatch):
+    """A benchmark script as a module (the benchmarks folder on the path for its ``_common``)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_ceiling_counts_each_runs_trials_epochs_and_work_from_its_mlflow_store(smoke, monkeypatch, capsys):
     """benchmarks/stacked_ceiling.py on the smoke runs: one row per run with the trials, the member-epochs
     MLflow holds for it and the dense layers' work of those epochs; stack 1 gets a ceiling."""
     out, _ = smoke
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("stacked_ceiling", ROOT / "benchmarks" / "stacked_ceiling.py")
-    ceiling = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ceiling)
+    ceiling = load_script("stacked_ceiling", monkeypatch)
     assert ceiling.main([str(out), "--smoke"]) == 0
     printed = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in printed.splitlines() if line.startswith("stack")}
