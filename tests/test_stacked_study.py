@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -50,6 +51,11 @@ def children(client: MlflowClient, parent_run_id: str):
     runs = client.search_runs([parent.info.experiment_id],
                               filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=100)
     return sorted(runs, key=lambda r: int(r.data.tags["trial.number"]))
+
+
+def exported_files(directory) -> set[str]:
+    """The export's files, less SQLite's ``-wal``/``-shm`` files of a store this test still holds open."""
+    return {str(p.relative_to(directory)) for p in Path(directory).rglob("*") if not p.name.endswith(("-wal", "-shm"))}
 
 
 def after_a_helper_claims(count: int, stores: list):
@@ -147,6 +153,7 @@ def test_a_stacked_study_records_tracks_and_exports_like_an_unstacked_one(studie
     mse = float(np.mean((predicted - np.asarray(split.y_test)) ** 2))
     assert mse == pytest.approx(result.test_metrics["mse"], rel=1e-6)
     assert (tmp / "out").is_dir() and type(pipeline[-1]) is type(load_model(lone.export_dir)[-1])
+    assert exported_files(result.export_dir) == exported_files(lone.export_dir)
     assert pipeline[-1].model_.get_layer("periodic_embedding").n_frequencies == 4
 
 
