@@ -140,25 +140,26 @@ def save_result(out: Path, result: dict, key: tuple[str, ...] = ("method", "seed
 
 
 def run_worker(script: str, args: list[str], label: str) -> int:
-    """Run ``script`` (a benchmark file) with ``args`` from the repository root, saying what runs and, if it
-    fails, its exit code; returns that code. A real run starts a child process per worker, so every tool
-    gets a fresh process and its own clock; a ``--smoke`` run (a check that the script works) calls the
-    script's ``main`` in this process instead, sparing a TensorFlow start-up per worker."""
+    """Run ``script`` (a benchmark file) with ``args`` in this process's directory (relative paths in
+    ``args``, such as ``--out``, mean what they meant to the launcher), saying what runs and, if it fails,
+    its exit code; returns that code. A real run starts a child process per worker, so every tool gets a
+    fresh process and its own clock; a ``--smoke`` run (a check that the script works) calls the script's
+    ``main`` in this process instead, sparing a TensorFlow start-up per worker."""
     import subprocess
 
     print(f"running {label} ...", flush=True)
     if "--smoke" in args:
         code = _run_in_process(script, args)
     else:
-        code = subprocess.run([sys.executable, str(Path(script).resolve()), *args], cwd=ROOT).returncode
+        code = subprocess.run([sys.executable, str(Path(script).resolve()), *args]).returncode
     if code != 0:
         print(f"{label} failed (exit {code})", flush=True)
     return code
 
 
 def _run_in_process(script: str, args: list[str]) -> int:
-    """``main(args)`` of the benchmark file ``script``, run from the repository root; an exception is
-    printed with its traceback and counts as exit code 1, as it would in a child process."""
+    """``main(args)`` of the benchmark file ``script``; an exception is printed with its traceback and
+    counts as exit code 1, as it would in a child process."""
     import importlib.util
     import traceback
 
@@ -168,8 +169,6 @@ def _run_in_process(script: str, args: list[str]) -> int:
         spec = importlib.util.spec_from_file_location(f"_benchmark_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    here = Path.cwd()
-    os.chdir(ROOT)
     try:
         return int(module.main(list(args)) or 0)
     except SystemExit as stop:
@@ -177,5 +176,3 @@ def _run_in_process(script: str, args: list[str]) -> int:
     except Exception:  # noqa: BLE001 - a failed worker is reported, as a child process's would be
         traceback.print_exc()
         return 1
-    finally:
-        os.chdir(here)

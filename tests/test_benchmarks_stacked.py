@@ -118,3 +118,20 @@ def test_the_ceiling_counts_each_runs_trials_epochs_and_work_from_its_mlflow_sto
         assert int(cells[1]) == r["n_trials"] == len(trials) and int(cells[2]) == sum(epochs) > 0
         assert float(cells[3]) == pytest.approx(flop / 1e9, abs=0.06)
         assert cells[-1].endswith("x") == (r["stack"] == 1)
+
+
+def test_a_worker_writes_where_the_launcher_was_started(tmp_path, monkeypatch):
+    """A relative ``--out`` means the launcher's directory to its workers, in a child process (a real run)
+    and in this process (a smoke run), wherever the repository is."""
+    script = tmp_path / "writes_out.py"
+    script.write_text("import sys\nfrom pathlib import Path\n\n\ndef main(argv):\n"
+                      "    out = Path(argv[argv.index('--out') + 1])\n    out.mkdir()\n"
+                      "    (out / 'done').write_text('ok')\n\n\n"
+                      "if __name__ == '__main__':\n    sys.exit(main(sys.argv[1:]))\n")
+    common = load_script("_common", monkeypatch)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert common.run_worker(str(script), ["--out", "child"], "child") == 0
+    assert common.run_worker(str(script), ["--smoke", "--out", "inside"], "in process") == 0
+    assert (elsewhere / "child" / "done").is_file() and (elsewhere / "inside" / "done").is_file()
