@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 
 import keras
+import numpy as np
 
 
 class EpochReporter(keras.callbacks.Callback):
@@ -17,6 +18,16 @@ class EpochReporter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.fn(epoch, dict(logs or {}))
+
+
+class StopOnInvalidLoss(keras.callbacks.Callback):
+    """``keras.callbacks.TerminateOnNaN`` without its print: stop training at the first batch log whose loss
+    is NaN or infinite (the epoch still ends; the fit's history then ends with that loss)."""
+
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.model.stop_training = True
 
 
 def early_stopping(monitor: str, patience: int, min_delta: float, restore_best_weights: bool):

@@ -426,7 +426,10 @@ class StackedMLP(keras.Model):
 
     def member_scores(self, x, y, metrics: Sequence[str] = ("loss",), batch_size: int = 4096) -> dict[str, np.ndarray]:
         """:meth:`evaluate_members` for several metrics from one prediction: metric -> ``(K,)``."""
-        pred = self.predict_members(x, batch_size)
+        return self.scores_of(self.predict_members(x, batch_size), y, metrics)
+
+    def scores_of(self, pred: np.ndarray, y, metrics: Sequence[str] = ("loss",)) -> dict[str, np.ndarray]:
+        """:meth:`member_scores` of outputs already predicted (:meth:`predict_members`)."""
         return {metric: self._score(pred, np.asarray(y), metric) for metric in metrics}
 
     def predict_members(self, x, batch_size: int = 4096) -> np.ndarray:

@@ -30,6 +30,27 @@ class StandardizedTargetEncoder(RegressorTargetEncoder):
         return y * self.scale_ + self.mean_
 
 
+def takes_logits(loss) -> bool:
+    """Whether a compiled Keras loss reads the network's outputs as logits (``from_logits=True``)."""
+    get_config = getattr(loss, "get_config", None)
+    if loss is None or isinstance(loss, str) or get_config is None:
+        return False
+    try:
+        return bool(get_config().get("from_logits", False))
+    except Exception:  # a loss whose config cannot be read: it takes what the network outputs
+        return False
+
+
+def logits_to_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """Logits as class probabilities: a sigmoid for one unit, else a softmax over the last axis."""
+    from scipy import special
+
+    outputs = np.asarray(outputs, dtype="float64")
+    if outputs.ndim == 1 or outputs.shape[-1] == 1:
+        return special.expit(outputs)
+    return special.softmax(outputs, axis=-1)
+
+
 def is_one_hot_loss(loss) -> bool:
     """Whether a compiled Keras loss wants one-hot targets (categorical, not sparse, cross-entropy)."""
     import keras

@@ -27,7 +27,7 @@ from scikeras.wrappers import KerasClassifier, KerasRegressor
 from estimators import hyperparams
 from estimators.build import make_optimizer, skip_single_replica_all_reduce
 from estimators.factory import FACTS, Factory, FactoryError, resolve
-from estimators.targets import OneHotTargets, is_one_hot_loss
+from estimators.targets import OneHotTargets, is_one_hot_loss, logits_to_probabilities, takes_logits
 from estimators.wrappers import _ClassifierParts, _init_params, _KerasMLPMixin, _RegressorParts
 
 __all__ = ["KerasModelClassifier", "KerasModelRegressor", "model_factory"]
@@ -271,6 +271,13 @@ class _KerasModelMixin(_KerasMLPMixin):
             return "mse"
         units = int(model.outputs[0].shape[-1]) if getattr(model, "outputs", None) else None
         return "binary_crossentropy" if units == 1 else "sparse_categorical_crossentropy"
+
+    def _as_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """A classifier's outputs as probabilities: a sigmoid / softmax applied when the model was compiled
+        with a loss that takes logits (``from_logits=True``, as TensorFlow's tutorials compile)."""
+        if self._task != "regression" and takes_logits(getattr(self.model_, "loss", None)):
+            return logits_to_probabilities(outputs)
+        return outputs
 
     def _initial_learning_rate(self) -> float:
         rate = self.model_.optimizer.learning_rate

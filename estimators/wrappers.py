@@ -13,7 +13,6 @@ import numbers
 import textwrap
 import warnings
 
-import keras
 import numpy as np
 import scipy.sparse as sp
 from scikeras.wrappers import KerasClassifier, KerasRegressor
@@ -24,11 +23,12 @@ from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
 
 from estimators import hyperparams
 from estimators.build import build_model
-from estimators.callbacks import early_stopping, lr_schedule
+from estimators.callbacks import StopOnInvalidLoss, early_stopping, lr_schedule
 from estimators.data_pipeline import array_dataset
-from estimators.inference import PREDICT_CHUNK, numeric_input, predict_float64
+from estimators.inference import numeric_input, predict_float64
 from estimators.seeding import seeded
 from estimators.targets import StandardizedTargetEncoder
+from estimators.validation import ValidationListener, ValidationPass
 
 
 class _KerasMLPMixin:
@@ -273,18 +273,21 @@ class _KerasMLPMixin:
             X, y, sample_weight, valid = self._holdout(X, y, sample_weight, seed)
         # Stops at the first batch log (one per execution of steps_per_execution batches) whose loss is
         # NaN or infinite; the epoch still ends, so the history ends with that loss (diverged_ below).
-        nan_stop = keras.callbacks.TerminateOnNaN()
+        nan_stop = StopOnInvalidLoss()
         monitor = "val_loss" if valid is not None else "loss"
         stopper = None
         if self.early_stopping:
             stopper = early_stopping(monitor, int(self.patience), float(self.min_delta), bool(self.restore_best_weights))
         schedule = lr_schedule(self.lr_schedule, self._initial_learning_rate(), int(epochs), int(self.patience), monitor)
-        callbacks = [cb for cb in (nan_stop, stopper, schedule, *extra_callbacks) if cb is not None]
-        if valid is not None:
-            valid = (self._network_input(valid[0]), valid[1])
+        # Validation: one forward pass per epoch logs val_loss and the compiled metrics (as Keras' own
+        # validation would) and keeps the outputs for the callbacks that score them (estimators/validation.py)
+        validation = None if valid is None else ValidationPass(self._network_input(valid[0]), np.asarray(valid[1]))
+        for callback in extra_callbacks:
+            if isinstance(callback, ValidationListener):
+                callback.validation = validation
+        callbacks = [cb for cb in (validation, nan_stop, stopper, schedule, *extra_callbacks) if cb is not None]
         history = self.model_.fit(
             array_dataset((self._network_input(X), y, sample_weight), int(self.batch_size), shuffle=True, seed=seed),
-            validation_data=None if valid is None else array_dataset(valid, max(int(self.batch_size), PREDICT_CHUNK)),
             epochs=int(initial_epoch) + int(epochs),
             initial_epoch=int(initial_epoch),
             shuffle=False,  # the dataset shuffles itself
@@ -298,7 +301,7 @@ class _KerasMLPMixin:
         self.history_ = new
         self.n_epochs_ = len(self.history_.get("loss", []))
         # The logged loss is the epoch's running mean: once a batch's loss is NaN/inf it stays non-finite,
-        # so a non-finite loss in this fit's history is exactly a stop by TerminateOnNaN.
+        # so a non-finite loss in this fit's history is exactly a stop by StopOnInvalidLoss.
         self.diverged_ = not bool(np.isfinite(new_losses).all())
         curve = np.asarray(self.history_.get(monitor, [np.nan]), dtype=float)
         self.best_epoch_ = int(np.nanargmin(curve)) + 1 if np.isfinite(curve).any() else 0
@@ -325,6 +328,19 @@ class _KerasMLPMixin:
         """What the Keras model takes for the rows ``X``: ``X`` itself (the user's-model estimators split it
         by input name when given ``inputs``)."""
         return X
+
+    def predict(self, X, **kwargs):
+        """Predictions for ``X``: values in the target's units, or class labels."""
+        return self.predictions_from_outputs(self._predict_raw(X, **kwargs))
+
+    # ---- network outputs -> what predict returns (the per-epoch scoring of a study decodes the same way) --
+    def predictions_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """What ``predict`` returns for the network's ``outputs`` (values in the target's units, or labels)."""
+        return decoded_predictions(self.target_encoder_, self._as_probabilities(outputs))
+
+    def _as_probabilities(self, outputs: np.ndarray) -> np.ndarray:
+        """A classifier network's outputs as probabilities (they are, unless its loss takes logits)."""
+        return outputs
 
 
 class _RegressorParts:
@@ -353,9 +369,23 @@ class _ClassifierParts:
 
     def predict_proba(self, X, **kwargs):
         """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
-        proba = np.asarray(super().predict_proba(X, **kwargs), dtype="float64")
-        proba = proba.reshape(-1, max(int(self.n_classes_), 2)) if self.n_classes_ > 1 else proba.reshape(-1, 1)
-        return proba / proba.sum(axis=1, keepdims=True)
+        return self.probabilities_from_outputs(self._predict_raw(X, **kwargs))
+
+    def probabilities_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
+        """What ``predict_proba`` returns for the network's ``outputs``."""
+        return decoded_probabilities(self.target_encoder_, self._as_probabilities(outputs), int(self.n_classes_))
+
+
+def decoded_predictions(target_encoder, outputs: np.ndarray) -> np.ndarray:
+    """``predict``'s values for network ``outputs``, by the fitted ``target_encoder_`` of an estimator."""
+    return target_encoder.inverse_transform(outputs)
+
+
+def decoded_probabilities(target_encoder, outputs: np.ndarray, n_classes: int) -> np.ndarray:
+    """``predict_proba``'s rows for network ``outputs`` (float64, each summing to 1)."""
+    proba = np.asarray(target_encoder.inverse_transform(outputs, return_proba=True), dtype="float64")
+    proba = proba.reshape(-1, max(n_classes, 2)) if n_classes > 1 else proba.reshape(-1, 1)
+    return proba / proba.sum(axis=1, keepdims=True)
 
 
 def _shape(a) -> tuple:

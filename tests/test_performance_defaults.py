@@ -141,9 +141,9 @@ print(json.dumps({"plain": plain, "study": diverge()}))
 """
 
 
-def test_a_diverging_fit_prints_nothing_in_a_study_process():
-    """Keras' TerminateOnNaN prints "Invalid loss" on stdout (a plain process); a study process sends it to
-    Keras' logger instead."""
+def test_a_diverging_fit_prints_nothing_in_any_process():
+    """Keras' TerminateOnNaN would print "Batch 3: Invalid loss" on stdout in a plain process: the estimators
+    stop a diverging fit silently, in a plain process and in a study process alike."""
     import json
     import subprocess
     import sys
@@ -152,5 +152,4 @@ def test_a_diverging_fit_prints_nothing_in_a_study_process():
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["plain"]["diverged"] and seen["study"]["diverged"]
-    assert "Invalid loss" in seen["plain"]["stdout"]
-    assert seen["study"]["stdout"] == ""
+    assert seen["plain"]["stdout"] == "" and seen["study"]["stdout"] == ""

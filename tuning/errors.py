@@ -1,4 +1,5 @@
-"""Exceptions for user mistakes: the CLI prints their message and exits with status 2, without traceback."""
+"""Exceptions the commands report without a traceback: user mistakes (status 2) and an export that cannot
+be made (status 1)."""
 
 
 class StudyError(Exception):
@@ -11,3 +12,7 @@ class StudyConfigError(StudyError):
 
 class DataError(StudyError):
     """The data set cannot be loaded or split as the study asks."""
+
+
+class ExportFailed(Exception):
+    """The study ran, but no model it could export predicts finite values (every candidate diverged)."""

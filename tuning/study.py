@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
@@ -24,8 +25,9 @@ from tuning.config import recipe
 from tuning.config.schema import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers
 from tuning.data.sources import DatasetSplit, load_dataset
+from tuning.errors import ExportFailed
 from tuning.export.baseline import fit_baseline
-from tuning.export.ensembling import build_ensemble, exported_estimator
+from tuning.export.ensembling import build_ensemble, exported_model
 from tuning.export.files import export_model, make_pipeline, test_metrics
 from tuning.export.results import StudyResult, stored_result
 from tuning.parallel.workers import interrupt_all, wait_all
@@ -201,9 +203,17 @@ def export_best(session: Session, result: StudyResult) -> None:
         model, best_info["ensemble"] = build_ensemble(runner, result.records, ensemble_config,
                                                       n_jobs=session.options.workers, keeper=session.keeper)
         valid[f"ensemble_{runner.metric}"] = best_info["ensemble"][f"valid_{runner.metric}"]
+        notes = [f"ensemble member trial {d['trial']} dropped: trained again, {d['reason']}; the other members' "
+                 "weights renormalised" for d in best_info["ensemble"].get("dropped", [])]
     else:
-        model = exported_estimator(runner, best, keeper=session.keeper)
+        model, notes = exported_model(runner, best, keeper=session.keeper)
+    if notes:
+        best_info["notes"] = notes
+        if not session.options.quiet:
+            print_notes(notes, session.display.console)
+        session.tracker.log_notes(notes)
     pipeline = make_pipeline(runner.data.scaler, model)
+    check_finite(pipeline, split)
     result.test_metrics = test_metrics(pipeline, split.X_test, split.y_test, runner.metric, split.task)
     result.ensemble = best_info.get("ensemble")
     scores = {"valid": valid, "test": result.test_metrics}
@@ -215,6 +225,16 @@ def export_best(session: Session, result: StudyResult) -> None:
     session.tracker.log_best(best, result.test_metrics, out_dir, ensemble=result.ensemble, baseline=baseline)
     session.tracker.log_model(pipeline, split.X_test, session.config.export.registered_model_name)
     session.store.mark_exported()
+
+
+def check_finite(pipeline: Any, split: DatasetSplit) -> None:
+    """The export predicts finite values on the validation and test rows (raw, as a user's), else
+    :class:`~tuning.errors.ExportFailed`."""
+    for part, X in (("validation", split.X_valid), ("test", split.X_test)):
+        out = pipeline.predict(X) if split.task == "regression" else pipeline.predict_proba(X)
+        if not np.all(np.isfinite(np.asarray(out, dtype=np.float64))):
+            raise ExportFailed(f"the exported model predicts NaN or infinite values on the {part} rows; nothing "
+                               "was exported")
 
 
 def finish(session: Session, completed: bool) -> StudyResult:

@@ -1,7 +1,8 @@
 """Command line: ``python -m tuning.run STUDY.yaml [options]``.
 
 Exit codes: 0 success, 2 bad study file or data (message, no traceback), 1 any other failure (also a
-study in which no trial completed: the reasons are summarised), 130 interrupted (the running trial and
+study in which no trial completed: the reasons are summarised; or whose every exportable model diverged:
+the message says which, the study's MLflow run is FAILED), 130 interrupted (the running trial and
 the study's MLflow run are marked KILLED first).
 
 Re-running the same command resumes the study (its state is kept under its name); once it is finished,
@@ -48,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_study_process()  # before TensorFlow loads (see tuning/parallel/process.py)
     from rich.console import Console
 
-    from tuning.cli.messages import interrupted, user_error
-    from tuning.errors import StudyError
+    from tuning.cli.messages import export_failed, interrupted, user_error
+    from tuning.errors import ExportFailed, StudyError
 
     console = Console(stderr=True, log_path=False)
     out = Console()
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                            fresh=args.fresh, worker=args.worker)
     except StudyError as exc:
         return user_error(console, exc)
+    except ExportFailed as exc:  # the study ran; nothing it made predicts finite values
+        return export_failed(console, exc)
     except KeyboardInterrupt:
         return interrupted(console)
     if args.worker:

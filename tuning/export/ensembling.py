@@ -21,13 +21,14 @@ from sklearn.metrics import log_loss
 
 from estimators.ensemble import AveragingClassifier, AveragingRegressor, greedy_selection
 from tuning.config.schema import EnsembleConfig
+from tuning.errors import ExportFailed
 from tuning.records import COMPLETE, TrialRecord
 from tuning.search import metrics
 from tuning.search.keeper import ModelKeeper
 from tuning.search.trial import TrialRunner
 
-__all__ = ["build_ensemble", "exported_estimator", "exported_estimators", "fitted_estimator", "ranked_trials",
-           "retrained_estimator", "retrained_estimators"]
+__all__ = ["build_ensemble", "divergence", "exported_estimator", "exported_estimators", "exported_model",
+           "fitted_estimator", "ranked_trials", "retrained_estimator", "retrained_estimators"]
 
 
 def fitted_estimator(runner: TrialRunner, record: TrialRecord, keeper: ModelKeeper | None = None):
@@ -85,18 +86,35 @@ def exported_estimator(runner: TrialRunner, record: TrialRecord, keeper: ModelKe
     return exported_estimators(runner, [record], keeper=keeper)[0]
 
 
-class _FixedOutputs:
-    """Scores an ensemble from its members' stored validation outputs (``metrics.score`` reads it like an
-    estimator): the ensemble's validation score without predicting again (or in-sample, after a retrain)."""
+def divergence(runner: TrialRunner, estimator) -> str | None:
+    """Why ``estimator`` cannot be exported (its fit diverged, or it predicts NaN / infinite values on the
+    validation rows), or None."""
+    if getattr(estimator, "diverged_", False):
+        return f"its training loss became NaN or infinite at epoch {estimator.n_epochs_}"
+    X = runner.data.X_valid
+    out = estimator.predict(X) if runner.task == "regression" else estimator.predict_proba(X)
+    if not np.all(np.isfinite(np.asarray(out, dtype=np.float64))):
+        return "it predicts NaN or infinite values on the validation rows"
+    return None
 
-    def __init__(self, output: np.ndarray, classes=None) -> None:
-        self.output, self.classes_ = output, classes
 
-    def predict(self, X):
-        return self.output if self.classes_ is None else np.asarray(self.classes_)[np.argmax(self.output, axis=1)]
-
-    def predict_proba(self, X):
-        return self.output
+def exported_model(runner: TrialRunner, record: TrialRecord, keeper: ModelKeeper | None = None) -> tuple[Any, list[str]]:
+    """:func:`exported_estimator`, never one that diverged: a retrain on the training + validation rows that
+    diverges gives way to the trial's own model (trained on the training rows); notes say so. Raises
+    :class:`~tuning.errors.ExportFailed` when that one too predicts non-finite values."""
+    model = exported_estimator(runner, record, keeper)
+    problem = divergence(runner, model)
+    if problem is None:
+        return model, []
+    notes = []
+    if runner.config.export.train_on == "train+valid":
+        notes.append(f"trial {record.number} retrained on the training + validation rows diverged ({problem}): "
+                     "its own model, trained on the training rows, is exported instead")
+        model = fitted_estimator(runner, record, keeper)
+        problem = divergence(runner, model)
+    if problem is not None:
+        raise ExportFailed(f"the best trial's model (trial {record.number}) cannot be exported: {problem}")
+    return model, notes
 
 
 def ranked_trials(records: list[TrialRecord], direction: str, n: int) -> list[TrialRecord]:
@@ -149,13 +167,29 @@ def build_ensemble(runner: TrialRunner, records: list[TrialRecord], config: Ense
         weights = np.full(len(chosen), 1.0 / len(chosen))
     picked = [(record, w) for record, w in zip(chosen, weights, strict=True) if w > 0]
     members = exported_estimators(runner, [record for record, _ in picked], n_jobs, keeper)
+    kept, dropped = [], []
+    for (record, weight), member in zip(picked, members, strict=True):
+        problem = divergence(runner, member)
+        if problem is None:
+            kept.append((record, weight, member))
+        else:  # a retrained member that diverged: dropped, the others' weights renormalised
+            dropped.append({"trial": record.number, "reason": problem})
+    if not kept:
+        raise ExportFailed(f"every member of the ensemble (trials {', '.join(str(d['trial']) for d in dropped)}) "
+                           f"diverged when trained again: {dropped[0]['reason']}")
+    total = sum(weight for _, weight, _ in kept)
+    kept = [(record, weight / total, member) for record, weight, member in kept]
     cls = AveragingRegressor if regression else AveragingClassifier
-    ensemble = cls.from_fitted(members, [w for _, w in picked])
-    averaged = np.tensordot(weights, np.stack(outputs), axes=1)
+    ensemble = cls.from_fitted([member for _, _, member in kept], [weight for _, weight, _ in kept])
+    by_trial = {record.number: output for record, output in zip(chosen, outputs, strict=True)}
+    averaged = sum(weight * by_trial[record.number] for record, weight, _ in kept)
+    averaged_outputs = (metrics.Predicted(predictions=averaged) if regression
+                        else metrics.Predicted(probabilities=averaged, classes=classes))
     info = {
         "method": config.method,
-        "members": [{"trial": r.number, "weight": float(w)} for r, w in picked],
-        f"valid_{runner.metric}": metrics.score(runner.metric, _FixedOutputs(averaged, classes), X_valid,
-                                                runner.data.y_valid),
+        "members": [{"trial": r.number, "weight": float(w)} for r, w, _ in kept],
+        f"valid_{runner.metric}": metrics.score(runner.metric, averaged_outputs, X_valid, runner.data.y_valid),
     }
+    if dropped:
+        info["dropped"] = dropped
     return ensemble, info

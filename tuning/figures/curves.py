@@ -53,8 +53,20 @@ def _draw_losses(ax, history: dict[str, list[float]], legend: bool = True) -> No
 
 
 def _extra_metrics(history: dict[str, list[float]]) -> list[str]:
-    """Validation metrics other than the loss that Keras logged (``val_accuracy`` ...)."""
-    return [k for k in history if k.startswith("val_") and k != "val_loss" and history[k]]
+    """Validation curves beside the loss: the study's metric (``valid_<metric>``, what the pruner ranks on) and
+    the compiled metrics Keras logged (``val_accuracy`` ...)."""
+    return [k for k in history if (k.startswith("valid_") or (k.startswith("val_") and k != "val_loss")) and history[k]]
+
+
+def _metric_name(curve: str) -> str:
+    """``valid_mse`` -> ``mse``, ``val_accuracy`` -> ``accuracy``."""
+    return curve.split("_", 1)[1]
+
+
+def _training_curve(curve: str) -> str | None:
+    """The training curve beside a validation one (Keras' ``accuracy`` for ``val_accuracy``); the study's
+    metric has none."""
+    return None if curve.startswith("valid_") else _metric_name(curve)
 
 
 def learning_curve_figure(history: dict[str, list[float]], title: str = "", *, size: tuple[float, float] = (6.5, 3.8),
@@ -81,7 +93,7 @@ class LearningCurvePainter:
         if not history.get("loss"):
             return None
         extras = _extra_metrics(history)
-        key = tuple((name, bool(history.get(name[len("val_"):]))) for name in extras)
+        key = tuple((name, bool(_training_curve(name) and history.get(_training_curve(name)))) for name in extras)
         parts = self._layouts.get(key) or self._layouts.setdefault(key, self._build(key))
         loss_ax = parts["axes"][0]
         for name, line in parts["losses"].items():
@@ -100,7 +112,7 @@ class LearningCurvePainter:
         visible = [line for line in parts["losses"].values() if line.get_visible()]
         loss_ax.legend(handles=visible, fontsize="small")
         for (name, has_training), lines in zip(key, parts["extras"], strict=True):
-            series = ([history[name[len("val_"):]]] if has_training else []) + [history[name]]
+            series = ([history[_training_curve(name)]] if has_training else []) + [history[name]]
             for line, values in zip(lines, series, strict=True):
                 line.set_data(range(1, len(values) + 1), values)
         for ax in parts["axes"]:
@@ -125,13 +137,13 @@ class LearningCurvePainter:
         extras = []
         if key:
             for i, (name, has_training) in enumerate(key):
-                short = name[len("val_"):]
+                short = _metric_name(name)
                 lines = []
                 if has_training:
                     lines += axes[1].plot([], [], color=f"C{2 * i}", ls="--", label=f"training {short}")
                 lines += axes[1].plot([], [], color=f"C{2 * i + 1}", label=f"validation {short}")
                 extras.append(lines)
-            axes[1].set(xlabel="epoch", ylabel=", ".join(name[len("val_"):] for name, _ in key))
+            axes[1].set(xlabel="epoch", ylabel=", ".join(_metric_name(name) for name, _ in key))
             axes[1].legend(fontsize="small")
         for each in axes:
             each.xaxis.set_major_locator(MaxNLocator(integer=True))

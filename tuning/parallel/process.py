@@ -22,8 +22,9 @@ What it does (each once per process; a value the user exported in the environmen
   used as usual. Export ``TF_CPP_MIN_LOG_LEVEL`` (``0`` shows everything) to see those lines: then the
   quiet start steps aside. Every process a study starts does the same: ``--workers`` helpers run the
   command, and joblib's workers (folds, retraining) start with :func:`start_worker_quietly`
-  (:func:`quiet_workers`); a marker variable tells them the log level came from a quiet start, not the user. Keras' own messages (``TerminateOnNaN``'s "Invalid loss" when a trial diverges)
-  then go to its logger instead of stdout: the trial's record says it diverged.
+  (:func:`quiet_workers`); a marker variable tells them the log level came from a quiet start, not the user. Keras' own messages
+  then go to its logger instead of stdout (a diverging fit prints nothing in any process: the estimators
+  stop it silently, and the trial's record says it diverged).
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""Objective metrics: one name -> how to score a fitted estimator, and how Keras logs relate to it."""
+"""Objective metrics: one name -> scikit-learn's scorer, for a fitted estimator or for predictions already made."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -10,9 +9,17 @@ import numpy as np
 from sklearn import metrics as skm
 
 
+def _finite(values: Any) -> np.ndarray:
+    """``values``, when every float among them is finite (FloatingPointError otherwise: never a score)."""
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+        raise FloatingPointError("the model predicts NaN or infinite values")
+    return values
+
+
 def _proba_metric(fn: Callable[..., float]) -> Callable[[Any, np.ndarray, np.ndarray], float]:
     def score(estimator: Any, X: np.ndarray, y: np.ndarray) -> float:
-        proba = estimator.predict_proba(X)
+        proba = _finite(estimator.predict_proba(X))
         if fn is skm.roc_auc_score and proba.shape[1] == 2:
             return float(fn(y, proba[:, 1]))
         if fn is skm.roc_auc_score:
@@ -24,10 +31,7 @@ def _proba_metric(fn: Callable[..., float]) -> Callable[[Any, np.ndarray, np.nda
 
 def _pred_metric(fn: Callable[..., float]) -> Callable[[Any, np.ndarray, np.ndarray], float]:
     def score(estimator: Any, X: np.ndarray, y: np.ndarray) -> float:
-        pred = estimator.predict(X)
-        if np.issubdtype(np.asarray(pred).dtype, np.floating) and not np.all(np.isfinite(pred)):
-            raise ValueError("the model predicts NaN or infinite values")
-        return float(fn(y, pred))
+        return float(fn(y, _finite(estimator.predict(X))))
 
     return score
 
@@ -48,28 +52,27 @@ def score(metric: str, estimator: Any, X: np.ndarray, y: np.ndarray) -> float:
     return SCORERS[metric](estimator, X, y)
 
 
-def epoch_value(metric: str, direction: str, logs: dict[str, float], target_scale: float = 1.0,
-                valid_variance: float | None = None) -> float | None:
-    """A per-epoch stand-in for ``metric`` from Keras validation logs, oriented like the metric.
+#: the metrics scored on class probabilities (the others on ``predict``'s values)
+PROBABILITY_METRICS = frozenset({"log_loss", "roc_auc"})
 
-    The one per-epoch value: the trial runner reports it to the pruner after each epoch, and a pruned
-    trial keeps the last one reported as its value (in the study store, MLflow and the report alike).
-    Pruners compare these across trials, so they must rank trials the way the final metric does:
-    ``val_loss`` is the MSE for regression (``target_scale`` is the target's standard deviation when the
-    network trains on a standardised target, so the value is in the target's units), so ``mse``, ``rmse``
-    and, given ``valid_variance`` (the validation targets' variance), ``r2 = 1 - MSE / variance`` are the
-    metric itself on the validation rows; ``val_accuracy`` is the accuracy and the cross-entropy loss is the
-    ``log_loss``. For ``mae`` and ``roc_auc`` the validation loss stands in (negated when the metric is
-    maximised): it ranks trials alike but is not the metric's value.
-    """
-    if metric == "accuracy" and "val_accuracy" in logs:
-        return float(logs["val_accuracy"])
-    loss = logs.get("val_loss")
-    if loss is None:
-        return None
-    loss = float(loss) * target_scale**2
-    if metric == "rmse":
-        return math.sqrt(loss) if loss >= 0 else loss
-    if metric == "r2" and valid_variance:
-        return 1.0 - loss / valid_variance
-    return loss if direction == "minimize" else -loss
+
+class Predicted:
+    """Predictions already made, read by the scorers as an estimator is: ``predict`` / ``predict_proba``
+    return them whatever rows they are given (a network's decoded outputs, an ensemble's averages)."""
+
+    def __init__(self, predictions: Any = None, probabilities: Any = None, classes: Any = None) -> None:
+        self.predictions, self.probabilities, self.classes_ = predictions, probabilities, classes
+
+    def predict(self, X: Any) -> Any:
+        if self.predictions is None:  # labels from the probabilities, as a classifier predicts
+            return np.asarray(self.classes_)[np.argmax(self.probabilities, axis=1)]
+        return self.predictions
+
+    def predict_proba(self, X: Any) -> Any:
+        return self.probabilities
+
+
+def score_predicted(metric: str, y: np.ndarray, predictions: Any = None, probabilities: Any = None,
+                    classes: Any = None) -> float:
+    """``metric`` of predictions already made on the rows whose targets are ``y``, by :func:`score`'s scorer."""
+    return SCORERS[metric](Predicted(predictions, probabilities, classes), None, y)

@@ -6,8 +6,10 @@ What each member gets, as a lone trial gets it from its estimator's ``fit`` (:mo
 
 * its own per-epoch ``loss`` (training, as Keras averages it) and ``val_loss`` (``val_accuracy`` for a
   classifier) in its record's curves, the tracking (MLflow) and the progress display;
-* its :func:`~tuning.search.metrics.epoch_value` reported to its Optuna trial (``trial.report`` /
-  ``should_prune``): a pruned member is frozen and recorded as pruned;
+* its ``valid_<metric>``, the study's metric on the validation rows from its outputs of the stack's one
+  forward pass (:mod:`tuning.search.epoch_scoring`), reported to its Optuna trial (``trial.report`` /
+  ``should_prune``): a pruned member is frozen and recorded as pruned; one whose loss or outputs become
+  NaN or infinite fails with the epoch;
 * early stopping (``patience``, ``min_delta``, ``restore_best_weights``: the member keeps its best weights)
   and the ``plateau`` schedule (its learning rate halved after ``patience // 2`` flat epochs) as Keras'
   ``EarlyStopping`` and ``ReduceLROnPlateau`` decide them, in the same order;
@@ -56,8 +58,10 @@ from optuna.trial import TrialState
 from estimators.data_pipeline import array_dataset
 from estimators.hyperparams import layer_widths
 from estimators.stacked import build_stacked_model
+from estimators.wrappers import decoded_predictions, decoded_probabilities
 from tuning.records import PruneTrial, TrialRecord
 from tuning.search.backends.optuna import POLL_S, TrialFailed
+from tuning.search.epoch_scoring import check_training_loss, outputs_value, valid_key
 from tuning.search.space import draw
 
 if TYPE_CHECKING:
@@ -196,6 +200,17 @@ class StackedTrials:
             self.task = "multiclass" if (self.n_classes or 2) > 2 else "binary"
         space, fixed = self.config.space, self.config.model.fixed_params()
         self.with_dropout = "dropout" in space or float(fixed.get("dropout") or 0.0) > 0
+        self.encoder = encoder
+        self.valid_key = valid_key(runner.metric)
+
+    def metric_value(self, epoch: int, outputs: np.ndarray) -> float:
+        """The study's metric of one member's ``outputs`` on the validation rows (as a lone trial's
+        :class:`~tuning.search.epoch_scoring.EpochScorer` scores them, decoded as its estimator decodes)."""
+        encoder, n_classes = self.encoder, self.n_classes
+        return outputs_value(self.runner.metric, epoch, outputs, self.runner.data.y_valid,
+                             lambda out: decoded_predictions(encoder, out),
+                             lambda out: decoded_probabilities(encoder, out, int(n_classes or 1)),
+                             getattr(encoder, "classes_", None))
 
     # ---- the loop -------------------------------------------------------------------------------
     def run(self, n_trials: int, timeout: float | None) -> None:
@@ -310,7 +325,8 @@ class StackedTrials:
         the stack has members left to train."""
         losses = model.epoch_losses
         wanted = ("loss",) if self.task == "regression" else ("loss", "accuracy")
-        scores = model.member_scores(self.runner.data.X_valid, self.y_valid, wanted)
+        outputs = model.predict_members(self.runner.data.X_valid)  # (rows, K, units): one forward pass
+        scores = model.scores_of(outputs, self.y_valid, wanted)
         for slot, member in enumerate(self.slots):
             if member is None:
                 continue
@@ -319,6 +335,16 @@ class StackedTrials:
                 logs["val_accuracy"] = float(scores["accuracy"][slot])
             error, diverged, end = None, False, False
             try:
+                check_training_loss(member.epoch, logs["loss"])
+                logs[self.valid_key] = self.metric_value(member.epoch, outputs[:, slot, :])
+            except FloatingPointError as exc:  # the epoch still counts (its curves); then the trial fails
+                error, end = exc, True
+                logs.pop(self.valid_key, None)
+            try:
+                if error is not None:
+                    member.on_epoch(member.epoch, logs)
+                    member.epoch += 1
+                    raise error
                 stop = member.early_stop(logs["val_loss"], lambda slot=slot: model.member_weights(slot))
                 if str(member.setting("lr_schedule")).lower() == "plateau":
                     rate = float(np.float32(model.learning_rates[slot]))

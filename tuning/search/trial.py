@@ -21,7 +21,6 @@ from sklearn.base import clone
 from sklearn.model_selection import check_cv
 
 from estimators import KerasMLPClassifier, KerasMLPRegressor, KerasModelClassifier, KerasModelRegressor
-from estimators.callbacks import EpochReporter
 from estimators.hyperparams import for_estimator
 from tuning.config.schema import PreprocessingConfig, StudyConfig
 from tuning.data.preprocessing import build_preprocessor, make_scaler  # noqa: F401  (make_scaler: re-export)
@@ -31,6 +30,7 @@ from tuning.errors import DataError
 from tuning.parallel import interrupt, process
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord
 from tuning.search import metrics
+from tuning.search.epoch_scoring import EpochScorer, valid_key
 from tuning.search.keeper import ModelKeeper
 from tuning.search.space import estimator_params, to_python
 
@@ -158,13 +158,6 @@ class TrialRunner:
         self.direction = config.search.direction(split.task)
         self.data = PreparedData.from_split(split, config.preprocessing, getattr(config.model, "inputs", None))
         self.vocab_size = split.vocab_size
-        # Keras' regression losses are in standardised units when the target is standardised for training:
-        # per-epoch values are reported (to pruners, to pruned records) in the target's own units.
-        standardized = self.task == "regression" and self.data.standardize_target
-        self.target_scale = float(np.std(np.asarray(self.data.y_train, dtype=np.float64))) if standardized else 1.0
-        #: for r2's per-epoch value (1 - MSE / variance of the validation targets)
-        self.valid_variance = (float(np.var(np.asarray(self.data.y_valid, dtype=np.float64)))
-                               if self.task == "regression" else None)
         self.observers = list(observers or [])
         #: where complete trials' fitted models go (the export reuses them); None: nowhere
         self.keeper = keeper
@@ -215,8 +208,9 @@ class TrialRunner:
     def run(self, number: int, params: dict[str, Any], report: Report | None = None) -> TrialRecord:
         """Train and score ``params``; never raises for a bad configuration (the record says why).
 
-        ``report(epoch, value)`` is given :func:`metrics.epoch_value` after every epoch; when it raises
-        :class:`PruneTrial`, the trial is pruned and keeps the value it was last given.
+        ``report(epoch, value)`` is given the study's metric on the validation rows after every epoch
+        (:mod:`tuning.search.epoch_scoring`); when it raises :class:`PruneTrial`, the trial is pruned and keeps
+        the value it was last given.
         """
         outcome = self.run_trial(number, params, report)
         record = outcome.record
@@ -283,20 +277,26 @@ class TrialRunner:
 
     def epoch_hook(self, record: TrialRecord, report: Report | None,
                    reported: list[float]) -> Callable[[int, dict[str, float]], None]:
-        """``on_epoch(epoch, logs)``: the epoch's Keras logs into ``record`` (curves, epochs run), its
-        :func:`metrics.epoch_value` to ``report`` (which may raise :class:`PruneTrial`) and ``reported``."""
+        """``on_epoch(epoch, logs)``: the epoch's logs into ``record`` (curves, epochs run), and their
+        ``valid_<metric>`` (the study's metric on the validation rows, :mod:`tuning.search.epoch_scoring`)
+        to ``report`` (which may raise :class:`PruneTrial`) and ``reported``."""
+        key = valid_key(self.metric)
 
         def on_epoch(epoch: int, logs: dict[str, float]) -> None:
             interrupt.check()
-            for key, value in logs.items():
-                record.history.setdefault(key, []).append(float(value))
+            for name, value in logs.items():
+                record.history.setdefault(name, []).append(float(value))
             record.epochs_run = epoch + 1
-            value = metrics.epoch_value(self.metric, self.direction, logs, self.target_scale, self.valid_variance)
+            value = logs.get(key)
             if report is not None and value is not None and np.isfinite(value):
                 reported.append(value)
                 report(epoch, value)
 
         return on_epoch
+
+    def epoch_scorer(self, estimator, on_epoch) -> EpochScorer:
+        """The callback scoring ``estimator``'s network on the validation rows after every epoch of its fit."""
+        return EpochScorer(estimator, self.data.y_valid, self.metric, on_epoch)
 
     def score_fitted(self, record: TrialRecord, estimator) -> Any:
         """Score an estimator fitted on the training rows (``search.cv: validation``) on the validation
@@ -320,7 +320,8 @@ class TrialRunner:
         on_epoch = self.epoch_hook(record, report, reported)
         estimator = self.make_estimator(record.params)
         if self.config.search.cv == "validation":
-            estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid), callbacks=[EpochReporter(on_epoch)])
+            estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid),
+                          callbacks=[self.epoch_scorer(estimator, on_epoch)])
             return self.score_fitted(record, estimator)
         record.fold_scores, estimator = self._cross_validate(estimator, on_epoch)
         self._set_value(record)
@@ -344,7 +345,7 @@ class TrialRunner:
         d = self.data
         folds = list(check_cv(self.config.search.cv, d.y_train, classifier=self.task != "regression").split(d.X_train, d.y_train))
         # Fold 0 runs here with the epoch hook (curves, pruning); the others in parallel if asked.
-        first = fit_fold(estimator, d, folds[0], self.metric, [EpochReporter(on_epoch)])
+        first = fit_fold(estimator, d, folds[0], self.metric, [self.epoch_scorer(estimator, on_epoch)])
         factory = self.config.model.factory  # the folds' processes import a file factory by its path
         twin = clone(estimator) if factory is None else clone(estimator).set_params(build=factory.reference())
         with process.quiet_workers():

@@ -32,6 +32,7 @@ TRIAL_REASON = "trial.reason"
 DATASET_NAME, DATASET_DIGEST, DATASET_SHAPES, DATASET_TASK = "dataset.name", "dataset.digest", "dataset.shapes", "dataset.task"
 BEST_TRIAL = "best.trial"
 EXPORT_DIR = "export.dir"
+EXPORT_NOTES = "export.notes"  # what the export decided for the user (a diverged ensemble member dropped ...)
 MODEL_URI = "model.uri"
 # ---- params ---------------------------------------------------------------------------------------------
 BEST_PARAM = "best.params."  # prefix of the best trial's parameters on the parent run (tags)

@@ -334,6 +334,12 @@ class MlflowTracker:
             tags.append(RunTag(layout.EXPORT_DIR, str(Path(export_dir).resolve())))
         self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
 
+    def log_notes(self, notes: list[str]) -> None:
+        """What the export decided for the user (a diverged member dropped ...): tag ``export.notes`` on the
+        parent run, one note a line."""
+        if self.parent_run_id and notes:
+            self.client.set_tag(self.parent_run_id, layout.EXPORT_NOTES, "\n".join(notes)[:layout.MAX_REASON])
+
     def log_model(self, pipeline, X_example, registered_model_name: str | None) -> None:
         """The whole fitted pipeline as an MLflow model, optionally registered.
 
