@@ -84,10 +84,9 @@ def test_optuna_draws_per_lists_and_when_entries_only_where_active(tmp_path):
 
 
 def test_random_candidates_are_seeded_define_by_run_and_flat_spaces_unchanged(tmp_path):
-    from sklearn.model_selection import ParameterSampler
-
     from tuning.search.backends.random import candidates
-    from tuning.search.space import to_distributions
+    from tuning.search.backends.random_candidates import draw_one
+    from tuning.search.space import to_distributions, to_python
 
     config = study_config(tmp_path, model={"build": own_factory(tmp_path, "c_random")}, space=COND)
     drawn = candidates(config, 20)
@@ -95,9 +94,11 @@ def test_random_candidates_are_seeded_define_by_run_and_flat_spaces_unchanged(tm
     for params in drawn:
         check_conditional(params)
     assert len({p["n_hidden"] for p in drawn}) > 1 and len({p["use_dropout"] for p in drawn}) == 2
-    flat = study_config(tmp_path)  # no per / when: RandomizedSearchCV's candidates, as before
-    expected = list(ParameterSampler(to_distributions(flat.space), n_iter=6, random_state=flat.search.seed))
-    assert candidates(flat, 6) == [{k: getattr(v, "item", lambda v=v: v)() for k, v in p.items()} for p in expected]
+    assert len({repr(sorted(p.items())) for p in drawn}) == len(drawn)  # a repeated draw is drawn again
+    flat = study_config(tmp_path)  # no per / when: the same per-candidate draws, all values active
+    seed, dists = flat.search.seed, to_distributions(flat.space)
+    expected = [draw_one(dists, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))) for i in range(6)]
+    assert candidates(flat, 6) == [to_python(p) for p in expected]
 
 
 def test_hp_conditional_scope_values_appear_only_where_the_parent_has_the_value():

@@ -3,12 +3,12 @@
 import numpy as np
 import optuna
 import pytest
-from sklearn.linear_model import Ridge
-from sklearn.model_selection import ParameterSampler, RandomizedSearchCV
+from sklearn.model_selection import ParameterSampler
 
 from tuning.config.schema import CategoricalParam, FloatParam, IntParam, load_study_dict
 from tuning.search.backends import make_store
 from tuning.search.backends.random import candidates
+from tuning.search.backends.random_candidates import draw_one
 from tuning.search.space import IntLogUniform, grid, suggest, to_distributions, to_python
 
 SPACE = {
@@ -65,8 +65,10 @@ def test_grid_lists_every_value():
     assert g == {"n_hidden": [0, 1, 2], "optimizer": ["sgd", "adam"]}
 
 
-def test_random_backend_candidates_match_randomized_search_cv():
-    """Our random backend draws exactly RandomizedSearchCV's candidates for the same seed."""
+def test_random_backend_candidate_i_is_drawn_from_its_own_seeded_generator():
+    """Candidate i of a space that is no finite grid: the scipy distributions RandomizedSearchCV would take,
+    drawn with the generator of ``SeedSequence(seed, spawn_key=(i,))``; so the first ones do not depend on
+    how many are asked for (ParameterSampler's do: its draws depend on ``n_iter``)."""
     cfg = load_study_dict({
         "name": "t", "dataset": {"source": "diabetes"},
         "space": {"n_hidden": {"type": "int", "low": 0, "high": 3},
@@ -74,15 +76,17 @@ def test_random_backend_candidates_match_randomized_search_cv():
         "search": {"backend": "random", "n_trials": 10, "seed": 7},
     })
     ours = candidates(cfg, 10)
-    search = RandomizedSearchCV(Ridge(), to_distributions(cfg.space), n_iter=10, random_state=7)
-    theirs = [to_python(p) for p in ParameterSampler(search.param_distributions, search.n_iter, random_state=7)]
-    assert ours == theirs
-    assert all(type(p["n_hidden"]) is int for p in ours)
+    dists = to_distributions(cfg.space)
+    each = [to_python(draw_one(dists, np.random.default_rng(np.random.SeedSequence(7, spawn_key=(i,)))))
+            for i in range(10)]
+    assert ours == each and ours[:4] == candidates(cfg, 4)
+    assert all(type(p["n_hidden"]) is int and 3e-4 <= p["learning_rate"] <= 3e-2 for p in ours)
+    assert ours != candidates(cfg.with_overrides(seed=8), 10)
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask/tell here
-def test_the_random_store_runs_randomized_search_cvs_candidates_in_order(tmp_path):
-    """The trials of a random study (queued in its Optuna store) are those candidates, trial i candidate i."""
+def test_the_random_store_runs_its_candidates_in_order(tmp_path):
+    """The trials of a random study (queued in its Optuna store) are its candidates, trial i candidate i."""
     cfg = load_study_dict({
         "name": "t", "dataset": {"source": "diabetes"}, "export": {"dir": str(tmp_path)},
         "space": {"n_hidden": {"type": "int", "low": 0, "high": 3},
@@ -94,6 +98,5 @@ def test_the_random_store_runs_randomized_search_cvs_candidates_in_order(tmp_pat
     store = make_store(cfg, tmp_path)
     store.open("minimize", "mse")
     trials = [store.study.ask() for _ in range(6)]
-    theirs = [to_python(p) for p in ParameterSampler(to_distributions(cfg.space), 6, random_state=3)]
-    assert [suggest(t, cfg.space) for t in trials] == theirs
+    assert [suggest(t, cfg.space) for t in trials] == candidates(cfg, 6)
     assert [t.number for t in trials] == list(range(6))

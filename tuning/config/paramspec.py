@@ -4,6 +4,8 @@ What values a hyperparameter takes (type, bounds, choices) comes from the one ta
 `estimators.hyperparams`; this module checks a space entry against it.
 """
 
+import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -29,7 +31,9 @@ __all__ = [
     "TunableName",
     "check_tunable",
     "conditional_errors",
+    "grid_size",
     "space_errors",
+    "uniform_grid",
 ]
 
 PARAM_TAGS = ("int", "float", "categorical")
@@ -142,6 +146,31 @@ class CategoricalParam(Conditional):
     def grid_values(self) -> list[Any]:
         """The choices (for grid search)."""
         return list(self.choices)
+
+
+def uniform_grid(space: dict[str, IntParam | FloatParam | CategoricalParam]) -> dict[str, Sequence[Any]] | None:
+    """Every value of every entry, when the space is a finite rectangle of equally likely points: each entry
+    categorical, an int range without ``log`` or a float range with ``step``, and none conditional (``per`` /
+    ``when`` make the set of combinations depend on other values). None for any other space."""
+    out: dict[str, Sequence[Any]] = {}
+    for name, spec in space.items():
+        if spec.conditions():
+            return None
+        if isinstance(spec, CategoricalParam):
+            out[name] = list(spec.choices)
+        elif isinstance(spec, IntParam) and not spec.log:
+            out[name] = range(spec.low, spec.high + 1, spec.step)  # not listed: an int range may be long
+        elif isinstance(spec, FloatParam) and spec.step is not None:
+            out[name] = spec.grid_values()
+        else:
+            return None
+    return out or None
+
+
+def grid_size(space: dict[str, IntParam | FloatParam | CategoricalParam]) -> int | None:
+    """How many combinations a :func:`uniform_grid` space holds; None for any other space."""
+    grid = uniform_grid(space)
+    return None if grid is None else math.prod(len(values) for values in grid.values())
 
 
 ParamSpec = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]

@@ -41,7 +41,9 @@ from tuning.config.paramspec import (
     ParamSpec,
     check_tunable,
     conditional_errors,
+    grid_size,
     space_errors,
+    uniform_grid,
 )
 from tuning.config.studyfile import parse, read_text, validate
 from tuning.config.validation import Float, Int
@@ -398,6 +400,7 @@ class StudyConfig(_Model):
                 self.export.train_on,
             ))  # fmt: skip
         errors.extend(self._input_shape_errors())
+        errors.extend(self._grid_budget_errors())
         errors.extend(self._stack_errors())
         problem = _metric_problem(self.search.metric, self.dataset.task)
         if problem:
@@ -444,6 +447,19 @@ class StudyConfig(_Model):
             if what:
                 return refuse(f"{what}: set {change}")
         return []
+
+    def _grid_budget_errors(self) -> list[InitErrorDetails]:
+        """The random backend runs each combination of a finite grid at most once (`uniform_grid`): more
+        trials than the grid holds are refused."""
+        size = grid_size(self.space) if self.search.backend == "random" else None
+        n_trials = self.search.n_trials
+        if size is None or n_trials <= size:
+            return []
+        axes = " x ".join(f"{len(values)} {name}" for name, values in uniform_grid(self.space).items())
+        default = "" if self._is_set("search.n_trials") else " (not set: the default)"
+        return [_error(("search", "n_trials"), f"{n_trials} trials{default}, but the space holds only {size} "
+                       f"combinations ({axes}) and the random backend runs each at most once; set "
+                       f"search.n_trials to {size} or less, or widen the space", n_trials)]
 
     def _input_shape_errors(self) -> list[InitErrorDetails]:
         """`dataset.shape: images / sequences` only feed a user's model; `model.inputs` maps table columns."""
@@ -542,7 +558,8 @@ class StudyConfig(_Model):
         data = self.model_dump(exclude_unset=True)
         for (section, key), value in overrides.changes().items():
             data.setdefault(section, {})[key] = value
-        config = load_study_dict(data, source="command-line options")
+        source = "command-line options" if self._source is None else f"{self._source.path} with command-line options"
+        config = load_study_dict(data, source=source)
         config._source = self._source
         return config
 

@@ -29,7 +29,8 @@ class IntLogUniform:
         self.low, self.high = int(low), int(high)
 
     def rvs(self, random_state: Any = None) -> int:
-        rng = random_state if isinstance(random_state, np.random.RandomState) else np.random.RandomState(random_state)
+        generators = (np.random.RandomState, np.random.Generator)
+        rng = random_state if isinstance(random_state, generators) else np.random.RandomState(random_state)
         value = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
         return int(min(self.high, max(self.low, math.floor(value))))
 

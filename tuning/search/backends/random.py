@@ -1,72 +1,36 @@
-"""Random search exactly as scikit-learn's RandomizedSearchCV samples it, kept in the Optuna backend's store.
+"""Random search: the seeded candidates of :mod:`.random_candidates`, kept in the Optuna backend's store.
 
-``RandomizedSearchCV._run_search`` is ``evaluate_candidates(ParameterSampler(...))``; we draw the same
-candidates from the same ``ParameterSampler`` with the same seed, and the runner scores each with the
-same folds (``check_cv``) and early stopping on the validation set, one trial at a time so that every
-trial appears in MLflow while the search runs.
+Candidate ``i`` depends on the seed, the space and ``i`` only (a finite grid: a seeded permutation of its
+points; any other space: one seeded draw per candidate from the same scipy distributions
+``RandomizedSearchCV`` takes). The runner scores each with the same folds as ``RandomizedSearchCV``
+(``check_cv``) and early stopping on the validation set, one trial at a time so that every trial appears in
+MLflow while the search runs.
 
-The candidates are queued in an Optuna study (``study.enqueue_trial``, candidate ``i`` as trial ``i``,
-its index in the user attr ``candidate``) and run by the Optuna backend's scheduler without a pruner.
-So resume, the retry of a dead worker's trial (heartbeats, ``kill -9``), ``--storage``, ``--workers``
-(and ``search.n_jobs``, RandomizedSearchCV's: that many worker processes) and the vote on who exports
-are the Optuna backend's. A resumed study runs the candidates not run yet; a larger ``n_trials`` queues
-the next ones of the same seeded sequence.
+The candidates are queued in an Optuna study (``study.enqueue_trial``, the index in the user attr
+``candidate``) and run by the Optuna backend's scheduler without a pruner. So resume, the retry of a dead
+worker's trial (heartbeats, ``kill -9``; its retry runs the same candidate), ``--storage``, ``--workers``
+(and ``search.n_jobs``, RandomizedSearchCV's: that many worker processes) and the vote on who exports are
+the Optuna backend's. A refill (a resumed or extended study, a larger ``n_trials``) queues the lowest
+candidate indices no trial holds, so the candidates run are ``0 .. n - 1``, each once: none is skipped or
+repeated, whichever worker queues them (two workers queueing the same one at once: the later trial trains
+nothing). A candidate given up after its worker died ``MAX_RETRY`` times is not queued again.
 """
 
 from __future__ import annotations
 
-import zlib
-
 import optuna
-from sklearn.model_selection import ParameterSampler
 
 from tuning.errors import StudyError
 from tuning.search.backends.optuna import OptunaScheduler, OptunaStore
-from tuning.search.backends.optuna_budget import CANDIDATE
+from tuning.search.backends.optuna_budget import CANDIDATE, SURPLUS
 from tuning.search.backends.optuna_storage import quiet_experimental
-from tuning.search.space import active, flat_space, to_distributions, to_python
+from tuning.search.backends.random_candidates import (  # noqa: F401  (re-exported)
+    CandidateSampler,
+    candidates,
+    is_hypermodel_study,
+)
 
 SEED = "seed"  # study attribute: the seed the candidates were drawn with
-
-
-def candidates(config, n_trials: int) -> list[dict]:
-    """The seeded candidate list (identical to RandomizedSearchCV's for the same seed).
-
-    A conditional space (``per`` / ``when``) is drawn the same way over every name a trial may hold
-    (``n_neurons_1`` .. ``n_neurons_<high>``: :func:`~tuning.search.space.flat_space`), and each candidate
-    keeps its active values only; a KerasTuner hypermodel's candidates are empty (its trials draw with
-    :class:`CandidateSampler`)."""
-    if is_hypermodel_study(config):
-        return [{} for _ in range(n_trials)]
-    sampler = ParameterSampler(to_distributions(flat_space(config.space)), n_iter=n_trials,
-                               random_state=config.search.seed)
-    return [to_python(active(config.space, p)) for p in sampler]
-
-
-def is_hypermodel_study(config) -> bool:
-    factory = config.model.factory
-    return factory is not None and factory.takes_hp
-
-
-class CandidateSampler(optuna.samplers.BaseSampler):
-    """Random values that depend only on the seed, the trial's candidate index and the parameter's name, so
-    a define-by-run space (a KerasTuner hypermodel's) draws candidate i the same whichever worker runs it, in
-    any order, on resume and on retry."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed
-
-    def infer_relative_search_space(self, study, trial):
-        return {}
-
-    def sample_relative(self, study, trial, search_space):
-        return {}
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        index = trial.user_attrs.get(CANDIDATE, trial.number)
-        key = zlib.crc32(f"{self.seed}:{index}:{param_name}".encode())
-        return optuna.samplers.RandomSampler(seed=key).sample_independent(study, trial, param_name,
-                                                                           param_distribution)
 
 
 def is_retry(trial: optuna.trial.FrozenTrial) -> bool:
@@ -75,8 +39,18 @@ def is_retry(trial: optuna.trial.FrozenTrial) -> bool:
         return optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(trial) is not None
 
 
+def holds_candidate(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial has its candidate: queued, running or run (a surplus trial gave it up)."""
+    return CANDIDATE in trial.user_attrs and SURPLUS not in trial.user_attrs
+
+
 class RandomStore(OptunaStore):
     """The Optuna study of a random search: the seeded candidates, queued."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pool: list[dict] = []
+        self._asked = 0  # the longest list of candidates asked for (a grid's may be shorter)
 
     def study_sampler(self, n_existing: int) -> optuna.samplers.BaseSampler:
         if is_hypermodel_study(self.config):  # the hypermodel draws as it builds: values from the candidate index
@@ -98,22 +72,38 @@ class RandomStore(OptunaStore):
             self.enqueue(self.n_trials)
 
     def enqueue(self, count: int) -> int:
-        """Queue the next ``count`` candidates of the seeded sequence; how many there were."""
-        start = 1 + max((t.user_attrs.get(CANDIDATE, -1) for t in self.trials()), default=-1)
-        pool = candidates(self.config, start + count)[start:]
-        for offset, params in enumerate(pool):
-            self.study.enqueue_trial(params, user_attrs={CANDIDATE: start + offset})
-        return len(pool)
+        """Queue the ``count`` lowest candidate indices that no trial holds; how many there were (fewer at
+        the end of a grid)."""
+        held = {t.user_attrs[CANDIDATE] for t in self.trials() if holds_candidate(t)}
+        free: list[int] = []
+        index = 0
+        while len(free) < count:
+            if index not in held:
+                free.append(index)
+            index += 1
+        pool = self.candidates(free[-1] + 1) if free else []
+        queued = [i for i in free if i < len(pool)]
+        for i in queued:
+            self.study.enqueue_trial(pool[i], user_attrs={CANDIDATE: i})
+        return len(queued)
+
+    def candidates(self, count: int) -> list[dict]:
+        """The first ``count`` candidates (kept: a refill asks again)."""
+        if len(self._pool) < count and self._asked < count:
+            self._pool, self._asked = candidates(self.config, count), count
+        return self._pool[:count]
 
     def is_surplus(self, trial: optuna.Trial) -> bool:
         """Also a trial that is no queued candidate (the queue ran dry as it started) and one whose candidate
-        an earlier trial already has (two workers queued it at once): neither trains anything."""
+        an earlier trial holds (two workers queued it at once): neither trains anything. A retry holds the
+        candidate of the trial it retries."""
         trials = self.trials()
         this = next(t for t in trials if t.number == trial.number)
         index = this.user_attrs.get(CANDIDATE)
         if index is None:
             return True
-        if not is_retry(this) and any(t.number < this.number and t.user_attrs.get(CANDIDATE) == index for t in trials):
+        if not is_retry(this) and any(t.number < this.number and t.user_attrs.get(CANDIDATE) == index
+                                      and holds_candidate(t) for t in trials):
             return True
         return super().is_surplus(trial)
 
@@ -128,7 +118,7 @@ class RandomScheduler(OptunaScheduler):
         self.steps = frozenset()  # no pruner: RandomizedSearchCV trains every candidate fully
 
     def refill(self, free: int) -> bool:
-        """Queue the next candidates (a larger ``n_trials``, or a candidate whose retries ran out)."""
+        """Queue the next candidates (a larger ``n_trials``, or a candidate a surplus trial gave back)."""
         return self.store.enqueue(free) > 0
 
 
