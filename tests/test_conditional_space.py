@@ -42,6 +42,14 @@ def build_model(n_hidden=1, n_neurons=(8,), use_dropout=False, dropout=0.0, inpu
 """
 
 
+
+
+def readme_space() -> dict:
+    """The space of the README's example of a conditional space (the first YAML block of its section)."""
+    section = (REPO / "README.md").read_text().split("### Conditional spaces", 1)[1]
+    return yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])["space"]
+
+
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch):
     from tuning.tracking.tracker import MlflowTracker
@@ -193,6 +201,11 @@ BAD = {  # name -> (model, space, search, key, message)
         "conditional"),
     "hp factory with a space": ({"build": KERAS_TUNER}, {"n_hidden": COND["n_hidden"]}, {}, "space",
                                 "leave space: out"),
+    # a key that is no argument of our MLP and gates nothing: a typo, not a flag
+    "mlp key gating nothing": ({"optimizer": "adam"}, {**COND, "use_dropuot": COND["use_dropout"]}, {},
+                               "space.use_dropuot", "unknown hyperparameter 'use_dropuot'"),
+    "factory key gating nothing": ({"build": "OWN"}, {**COND, "use_dropuot": COND["use_dropout"]}, {},
+                                   "space.use_dropuot", "'use_dropuot' is not an argument of"),
 }
 
 
@@ -214,6 +227,56 @@ def test_a_bad_conditional_space_exits_2_naming_key_and_line(tmp_path, capsys, c
     line = next(i for i in range(start, len(lines)) if lines[i].strip().startswith(f"{last}:")) + 1
     assert f"{key} (line {line})" in err, err
     assert message in err and "Traceback" not in err, err
+
+
+# ---- flags: keys that only gate others -------------------------------------------------------------------
+
+
+def test_a_flag_is_drawn_but_reaches_the_model_only_where_it_takes_it(tmp_path):
+    from tuning.search.space import estimator_params
+
+    drawn = {"n_hidden": 1, "n_neurons_1": 16, "use_dropout": True, "dropout": 0.2}
+    mlp = study_config(tmp_path, space=readme_space())  # our MLP has no use_dropout argument
+    assert mlp.space_flags() == {"use_dropout"}
+    assert estimator_params(mlp, drawn) == {"n_hidden": 1, "n_neurons": [16], "dropout": 0.2}
+    takes = study_config(tmp_path, model={"build": own_factory(tmp_path, "c_flag_takes")}, space=COND)
+    assert takes.space_flags() == set() and estimator_params(takes, drawn)["use_dropout"] is True
+    without = OWN.replace("use_dropout=False, ", "").replace("use_dropout or ", "True or ").replace(
+        "if use_dropout:", "if dropout:")
+    other = study_config(tmp_path, model={"build": own_factory(tmp_path, "c_flag_not_taken", without)}, space=COND)
+    assert other.space_flags() == {"use_dropout"} and "use_dropout" not in estimator_params(other, drawn)
+
+
+@pytest.mark.parametrize("backend", ["optuna", "random"])
+def test_the_readme_example_runs_with_our_mlp_its_flag_logged_and_gating_dropout(tmp_path, capsys, monkeypatch,
+                                                                               backend):
+    from estimators import KerasMLPRegressor
+    from tuning.search.trial import TrialRunner
+
+    built = []  # (the trial's values, the dropout of the estimator built from them)
+    make_estimator = TrialRunner.make_estimator
+
+    def spy(self, params, portable=False):
+        estimator = make_estimator(self, params, portable)
+        built.append((dict(params), estimator.get_params()["dropout"]))
+        return estimator
+
+    monkeypatch.setattr(TrialRunner, "make_estimator", spy)
+    path = tmp_path / "study.yaml"
+    data = study_dict(tmp_path, space=readme_space(), search={"backend": backend, "n_trials": 6},
+                      training={"epochs": 1})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main([str(path), "--quiet"]) == 0, capsys.readouterr().err[-3000:]
+    runs = [{k: yaml.safe_load(v) for k, v in params.items()} for params in trial_params(tmp_path)]
+    assert len(runs) == 6 and {params["use_dropout"] for params in runs} == {False, True}
+    for params in runs:
+        check_conditional(params)
+    default = KerasMLPRegressor().get_params()["dropout"]
+    trials = [(params, dropout) for params, dropout in built if "use_dropout" in params]
+    assert {params["use_dropout"] for params, _ in trials} == {False, True}
+    for params, dropout in trials:
+        assert dropout == (params["dropout"] if params["use_dropout"] else default), params
+    assert "use_dropout" in (tmp_path / "out" / "report" / "report.html").read_text()  # the trials table
 
 
 # ---- studies end to end: MLflow holds the active values only ------------------------------------------------

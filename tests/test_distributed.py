@@ -12,7 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from resume_helpers import (
+
+from tests.mlflow_server import mlflow_server, wait_healthy
+from tests.resume_helpers import (
     check_one_run_per_trial,
     cli,
     load_trials,
@@ -21,8 +23,6 @@ from resume_helpers import (
     start,
     write_study,
 )
-
-from tests.mlflow_server import mlflow_server, wait_healthy
 from tuning.search.backends import make_store
 from tuning.search.backends.optuna import (
     SURPLUS,

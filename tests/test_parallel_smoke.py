@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from resume_helpers import cli_env
+
+from tests.resume_helpers import cli_env
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 import pytest
-from resume_helpers import (
+
+from tests.resume_helpers import (
     check_one_run_per_trial,
     cli,
     cli_env,
@@ -21,7 +22,6 @@ from resume_helpers import (
     without_charts,
     write_study,
 )
-
 from tuning.search.backends.optuna import SURPLUS, counts_toward_budget
 from tuning.search.backends.optuna_budget import CANDIDATE, WORKER
 

@@ -31,6 +31,7 @@ __all__ = [
     "TunableName",
     "check_tunable",
     "conditional_errors",
+    "gates",
     "grid_size",
     "space_errors",
     "uniform_grid",
@@ -275,6 +276,18 @@ def _cycle(space: dict[str, Any]) -> list[str] | None:
         if found:
             return found
     return None
+
+
+def gates(space: Any) -> frozenset[str]:
+    """The keys of a space that another entry's ``when`` names (parsed entries or the file's raw mappings)."""
+    if not isinstance(space, dict):
+        return frozenset()
+    found = set()
+    for spec in space.values():
+        when = spec.get("when") if isinstance(spec, dict) else getattr(spec, "when", None)
+        if isinstance(when, str) and when in space:
+            found.add(when)
+    return frozenset(found)
 
 
 def draw_order(space: dict[str, Any]) -> list[str]:

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 
 from estimators import hyperparams
+from estimators.factory import FACTS
 from tuning.config.dataset import BUILTIN_TASKS, FILE_SOURCES, KERAS_FILE_SOURCES, SHAPED, DatasetConfig
 from tuning.config.overrides import Overrides
 from tuning.config.ownmodel import OwnModelConfig, model_kind, own_space_errors
@@ -41,6 +42,7 @@ from tuning.config.paramspec import (
     ParamSpec,
     check_tunable,
     conditional_errors,
+    gates,
     grid_size,
     space_errors,
     uniform_grid,
@@ -142,14 +144,26 @@ ModelSection = Annotated[
 
 
 def _space_name(name: str, info: ValidationInfo) -> str:
-    """A `space:` key: a name of the table's tunable ones, unless the study brings its own model (whose
-    factory's arguments the study checks once the model section is resolved)."""
-    if (info.context or {}).get("own_model") or isinstance((info.data or {}).get("model"), OwnModelConfig):
+    """A `space:` key: a name of the table's tunable ones, or a flag (a key no estimator argument is named
+    like, that another entry's `when:` names), unless the study brings its own model (whose factory's
+    arguments the study checks once the model section is resolved)."""
+    context = info.context or {}
+    if context.get("own_model") or isinstance((info.data or {}).get("model"), OwnModelConfig):
+        return name
+    if name in context.get("gates", ()) and name not in hyperparams.HYPERPARAMS:
         return name
     return check_tunable(name)
 
 
 SpaceName = Annotated[str, AfterValidator(_space_name)]
+
+
+def _is_flag(name: str, gating: frozenset[str], factory: Any) -> bool:
+    """Whether space key `name` is a flag: it gates other entries (`when:`) and the model takes no argument
+    of that name (neither our estimators nor, with `model.build`, the factory or the data's facts)."""
+    if name not in gating or name in hyperparams.HYPERPARAMS:
+        return False
+    return factory is None or not (factory.takes(name) or name in FACTS)
 
 
 # --------------------------------------------------------------------------------------- other sections
@@ -342,11 +356,21 @@ class StudyConfig(_Model):
     @model_validator(mode="before")
     @classmethod
     def _own_model(cls, data: Any, info: ValidationInfo) -> Any:
-        """Tell the `space:` key check that the study brings its own model (`model.build`)."""
+        """Tell the `space:` key check that the study brings its own model (`model.build`), and which keys
+        gate others (`when:`): those may be flags, no estimator argument."""
         model = data.get("model") if isinstance(data, dict) else None
         if info.context is not None and isinstance(model, dict) and "build" in model:
             info.context["own_model"] = True
+        if info.context is not None and isinstance(data, dict):
+            info.context["gates"] = gates(data.get("space"))
         return data
+
+    def space_flags(self) -> frozenset[str]:
+        """The space's flags: keys that gate others (`when:`) and name no argument of the model; drawn and
+        logged like any parameter, never given to the model."""
+        gating = gates(self.space)
+        factory = self.model.factory
+        return frozenset(name for name in gating if _is_flag(name, gating, factory))
 
     @model_validator(mode="after")
     def _check(self) -> "StudyConfig":
@@ -355,7 +379,10 @@ class StudyConfig(_Model):
         factory = self.model.factory
         if factory is not None:
             errors.extend(self._own_model_errors())
+        flags = self.space_flags()
         for name, spec in self.space.items():
+            if name in flags:
+                continue  # it gates other entries only: any values
             if factory is not None and own_space_errors(factory, name):
                 continue  # said above
             if factory is not None and (factory.takes(name) or name not in hyperparams.HYPERPARAMS):
@@ -494,8 +521,9 @@ class StudyConfig(_Model):
                 return errors
             self.space = space
         bad = set()
+        flags = self.space_flags()
         for name in self.space:
-            problem = own_space_errors(factory, name)
+            problem = None if name in flags else own_space_errors(factory, name)
             if problem:
                 bad.add(name)
                 errors.append(_error(("space", name), problem, name))

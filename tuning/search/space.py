@@ -3,7 +3,8 @@
 A space may be conditional (``per`` / ``when``, :mod:`tuning.config.paramspec`). Trials then hold flat values,
 drawn define-by-run: ``n_neurons_1`` .. ``n_neurons_k`` for ``n_neurons: {per: n_hidden}`` (k the trial's
 ``n_hidden``), nothing for an entry whose ``when`` parameter is falsy. :func:`estimator_params` turns such
-values into the estimator's arguments (``n_neurons=[...]``); the records, MLflow and the report keep them flat.
+values into the estimator's arguments (``n_neurons=[...]``, a flag that only gates others left out); the
+records, MLflow and the report keep them flat, flags included.
 A KerasTuner hypermodel (``build(hp)``) has no declared space: :func:`draw` calls it with an ``hp`` bound to
 the trial, and the estimator gets the values drawn as ``hp_values``.
 """
@@ -106,11 +107,13 @@ def is_conditional(space: Space) -> bool:
 
 def estimator_params(config: Any, params: dict[str, Any]) -> dict[str, Any]:
     """A trial's values as the estimator's arguments: ``per`` lists assembled (``n_neurons_1``, ``n_neurons_2``
-    -> ``n_neurons=[..]``); with a KerasTuner hypermodel, all of them as ``hp_values``."""
+    -> ``n_neurons=[..]``), the space's flags left out (keys that only gate others: ``StudyConfig.space_flags``);
+    with a KerasTuner hypermodel, all of them as ``hp_values``."""
     factory = config.model.factory
     if factory is not None and factory.takes_hp:
         return {"hp_values": dict(params)}
-    out = dict(params)
+    flags = config.space_flags()
+    out = {name: value for name, value in params.items() if name not in flags}
     for name, spec in config.space.items():
         if spec.per is not None and spec.per in out:
             keys = [f"{name}_{i}" for i in range(1, int(out[spec.per]) + 1)]
