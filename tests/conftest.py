@@ -34,6 +34,7 @@ def mlflow_template_db(tmp_path_factory):
 # the other has nothing left. Started first instead, the long files overlap and the many short ones fill
 # both workers to the end. Files not named here follow, in the order collected.
 SLOWEST_FIRST = [
+    "test_true_values.py",
     "test_benchmarks.py",
     "test_own_model_export.py",
     "test_train_on.py",
@@ -54,6 +55,8 @@ SLOWEST_FIRST = [
     "test_clean_run.py",
     "test_parallel_smoke.py",
     "test_recipe.py",
+    "test_random_candidates.py",
+    "test_divergence.py",
     "test_trial_outcomes.py",
     "test_browser.py",
     "test_own_model_study.py",

@@ -1,163 +1,19 @@
-"""What a trial leaves behind: a pruned trial has one value (the last one its pruner was told) in the study
-store, in MLflow and in the report, for every metric; complete trials' fitted models go to the keeper, which
-the export asks instead of training again."""
+"""What a trial leaves behind: complete trials' fitted models go to the keeper, which the export asks instead
+of training again; an interrupted trial is killed. (A pruned trial's one value in the study store, MLflow and
+the report, for every metric and kind of model: tests/test_true_values.py.)"""
 
 from __future__ import annotations
 
-import math
-import re
 from types import SimpleNamespace
 
 import numpy as np
-import optuna
-import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
-import tuning.report.html as report_html
-import tuning.search.backends.optuna as optuna_backend
 from tests.helpers import study_config
-from tuning.config.schema import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from tuning.export.ensembling import fitted_estimator
 from tuning.records import COMPLETE, PRUNED, TrialRecord
 from tuning.search.keeper import ModelKeeper
 from tuning.search.trial import TrialRunner
-from tuning.study import run_study
-from tuning.tracking import runlayout as layout
-from tuning.tracking.tracker import MlflowTracker
-
-#: studies whose trial 0 completes (the export reuses its kept model) before trial 1 is pruned; in the
-#: others, trial 0 is pruned (no export: fewer fits)
-WITH_COMPLETE = ("mse", "accuracy")
-
-
-class PruneFrom(optuna.pruners.BasePruner):
-    """Prunes a trial numbered ``first`` or above the first time it is asked; never one below."""
-
-    def __init__(self, first: int) -> None:
-        self.first = first
-
-    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        return trial.number >= self.first
-
-
-def write_data(path, task: str) -> None:
-    """A tiny generated table: a regression target far from unit scale (trained standardised), or two classes."""
-    from sklearn.datasets import make_classification, make_regression
-
-    if task == "regression":
-        X, y = make_regression(n_samples=160, n_features=4, noise=5.0, random_state=0)
-        y = y + 50.0
-    else:
-        X, y = make_classification(n_samples=160, n_features=4, n_informative=3, n_redundant=0, random_state=0)
-    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
-    frame["y"] = y
-    frame.to_csv(path, index=False)
-
-
-def no_pictures(study, out_dir):
-    """The report without its charts (slow to draw, tested in test_report): report.html and its table only."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return []
-
-
-def run_family(tmp_path_factory, task: str, metrics: frozenset[str]) -> dict:
-    """One tiny study per metric on the same data, its last trial pruned at its first epoch; the calls of
-    ``TrialRunner.make_estimator`` counted per study (one per trial, plus one per model the export refits)."""
-    root = tmp_path_factory.mktemp(f"pruned-{task}")
-    data = root / "data.csv"
-    write_data(data, task)
-    studies = {}
-    made: list[int] = []
-    make_estimator = TrialRunner.make_estimator
-
-    def counted(runner, params):
-        made.append(1)
-        return make_estimator(runner, params)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(root)  # MLflow's artifact store lands here
-        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow, tested in test_study
-        patch.setattr(report_html, "write_pictures", no_pictures)
-        patch.setattr(TrialRunner, "make_estimator", counted)
-        for metric in sorted(metrics):
-            made.clear()
-            n_trials = 2 if metric in WITH_COMPLETE else 1
-            patch.setattr(optuna_backend, "make_pruner", lambda config, first=n_trials - 1: PruneFrom(first))
-            tmp = root / metric
-            tmp.mkdir()
-            config = study_config(
-                tmp, name=f"pruned-{metric}",
-                dataset={"source": "csv", "path": str(data), "target": "y"},
-                search={"n_trials": n_trials, "metric": metric, "sampler": "random", "pruner": "median"},
-                training={"epochs": 2, "batch_size": 32},
-            )
-            result = run_study(config, quiet=True)
-            studies[metric] = SimpleNamespace(config=config, result=result, estimators_made=len(made),
-                                              pruned=n_trials - 1)
-    return studies
-
-
-@pytest.fixture(scope="module")
-def regression_studies(tmp_path_factory):
-    return run_family(tmp_path_factory, "regression", REGRESSION_METRICS)
-
-
-@pytest.fixture(scope="module")
-def classification_studies(tmp_path_factory):
-    return run_family(tmp_path_factory, "binary", CLASSIFICATION_METRICS)
-
-
-def study_of(request, metric: str) -> SimpleNamespace:
-    family = "regression_studies" if metric in REGRESSION_METRICS else "classification_studies"
-    return request.getfixturevalue(family)[metric]
-
-
-def report_value(html: str, number: int) -> str:
-    """The objective cell of trial ``number`` in report.html's trials table."""
-    found = re.search(rf'<tr class="[^"]*"><td class="num">{number}</td><td>[a-z]+</td><td class="num">([^<]*)</td>', html)
-    assert found, f"trial {number} is not in the report's table"
-    return found.group(1)
-
-
-@pytest.mark.parametrize("metric", sorted(REGRESSION_METRICS | CLASSIFICATION_METRICS))
-def test_a_pruned_trial_has_one_value_in_the_store_mlflow_and_the_report(request, metric):
-    study = study_of(request, metric)
-    config, result, number = study.config, study.result, study.pruned
-    states = {r.number: r.state for r in result.records}
-    assert states == {n: COMPLETE for n in range(number)} | {number: PRUNED}
-
-    # the study store: Optuna keeps the last value the pruner was told as a pruned trial's value
-    stored = optuna.load_study(study_name=config.name, storage=f"sqlite:///{config.export_dir / 'optuna.db'}")
-    trial = next(t for t in stored.trials if t.number == number)
-    assert trial.state == optuna.trial.TrialState.PRUNED and list(trial.intermediate_values) == [1]
-    value = trial.intermediate_values[1]
-    assert math.isfinite(value) and trial.value == value
-    assert next(r for r in result.records if r.number == number).value == pytest.approx(value, rel=1e-12)
-
-    # MLflow: the trial's child run
-    client = MlflowClient(config.mlflow.tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name(config.experiment_name).experiment_id],
-                              filter_string=layout.children_filter(result.parent_run_id))
-    run = next(r for r in runs if layout.trial_number(r) == number)
-    assert run.data.tags[layout.TRIAL_STATE] == PRUNED
-    assert run.data.metrics[layout.objective_key(metric)] == pytest.approx(value, rel=1e-12)
-
-    # the report: the records it reads back from MLflow, and the number report.html shows
-    shown = {r.number: r for r in report_html.load_study_run(client, config, result.parent_run_id).records}
-    assert shown[number].state == PRUNED and shown[number].value == pytest.approx(value, rel=1e-12)
-    html = result.report_path.read_text(encoding="utf-8")
-    assert result.report_path.name == report_html.REPORT_FILE
-    assert float(report_value(html, number)) == pytest.approx(value, rel=1e-3)  # printed to 4 significant digits
-
-
-@pytest.mark.parametrize("metric", WITH_COMPLETE)
-def test_the_export_reuses_the_kept_model_of_the_best_trial(request, metric):
-    """Trial 0 (the only complete one) is exported: its model comes from the keeper, not a refit."""
-    study = study_of(request, metric)
-    assert study.result.best.number == 0 and (study.config.export_dir / "pipeline.joblib").is_file()
-    assert study.estimators_made == len(study.result.records) == 2
-
 
 # ---- the keeper ---------------------------------------------------------------------------------------
 

@@ -88,14 +88,15 @@ class Observer:
         pass
 
 
-def watched(patch, seen: dict, observer: Observer, fold_models: dict) -> None:
-    """Every lone fit gets a :class:`Watch` first; the stack's epochs are watched member by member."""
+def watched(patch, seen: dict, observer: Observer, fold_models: dict, refits: list) -> None:
+    """Every lone fit gets a :class:`Watch` first; the stack's epochs are watched member by member; the
+    estimators made after the trials (the export's refits) go to ``refits``."""
     opened = {}  # the trial running now (not the export's refits, after the trials)
     open_trial, close_trial = TrialRunner.open_trial, TrialRunner.close_trial
     make_estimator, after_epoch = TrialRunner.make_estimator, stacking.StackedTrials.after_epoch
 
     def open_watched(self, number, params, check=True):
-        opened["number"] = number
+        opened["number"] = opened["first"] = number
         return open_trial(self, number, params, check)
 
     def close_watched(self, record, *args, **kwargs):
@@ -104,6 +105,8 @@ def watched(patch, seen: dict, observer: Observer, fold_models: dict) -> None:
 
     def make_watched(self, params, portable=False):
         est = make_estimator(self, params, portable)
+        if "first" in opened and "number" not in opened:
+            refits.append(params)  # after the trials: a model the export trains again
         if self.config.search.stack > 1 or "number" not in opened:
             return est
         number, fit, classifier = opened["number"], est.fit, self.task != "regression"
@@ -210,14 +213,14 @@ def run_kind(tmp_path_factory, kind: str, task: str, metrics: frozenset[str]) ->
     write_data(data, task)
     studies = {}
     for metric in sorted(metrics):
-        seen, fold_models, observer = {}, {}, Observer()
+        seen, fold_models, refits, observer = {}, {}, [], Observer()
         settings = study_settings(kind, task, root)
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(root)  # MLflow's artifact store lands here
             patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow, tested in test_study
             patch.setattr(report_html, "write_pictures", no_pictures)
             patch.setattr(optuna_backend, "make_pruner", lambda config: PruneOne())
-            watched(patch, seen, observer, fold_models)
+            watched(patch, seen, observer, fold_models, refits)
             tmp = root / metric
             tmp.mkdir()
             changes = study_dict(
@@ -234,7 +237,7 @@ def run_kind(tmp_path_factory, kind: str, task: str, metrics: frozenset[str]) ->
             config = load_study_dict(changes)
             result = run_study(config, quiet=True, observers=[observer])
         studies[metric] = SimpleNamespace(config=config, result=result, seen=seen, runner=observer.runner,
-                                          fold_models=fold_models)
+                                          fold_models=fold_models, refits=refits)
     return studies
 
 
@@ -284,9 +287,9 @@ def test_every_value_shown_is_the_metric_of_the_trials_model(studies, kind, metr
         fold = next(check_cv(2, d.y_train, classifier=classes is not None).split(d.X_train, d.y_train))[1]
         model = study.fold_models[0]  # fold 0's, watched as it trained
         X, y = d.X_train[fold], d.y_train[fold]
-    else:
+    else:  # the export reuses the model the keeper holds: nothing is trained again
         model, X, y = runner.keeper.get(0), d.X_valid, d.y_valid
-        assert model is not None
+        assert model is not None and study.refits == [] and (config.export_dir / "pipeline.joblib").is_file()
     probabilities = model.predict_proba(X) if classes is not None else None
     first = complete.fold_scores[0]
     assert first == pytest.approx(sklearn_metric(metric, y, model.predict(X), probabilities, classes), rel=1e-6)
