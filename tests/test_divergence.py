@@ -136,3 +136,18 @@ def test_an_ensemble_whose_every_member_diverges_exits_1_and_fails_the_parent_ru
     trials = client.search_runs([experiment], filter_string=layout.children_filter(parent.info.run_id))
     assert [r.data.tags[layout.TRIAL_STATE] for r in trials] == [COMPLETE, COMPLETE]
     assert not [r for r in client.search_runs([experiment]) if r.info.status == "RUNNING"]
+
+
+def test_test_metrics_never_drop_a_metric_for_non_finite_predictions():
+    """A metric that cannot be computed (a class missing from the test rows) is left out; predictions that
+    are NaN never are: they raise, so an export cannot end with an empty test score and exit 0."""
+    from types import SimpleNamespace
+
+    from tuning.export.files import test_metrics
+
+    y = np.array([0.0, 1.0, 2.0])
+    nan = SimpleNamespace(predict=lambda X: np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(FloatingPointError, match="NaN or infinite"):
+        test_metrics(nan, np.zeros((3, 1)), y, "mse", "regression")
+    fine = SimpleNamespace(predict=lambda X: y + 1.0)
+    assert test_metrics(fine, np.zeros((3, 1)), y, "mse", "regression")["mse"] == pytest.approx(1.0)
