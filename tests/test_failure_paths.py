@@ -1,0 +1,163 @@
+"""Every failure path closes what it opened: a study that fails before its search, an export that fails
+half-way or replaces another, a Ctrl-C of an earlier study, a stacked trial's claim, a look at a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+from tests.helpers import no_pictures, study_config
+from tuning import coordination
+from tuning.report import html as report_html
+from tuning.search.backends.optuna import OptunaStore
+from tuning.tracking.runlayout import STUDY_REASON
+from tuning.tracking.tracker import MlflowTracker
+
+MODELS = Path(__file__).resolve().parents[1] / "studies" / "models"
+
+
+class Boom(RuntimeError):
+    """The failure injected into a step."""
+
+
+def boom(*args, **kwargs):
+    raise Boom("injected failure")
+
+
+def then_boom(real):
+    """``real`` that does its work, then fails."""
+
+    def call(*args, **kwargs):
+        real(*args, **kwargs)
+        raise Boom("injected failure")
+
+    return call
+
+
+@pytest.fixture(autouse=True)
+def _fast(monkeypatch):
+    """No MLflow model upload, no report charts, no model preflight (tested elsewhere; slow)."""
+    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr(report_html, "write_pictures", no_pictures)
+    monkeypatch.setattr("tuning.study.preflight", lambda *args, **kwargs: [])
+
+
+def live_children() -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def all_runs(config) -> list:
+    client = MlflowClient(config.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name(config.experiment_name)
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], run_view_type=ViewType.ALL, max_results=1000)
+
+
+# ---- a study failing before its search ------------------------------------------------------------------
+
+
+class AttachFails:
+    portable = False
+
+    def attach(self, runner):
+        raise Boom("injected failure")
+
+    def on_trial_start(self, number, params):
+        pass
+
+    def on_trial_end(self, record):
+        pass
+
+
+def second_spawn_fails(monkeypatch):
+    """The first helper process starts, the second cannot."""
+    import tuning.parallel.workers as workers
+
+    real, started = workers.subprocess.Popen, []
+
+    def popen(*args, **kwargs):
+        if started:
+            raise Boom("injected failure")
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(workers.subprocess, "Popen", popen)
+
+
+# step -> (how it fails, workers, whether the parent run exists by then)
+STEPS = {
+    "observer attach": (None, 1, False),
+    "store open": (lambda p: p.setattr(OptunaStore, "open", then_boom(OptunaStore.open)), 1, False),
+    "parent run's dataset": (lambda p: p.setattr(MlflowTracker, "log_dataset", boom), 1, True),
+    "open_parent_run": (lambda p: p.setattr("tuning.study.open_parent_run", then_boom(coordination.open_parent_run)),
+                        1, True),
+    "lr_range files": (lambda p: p.setattr(MlflowTracker, "log_files", boom), 1, True),
+    "close_orphan_runs": (lambda p: p.setattr("tuning.study.close_orphan_runs", boom), 1, True),
+    "display resume": (lambda p: p.setattr("tuning.tracking.progress.ProgressDisplay.resume", boom), 1, True),
+    "start_helpers": (second_spawn_fails, 3, True),
+    "recipe save (helpers running)": (lambda p: p.setattr("tuning.config.recipe.save", boom), 2, True),
+}
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_a_study_failing_before_its_search_leaves_nothing_open(tmp_path, monkeypatch, step):
+    """Whatever step of the start fails: no MLflow run left RUNNING (the parent run, once created, ends
+    FAILED with the reason), no helper process alive, every store opened closed; the error goes on."""
+    from tuning.parallel.workers import thread_budget
+    from tuning.study import run_study
+
+    inject, workers, has_parent = STEPS[step]
+    if inject is not None:
+        inject(monkeypatch)
+    for name, value in (thread_budget(workers) if workers > 1 else {}).items():
+        monkeypatch.setenv(name, value)  # what start_helpers would set in this process
+    opened, closed = [], []
+    real_open, real_close = OptunaStore.open, OptunaStore.close
+    monkeypatch.setattr(OptunaStore, "open", lambda self, *a, **k: opened.append(self) or real_open(self, *a, **k))
+    monkeypatch.setattr(OptunaStore, "close", lambda self: closed.append(self) or real_close(self))
+    monkeypatch.chdir(tmp_path)  # MLflow's artifacts land there
+    config = study_config(tmp_path, name="tiny-fails", search={"n_trials": 1, "workers": workers},
+                          training={"epochs": 1})
+    observers = [AttachFails()] if step == "observer attach" else []
+    try:
+        with pytest.raises(Boom):
+            run_study(config, quiet=True, observers=observers)
+        left = live_children()
+        runs = all_runs(config)
+        assert not left, [p.cmdline() for p in left]
+        assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
+        parents = [r for r in runs if r.data.tags.get("tuning.role") == "study"]
+        if has_parent:
+            assert [r.info.status for r in parents] == ["FAILED"]
+            assert "Boom: injected failure" in parents[0].data.tags[STUDY_REASON]
+        assert all(any(store is c for c in closed) for store in opened), "a study store was left open"
+        assert not (config.export_dir / "optuna.db-wal").exists()
+    finally:
+        for child in live_children():  # the old behaviour: do not leave them to the next tests
+            child.kill()
+
+
+def test_a_rerun_after_a_failed_start_finishes_and_drops_the_old_reason(tmp_path, monkeypatch):
+    from tuning.study import run_study
+
+    monkeypatch.chdir(tmp_path)
+    config = study_config(tmp_path, name="tiny-again", search={"n_trials": 1}, training={"epochs": 1})
+    with monkeypatch.context() as patch:
+        patch.setattr("tuning.tracking.progress.ProgressDisplay.resume", boom)
+        with pytest.raises(Boom):
+            run_study(config, quiet=True)
+    result = run_study(config, quiet=True)
+    parent = MlflowClient(config.mlflow.tracking_uri).get_run(result.parent_run_id)
+    assert result.best is not None and parent.info.status == "FINISHED" and STUDY_REASON not in parent.data.tags
