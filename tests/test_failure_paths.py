@@ -3,6 +3,7 @@ half-way or replaces another, a Ctrl-C of an earlier study, a stacked trial's cl
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import psutil
@@ -161,3 +162,43 @@ def test_a_rerun_after_a_failed_start_finishes_and_drops_the_old_reason(tmp_path
     result = run_study(config, quiet=True)
     parent = MlflowClient(config.mlflow.tracking_uri).get_run(result.parent_run_id)
     assert result.best is not None and parent.info.status == "FINISHED" and STUDY_REASON not in parent.data.tags
+
+
+# ---- Ctrl-C of an earlier study in the same process -----------------------------------------------------
+
+
+class CtrlCAfterFirstTrial:
+    """Presses Ctrl-C (a real SIGINT, through the study's handler) once the first trial ended."""
+
+    portable = False
+
+    def attach(self, runner):
+        pass
+
+    def on_trial_start(self, number, params):
+        pass
+
+    def on_trial_end(self, record):
+        signal.raise_signal(signal.SIGINT)
+
+
+def test_a_study_after_an_interrupted_one_in_the_same_process_runs_its_trials(tmp_path, monkeypatch):
+    from tuning.parallel import interrupt
+    from tuning.study import run_study
+
+    monkeypatch.chdir(tmp_path)
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    interrupt.install_handlers()
+    try:
+        for name in ("first", "second"):
+            (tmp_path / name).mkdir()
+        first = study_config(tmp_path / "first", name="tiny-first", search={"n_trials": 2}, training={"epochs": 1})
+        assert run_study(first, quiet=True, observers=[CtrlCAfterFirstTrial()]).interrupted
+        second = study_config(tmp_path / "second", name="tiny-second", search={"n_trials": 2},
+                              training={"epochs": 1})
+        result = run_study(second, quiet=True)
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+        interrupt.reset()
+    assert not result.interrupted and len(result.records) == 2 and result.best is not None

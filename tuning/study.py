@@ -29,6 +29,7 @@ from tuning.export.baseline import fit_baseline
 from tuning.export.ensembling import build_ensemble, exported_estimator
 from tuning.export.files import export_model, make_pipeline, test_metrics
 from tuning.export.results import StudyResult, stored_result
+from tuning.parallel import interrupt
 from tuning.parallel.workers import interrupt_all, wait_all
 from tuning.records import INTERRUPTED, TrialRecord, best_record, failure_reason
 from tuning.report.html import report_safely
@@ -321,6 +322,7 @@ def run_study(
     A process running studies should call :func:`tuning.parallel.process.configure_study_process` first (the
     commands do).
     """
+    interrupt.reset()  # a stop asked of an earlier study in this process (its Ctrl-C) was for that one
     if not isinstance(config, StudyConfig):
         config = load_study(config)  # the one read of the file
     study_config = config  # as the file and the overrides give it: the recipe sizes its unset keys below
