@@ -4,6 +4,7 @@ half-way or replaces another, a Ctrl-C of an earlier study, a stacked trial's cl
 from __future__ import annotations
 
 import signal
+import threading
 from pathlib import Path
 
 import psutil
@@ -11,9 +12,11 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
+import tuning.search.stacking as stacking
 from tests.helpers import no_pictures, study_config
 from tuning import coordination
 from tuning.report import html as report_html
+from tuning.search.backends import make_scheduler, make_store
 from tuning.search.backends.optuna import OptunaStore
 from tuning.tracking.runlayout import STUDY_REASON
 from tuning.tracking.tracker import MlflowTracker
@@ -202,3 +205,42 @@ def test_a_study_after_an_interrupted_one_in_the_same_process_runs_its_trials(tm
         signal.signal(signal.SIGTERM, saved[1])
         interrupt.reset()
     assert not result.interrupted and len(result.records) == 2 and result.best is not None
+
+
+# ---- a stacked trial's heartbeat ---------------------------------------------------------------------
+
+
+def heartbeats() -> list[threading.Thread]:
+    """Optuna's heartbeat threads still running (named after their target)."""
+    return [t for t in threading.enumerate() if t.name.endswith("(_record_heartbeat)") and t.is_alive()]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")
+@pytest.mark.parametrize("failure", ["claim raises", "surplus, tell raises", "draw raises"])
+def test_a_stacked_trial_that_cannot_be_claimed_leaves_no_heartbeat(tmp_path, monkeypatch, failure):
+    from tuning.data.sources import load_dataset
+    from tuning.search.trial import TrialRunner
+
+    config = study_config(tmp_path, name="tiny-ask", search={"n_trials": 2, "stack": 2},
+                          space={"learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
+                          model={"optimizer": "adam", "n_hidden": 1, "n_neurons": 8})
+    store = make_store(config, config.export_dir)
+    store.open("minimize", "mse")
+    before = set(heartbeats())
+    try:
+        stack = stacking.StackedTrials(make_scheduler(store), TrialRunner(config, load_dataset(config.dataset)))
+        stack.ask(1)  # claimed: its heartbeat runs until its trial ends
+        assert len(stack.pending) == 1 and len(set(heartbeats()) - before) == 1
+        stack.pending.pop().heartbeat.__exit__(None, None, None)
+        if failure == "claim raises":
+            monkeypatch.setattr(stack.scheduler, "claim", boom)
+        elif failure == "surplus, tell raises":
+            monkeypatch.setattr(stack.scheduler, "claim", lambda trial: False)
+            monkeypatch.setattr(stack, "_tell", boom)
+        else:
+            monkeypatch.setattr(stacking, "draw", boom)
+        with pytest.raises(Boom):
+            stack.ask(1)
+        assert set(heartbeats()) - before == set() and stack.pending == []
+    finally:
+        store.close()
