@@ -4,6 +4,7 @@ half-way or replaces another, a Ctrl-C of an earlier study, a stacked trial's cl
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
 import tuning.search.stacking as stacking
-from tests.helpers import no_pictures, study_config
+from tests.helpers import no_pictures, study_config, write_study
 from tuning import coordination
 from tuning.report import html as report_html
 from tuning.search.backends import make_scheduler, make_store
@@ -244,3 +245,40 @@ def test_a_stacked_trial_that_cannot_be_claimed_leaves_no_heartbeat(tmp_path, mo
         assert set(heartbeats()) - before == set() and stack.pending == []
     finally:
         store.close()
+
+
+# ---- a look at a study store creates nothing ----------------------------------------------------------
+
+
+def test_peeking_at_a_store_that_does_not_exist_creates_nothing(tmp_path):
+    from tuning.coordination import check_resumable
+    from tuning.search.backends.base import SPACE_DIGEST
+    from tuning.study import RunOptions, finished_result
+
+    config = study_config(tmp_path)
+    new = tmp_path / "new.db"
+    url = f"sqlite:///{new}"
+    store = make_store(config, config.export_dir, storage=url)
+    assert store.peek_records() is None and store.peek_attr(SPACE_DIGEST) is None
+    assert finished_result(config, RunOptions(storage=url)) is None
+    check_resumable(config, url)
+    assert not new.exists()
+    # the default store, in an output directory not made yet
+    assert make_store(config, config.export_dir).peek_records() is None and finished_result(config, RunOptions()) is None
+    assert not config.export_dir.exists()
+    # a database that is there but holds no Optuna study gets no table
+    with sqlite3.connect(new) as db:
+        db.execute("create table notes (text)")
+    assert make_store(config, config.export_dir, storage=url).peek_records() is None
+    with sqlite3.connect(new) as db:
+        assert [row[0] for row in db.execute("select name from sqlite_master where type = 'table'")] == ["notes"]
+
+
+def test_a_dry_run_with_a_new_storage_creates_nothing(tmp_path, capsys):
+    from tuning.cli.run import main
+
+    study = write_study(tmp_path)
+    new = tmp_path / "new.db"
+    assert main([str(study), "--dry-run", "--storage", f"sqlite:///{new}"]) == 0
+    assert "dry run" in capsys.readouterr().out
+    assert not new.exists() and not (tmp_path / "out").exists()
