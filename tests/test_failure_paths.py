@@ -3,11 +3,13 @@ half-way or replaces another, a Ctrl-C of an earlier study, a stacked trial's cl
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import sqlite3
 import threading
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 from mlflow import MlflowClient
@@ -282,3 +284,109 @@ def test_a_dry_run_with_a_new_storage_creates_nothing(tmp_path, capsys):
     assert main([str(study), "--dry-run", "--storage", f"sqlite:///{new}"]) == 0
     assert "dry run" in capsys.readouterr().out
     assert not new.exists() and not (tmp_path / "out").exists()
+
+
+# ---- export: replaced whole, nothing stale, nothing lost on a crash -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict:
+    """Small fitted regressors on the same rows: two MLPs and one of the Hands-On factory."""
+    from sklearn.preprocessing import StandardScaler
+
+    from estimators import KerasMLPRegressor
+    from estimators.user_model import KerasModelRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+    scaler = StandardScaler().fit(X)
+    common = dict(epochs=1, batch_size=32, early_stopping=False, validation_fraction=0.0)
+    mlps = [KerasMLPRegressor(n_hidden=1, n_neurons=4, random_state=seed, **common).fit(scaler.transform(X), y)
+            for seed in (0, 1)]
+    own = KerasModelRegressor(build=f"{MODELS / 'handson.py'}:build_model", random_state=0, **common)
+    return {"X": X, "scaler": scaler, "mlps": mlps, "own": own.fit(scaler.transform(X), y)}
+
+
+def export(fitted, model, out_dir):
+    from tuning.export.files import export_model, make_pipeline
+
+    pipeline = make_pipeline(fitted["scaler"], model)
+    paths = export_model(pipeline, out_dir, {"trial": 0}, {"test": {}})
+    assert all(path.exists() and out_dir in path.parents for path in paths.values())
+    return pipeline
+
+
+def ensemble(fitted, size: int):
+    from estimators.ensemble import AveragingRegressor
+
+    mlps = fitted["mlps"]
+    return AveragingRegressor.from_fitted([mlps[i % 2] for i in range(size)], [1.0] * size)
+
+
+def listing(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` and its sha256."""
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def study_files(out: Path) -> None:
+    """What a study keeps in its export directory beside the export."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "optuna.db").write_bytes(b"store")
+    (out / "recipe.json").write_text("{}")
+    (out / "report").mkdir()
+    (out / "report" / "report.html").write_text("<html/>")
+
+
+def test_a_re_export_leaves_no_member_of_the_previous_ensemble(tmp_path, fitted):
+    from tuning.export import load_model
+
+    out = tmp_path / "out"
+    study_files(out)
+    export(fitted, ensemble(fitted, 5), out)
+    assert sorted(p.name for p in out.glob("model*.keras")) == [f"model_{i}.keras" for i in range(1, 6)]
+    export(fitted, ensemble(fitted, 3), out)
+    assert sorted(p.name for p in out.glob("model*.keras")) == [f"model_{i}.keras" for i in range(1, 4)]
+    single = export(fitted, fitted["mlps"][0], out)
+    assert sorted(p.name for p in out.glob("model*.keras")) == ["model.keras"]
+    assert sorted(p.name for p in out.iterdir()) == ["best_params.json", "metrics.json", "model.keras", "optuna.db",
+                                                      "pipeline.joblib", "preprocessing.joblib", "recipe.json",
+                                                      "report"]  # the study's files kept, no staging left
+    np.testing.assert_allclose(load_model(out).predict(fitted["X"][:5]), single.predict(fitted["X"][:5]))
+
+
+def test_an_export_of_our_mlp_after_a_users_model_leaves_no_code(tmp_path, fitted):
+    from tuning.export.shipped_code import CODE_DIR, CODE_FILE
+
+    out = tmp_path / "out"
+    export(fitted, fitted["own"], out)
+    assert (out / CODE_DIR / "handson.py").is_file() and (out / CODE_FILE).is_file()
+    export(fitted, fitted["mlps"][0], out)
+    assert not (out / CODE_DIR).exists() and not (out / CODE_FILE).exists()
+    export(fitted, fitted["own"], out)  # and back: the code again
+    assert (out / CODE_DIR / "handson.py").is_file() and (out / CODE_FILE).is_file()
+
+
+def test_an_export_failing_half_way_leaves_the_previous_one_as_it_was(tmp_path, fitted, monkeypatch):
+    import joblib
+
+    from tuning.export import load_model
+
+    out = tmp_path / "out"
+    study_files(out)
+    before = export(fitted, fitted["mlps"][0], out)
+    files = listing(out)
+    real, dumps = joblib.dump, []
+
+    def dump(*args, **kwargs):  # the pipeline and the Keras files are written when the preprocessing fails
+        dumps.append(1)
+        if len(dumps) == 2:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(joblib, "dump", dump)
+    with pytest.raises(OSError, match="disk full"):
+        export(fitted, ensemble(fitted, 2), out)
+    assert listing(out) == files and not list(out.glob(".export-*"))
+    np.testing.assert_allclose(load_model(out).predict(fitted["X"][:5]), before.predict(fitted["X"][:5]))
