@@ -66,6 +66,16 @@ def decode_output(stored: dict[str, Any] | None) -> np.ndarray | None:
     return np.frombuffer(base64.b64decode(stored["f4"]), dtype="<f4").reshape(stored["shape"]).copy()
 
 
+INTERRUPTED = "interrupted by the user"  # the reason of a trial or study stopped by Ctrl-C / SIGTERM
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why ``error`` stopped a trial or a study, as its record or MLflow run gives it (``Type: message``)."""
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPTED
+    return f"{type(error).__name__}: {error}".strip()[:500]
+
+
 class PruneTrial(Exception):
     """Raised from an epoch report to stop a trial that is not promising."""
 

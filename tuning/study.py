@@ -11,6 +11,7 @@ result is read back from the export directory and the study store.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -30,8 +31,9 @@ from tuning.export.baseline import fit_baseline
 from tuning.export.ensembling import build_ensemble, exported_model
 from tuning.export.files import export_model, make_pipeline, test_metrics
 from tuning.export.results import StudyResult, stored_result
+from tuning.parallel import interrupt
 from tuning.parallel.workers import interrupt_all, wait_all
-from tuning.records import TrialRecord, best_record
+from tuning.records import INTERRUPTED, TrialRecord, best_record, failure_reason
 from tuning.report.html import report_safely
 from tuning.search import lr_bounds
 from tuning.search.backends import StudyStore, TrialScheduler, make_scheduler, make_store
@@ -43,6 +45,8 @@ from tuning.tracking.progress import ProgressDisplay
 from tuning.tracking.tracker import MlflowTracker
 
 __all__ = ["RunOptions", "StudyResult", "run_study"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,11 +144,17 @@ def prepare(config: StudyConfig, split: DatasetSplit, lr_step: lr_bounds.LRStep,
     """Build the runner, the study store, the scheduler and the tracking of ``config`` (the one the search
     uses) on the loaded data, in that order, each given what it needs; open the store and the shared parent
     run; start ``--workers`` helpers. ``lr_step`` gives its notes and, once the store accepted the space,
-    stores a range test run here."""
+    stores a range test run here.
+
+    A step that fails (or Ctrl-C) lets go of what the steps before it opened, as :func:`close` does: the
+    parent run ends FAILED (KILLED) with the reason (tag ``study.reason``), the store is closed, no helper
+    is left running; then the error goes on."""
     console = options.console or Console(stderr=True, log_path=False)
     config.export_dir.mkdir(parents=True, exist_ok=True)
     metric, direction = config.search.resolved_metric(split.task), config.search.direction(split.task)
     tracker = MlflowTracker(config.mlflow.tracking_uri, config.experiment_name)
+    store: StudyStore | None = None
+    session: Session | None = None
     try:
         display = ProgressDisplay(config.search.n_trials, metric, direction, quiet=options.quiet, console=console)
         collector = _Collector()
@@ -167,8 +177,12 @@ def prepare(config: StudyConfig, split: DatasetSplit, lr_step: lr_bounds.LRStep,
         if not options.worker:
             session.helpers = start_helpers(config, store, options.workers, config.export_dir, tracker.tracking_uri)
         return session
-    except BaseException:
-        tracker.close()
+    except BaseException as exc:
+        try:
+            release(tracker, store, session.helpers if session else [], worker=options.worker,
+                    status=end_status(exc), reason=f"before the search: {failure_reason(exc)}")
+        except BaseException as cleanup:  # the first error is the one to report
+            logger.warning("cleaning up after a failed start: %s", failure_reason(cleanup))
         raise
 
 
@@ -259,18 +273,41 @@ def finish(session: Session, completed: bool) -> StudyResult:
     return result
 
 
-def close(session: Session, status: str) -> None:
-    """The one way out: stop helpers still running, set the shared parent run's final status (unless
-    trials still run elsewhere, whose worker will, or this is a ``--workers`` helper, whose launcher
-    will), log the learning-curve pictures still queued, and close the study store (an SQLite file left
-    without its write-ahead-log files)."""
-    interrupt_all(session.helpers)
-    try:
-        if not session.options.worker and not session.store.running_numbers():
-            session.tracker.end_study(status)
-    finally:
-        session.tracker.close()
-        session.store.close()
+def end_status(error: BaseException) -> str:
+    """The parent run's final status after ``error``: KILLED for Ctrl-C / SIGTERM, else FAILED."""
+    return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+
+
+def release(tracker: MlflowTracker, store: StudyStore | None, helpers: Sequence[Any], *, worker: bool,
+            status: str, reason: str | None = None) -> None:
+    """Let go of what a run opened, each step whatever became of the ones before (the first error is raised
+    at the end): stop ``helpers`` still running, set the shared parent run's final status and ``reason``
+    (once it was opened, and unless trials still run elsewhere, whose worker will, or this is a
+    ``--workers`` helper, whose launcher will), log the learning-curve pictures still queued, and close the
+    study store (an SQLite file left without its write-ahead-log files)."""
+
+    def end_parent_run() -> None:
+        if not worker and tracker.parent_run_id and not store.running_numbers():
+            tracker.end_study(status, reason)
+
+    steps = [lambda: interrupt_all(list(helpers)), end_parent_run, tracker.close]
+    if store is not None:
+        steps.append(store.close)
+    first: BaseException | None = None
+    for step in steps:
+        try:
+            step()
+        except BaseException as exc:
+            first = first or exc
+    if first is not None:
+        raise first
+
+
+def close(session: Session, status: str, reason: str | None = None) -> None:
+    """The one way out of a prepared run (:func:`release`): helpers stopped, the parent run ended with
+    ``status`` (and ``reason``, why it FAILED or was KILLED), tracking flushed, the store closed."""
+    release(session.tracker, session.store, session.helpers, worker=session.options.worker, status=status,
+            reason=reason)
 
 
 # ------------------------------------------------------------------------------------------------ entry
@@ -305,6 +342,7 @@ def run_study(
     A process running studies should call :func:`tuning.parallel.process.configure_study_process` first (the
     commands do).
     """
+    interrupt.reset()  # a stop asked of an earlier study in this process (its Ctrl-C) was for that one
     if not isinstance(config, StudyConfig):
         config = load_study(config)  # the one read of the file
     study_config = config  # as the file and the overrides give it: the recipe sizes its unset keys below
@@ -325,15 +363,16 @@ def run_study(
     lr_step = lr_bounds.resolve(config, split, fresh=retest)
     config = lr_step.config  # the config the search uses (search.lr_range_test: its learning_rate bounds)
     session = prepare(config, split, lr_step, options, started, model_notes)
-    if not worker:
-        recipe.save(recipe_step)  # once the store accepted the sized space: what re-runs and resumes reuse
-    status = "FAILED"
+    status, reason = "FAILED", None
     try:
+        if not worker:
+            recipe.save(recipe_step)  # once the store accepted the sized space: what re-runs and resumes reuse
         result = finish(session, search(session))
         status = result.status
+        reason = {"KILLED": INTERRUPTED, "FAILED": "no trial completed"}.get(status)
         return result
-    except KeyboardInterrupt:  # a second Ctrl-C, while exporting
-        status = "KILLED"
+    except BaseException as exc:  # KeyboardInterrupt: a second Ctrl-C, while exporting
+        status, reason = end_status(exc), failure_reason(exc)
         raise
     finally:
-        close(session, status)
+        close(session, status, reason)

@@ -7,21 +7,44 @@ order of ``best_params.json``'s ``ensemble.members``), ``preprocessing.joblib``,
 ensemble of them) the factory's source file travels too: ``code/<module>.py`` and ``code.json`` (see
 :mod:`tuning.export.shipped_code`). ``load_model(dir)`` imports that code, then returns the pipeline, in any
 process and working directory.
+
+The export directory is also the study's own folder (its ``optuna.db``, ``recipe.json``, report ...), so an
+export replaces only its own files, and all of them: written first into a staging folder inside it
+(``.export-*``, same file system), then renamed into place one by one, ``pipeline.joblib`` last, and only
+then are the previous export's files that the new one has not (``model_4.keras`` after an ensemble of 3,
+``code/`` after a user's model) removed. So a failure while writing leaves the previous export as it was,
+each file is replaced whole (a reader never opens a half-written file), and nothing stale lingers; the swap
+itself is a few renames, not one: a reader racing it may load files of both exports.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import joblib
 from sklearn.pipeline import Pipeline
 
-from tuning.export.shipped_code import import_shipped_code, ship_code
+from tuning.export.results import BEST_FILE, METRICS_FILE
+from tuning.export.shipped_code import CODE_DIR, CODE_FILE, import_shipped_code, ship_code
 from tuning.search import metrics as metric_fns
 
 PIPELINE_FILE = "pipeline.joblib"
+PREPROCESSING_FILE = "preprocessing.joblib"
+KERAS_FILE = "model.keras"
+STAGING_PREFIX = ".export-"  # the staging folder of an export being written (a killed one's goes next time)
+_MEMBER_FILE = re.compile(r"model_\d+\.keras")  # an ensemble member's network
+_EXPORT_FILES = {PIPELINE_FILE, PREPROCESSING_FILE, KERAS_FILE, BEST_FILE, METRICS_FILE, CODE_FILE, CODE_DIR}
+
+
+def is_export_file(name: str) -> bool:
+    """Whether ``name`` in an export directory belongs to the export (not to the study: ``optuna.db``, ...)."""
+    return name in _EXPORT_FILES or bool(_MEMBER_FILE.fullmatch(name))
 
 
 def make_pipeline(scaler: Any, estimator: Any) -> Pipeline:
@@ -45,15 +68,29 @@ def test_metrics(pipeline: Pipeline, X_test, y_test, metric: str, task: str) -> 
 
 
 def export_model(pipeline: Pipeline, out_dir: Path, best: dict[str, Any], metrics: dict[str, float]) -> dict[str, Path]:
-    """Write the export files; return their paths by role."""
+    """Write the export files, replacing the previous export's (see the module docstring); return their paths
+    by role."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for leftover in out_dir.glob(STAGING_PREFIX + "*"):  # of an export killed while writing
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
+    try:
+        written = _write_export(pipeline, staging, best, metrics)
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {role: out_dir / path.relative_to(staging) for role, path in written.items()}
+
+
+def _write_export(pipeline: Pipeline, out_dir: Path, best: dict[str, Any], metrics: dict[str, float]) -> dict[str, Path]:
+    """Write the export files into ``out_dir`` (an empty folder); return their paths by role."""
     paths = {
         "pipeline": out_dir / PIPELINE_FILE,
-        "keras": out_dir / "model.keras",
-        "preprocessing": out_dir / "preprocessing.joblib",
-        "best_params": out_dir / "best_params.json",
-        "metrics": out_dir / "metrics.json",
+        "keras": out_dir / KERAS_FILE,
+        "preprocessing": out_dir / PREPROCESSING_FILE,
+        "best_params": out_dir / BEST_FILE,
+        "metrics": out_dir / METRICS_FILE,
     }
     joblib.dump(pipeline, paths["pipeline"])
     for path in ship_code(pipeline, out_dir):  # a user's factory: its file, for loading in another process
@@ -70,6 +107,25 @@ def export_model(pipeline: Pipeline, out_dir: Path, best: dict[str, Any], metric
     paths["best_params"].write_text(json.dumps(best, indent=2, default=str) + "\n")
     paths["metrics"].write_text(json.dumps(metrics, indent=2) + "\n")
     return paths
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Move the export written in ``staging`` into ``out_dir`` and remove the previous export's files it has
+    not: the shipped code first (what ``load_model`` imports before it unpickles), ``pipeline.joblib`` last,
+    each file by one rename that replaces the old one. ``code/``, a folder, cannot be replaced by a rename:
+    the old one is moved into ``staging`` (removed with it) just before."""
+    new = sorted((p.name for p in staging.iterdir()),
+                 key=lambda name: (name != CODE_DIR, name == PIPELINE_FILE, name))
+    stale = [p for p in out_dir.iterdir() if is_export_file(p.name) and p.name not in new]
+    if (out_dir / CODE_DIR).is_dir():
+        os.replace(out_dir / CODE_DIR, staging / f"{CODE_DIR}.replaced")
+    for name in new:
+        os.replace(staging / name, out_dir / name)
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def save_model(model: Any, out_dir: str | Path) -> Path:

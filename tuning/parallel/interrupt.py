@@ -25,6 +25,12 @@ def install_handlers() -> None:
         signal.signal(signal.SIGTERM, _handler)
 
 
+def reset() -> None:
+    """Forget a stop already asked for: each study run starts without one (an earlier study in this process
+    may have been interrupted; :func:`tuning.study.run_study` calls this first)."""
+    _stop.clear()
+
+
 def check() -> None:
     """Raise KeyboardInterrupt if a stop was requested (and its first exception was swallowed)."""
     if _stop.is_set():

@@ -116,13 +116,18 @@ def limit_threads(n_workers: int) -> None:
 def spawn_workers(count: int, study_file: Path, storage: str, group: str, quiet: bool = True) -> list[subprocess.Popen]:
     """Start ``count`` worker processes (``--worker`` mode) of ``study_file`` on ``storage``.
 
-    Each inherits this process's environment (thread limits included) plus the group it belongs to.
+    Each inherits this process's environment (thread limits included) plus the group it belongs to. When one
+    cannot start, those already started are stopped (:func:`interrupt_all`) before the error goes on.
     """
-    procs = []
-    for index in range(1, count + 1):
-        env = {**os.environ, GROUP_ENV: group, INDEX_ENV: str(index)}
-        cmd = [sys.executable, "-m", "tuning.run", str(study_file), "--worker", "--storage", storage]
-        procs.append(subprocess.Popen(cmd + (["--quiet"] if quiet else []), env=env))
+    procs: list[subprocess.Popen] = []
+    try:
+        for index in range(1, count + 1):
+            env = {**os.environ, GROUP_ENV: group, INDEX_ENV: str(index)}
+            cmd = [sys.executable, "-m", "tuning.run", str(study_file), "--worker", "--storage", storage]
+            procs.append(subprocess.Popen(cmd + (["--quiet"] if quiet else []), env=env))
+    except BaseException:
+        interrupt_all(procs)
+        raise
     return procs
 
 

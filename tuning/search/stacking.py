@@ -263,14 +263,19 @@ class StackedTrials:
             with warnings.catch_warnings():  # heartbeats are "meant for optimize()": started here by hand
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = study.ask()
-            heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)
-            heartbeat.__enter__()
             if not self.scheduler.claim(trial):  # surplus: trains nothing, never counted
                 self._tell(trial, state=TrialState.FAIL)
-                heartbeat.__exit__(None, None, None)
                 continue
-            params = draw(trial, self.config)
-            self.pending.append(Member(trial, params, self.runner.make_estimator(params), heartbeat))
+            heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)  # a claimed trial's, till it ends
+            heartbeat.__enter__()
+            member = None
+            try:
+                params = draw(trial, self.config)
+                member = Member(trial, params, self.runner.make_estimator(params), heartbeat)
+                self.pending.append(member)
+            finally:
+                if member is None:  # not handed over to a member (whose trial's end stops it)
+                    heartbeat.__exit__(None, None, None)
 
     # ---- one stack --------------------------------------------------------------------------------
     def train(self, group: list[Member]) -> None:

@@ -3,7 +3,7 @@
 A study is one *parent run* (tags ``tuning.study`` = name, ``tuning.role`` = ``study``; the settings as
 params with dotted keys; ``version.*`` params; ``dataset.*`` tags; at the end ``best.*`` params,
 ``best.trial``/``export.dir``/``model.uri`` tags, ``best_valid_<metric>`` and ``test_<metric>`` metrics;
-the report under ``report/``) with one *trial run* per trial nested under it (tags
+the report under ``report/``; ended FAILED or KILLED, the tag ``study.reason``) with one *trial run* per trial nested under it (tags
 ``mlflow.parentRunId``, ``tuning.role`` = ``trial``, ``trial.number``, ``trial.state``,
 ``trial.reason``; the trial's parameters as params; per-epoch curves as step metrics; summary metrics
 ``objective_<metric>``, ``epochs_run``, ``duration_s``, ``fold_<i>_<metric>``).
@@ -29,6 +29,7 @@ PARENT = "mlflow.parentRunId"
 TRIAL_NUMBER = "trial.number"
 TRIAL_STATE = "trial.state"
 TRIAL_REASON = "trial.reason"
+STUDY_REASON = "study.reason"  # on a parent run ended FAILED or KILLED: why (gone once the study runs again)
 DATASET_NAME, DATASET_DIGEST, DATASET_SHAPES, DATASET_TASK = "dataset.name", "dataset.digest", "dataset.shapes", "dataset.task"
 BEST_TRIAL = "best.trial"
 EXPORT_DIR = "export.dir"

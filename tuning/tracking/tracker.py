@@ -195,6 +195,8 @@ class MlflowTracker:
         if run_id:
             self.parent_run_id = run_id
             self.client.update_run(run_id, status="RUNNING")
+            if layout.STUDY_REASON in self.client.get_run(run_id).data.tags:  # why an earlier run ended
+                self.client.delete_tag(run_id, layout.STUDY_REASON)
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=layout.study_tags(name))
         self.parent_run_id = run.info.run_id
@@ -233,8 +235,11 @@ class MlflowTracker:
             RunTag("dataset.task", split.task),
         ])
 
-    def end_study(self, status: str = "FINISHED") -> None:
+    def end_study(self, status: str = "FINISHED", reason: str | None = None) -> None:
+        """End the parent run with ``status``; ``reason`` (why it FAILED or was KILLED) as its tag ``study.reason``."""
         if self.parent_run_id:
+            if reason:
+                self.client.set_tag(self.parent_run_id, layout.STUDY_REASON, reason[:layout.MAX_REASON])
             self.client.set_terminated(self.parent_run_id, status=status)
 
     # ---- runs left behind by dead processes --------------------------------------------------------

@@ -50,6 +50,7 @@ from tuning.search.backends.optuna_storage import (  # noqa: F401
     GRACE_PERIOD_S,
     RetryInterrupted,
     driver_url,
+    holds_studies,
     make_storage,
     quiet_experimental,
     safe_url,
@@ -85,8 +86,9 @@ class OptunaStore(StudyStore):
 
     # ---- before open --------------------------------------------------------------------------------
     def _peek(self, read: Callable[[optuna.Study], Any]) -> Any:
-        """``read(study)`` of the stored study, None when there is none; the connections go after it."""
-        if self.storage is None and not (self.state_dir / "optuna.db").exists():
+        """``read(study)`` of the stored study, None when there is none; creates nothing (no database file,
+        no table: :func:`holds_studies`); the connections go after it."""
+        if not holds_studies(self.url):
             return None
         storage = make_storage(self.url)
         try:
@@ -115,6 +117,8 @@ class OptunaStore(StudyStore):
     # ---- state --------------------------------------------------------------------------------------
     def open(self, direction: str, metric: str, fresh: bool = False) -> None:
         self.metric = metric
+        if self.storage is None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
         self.rdb = make_storage(self.url, self.retry)
         name = self.config.name
         if fresh:

@@ -20,9 +20,34 @@ MAX_RETRY = 3  # a configuration whose worker keeps dying (say, out of memory) i
 
 
 def storage_url(state_dir: Path) -> str:
-    """The default embedded storage: SQLite in the study's output directory."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    """The default embedded storage: SQLite in the study's output directory (created by nothing here: the
+    store's ``open`` makes the directory)."""
     return f"sqlite:///{(state_dir / 'optuna.db').resolve()}"
+
+
+def holds_studies(url: str) -> bool:
+    """Whether the storage at ``url`` has Optuna's tables, found without creating anything: an SQLite file
+    that does not exist is not created, and no table is created in an existing database (opening a storage
+    creates both). A database that cannot be inspected (a server down) answers True: opening it then says
+    why it is unusable."""
+    import sqlalchemy
+
+    from tuning.parallel.sqlite import sqlite_path
+
+    url = driver_url(url)
+    path = sqlite_path(url)
+    if path is not None and not Path(path).is_file():
+        return False
+    try:
+        engine = sqlalchemy.create_engine(url)
+    except Exception:
+        return True
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")  # Optuna's table of studies
+    except Exception:
+        return True
+    finally:
+        engine.dispose()
 
 
 def safe_url(url: str) -> str:
