@@ -132,7 +132,7 @@ def test_an_ensemble_whose_every_member_diverges_exits_1_and_fails_the_parent_ru
     client = MlflowClient(config.mlflow.tracking_uri)
     experiment = client.get_experiment_by_name(config.experiment_name).experiment_id
     parent = client.search_runs([experiment], filter_string=f"tags.`{layout.ROLE}` = '{layout.ROLE_STUDY}'")[0]
-    assert parent.info.status == "FAILED"
+    assert parent.info.status == "FAILED" and "every member of the ensemble" in parent.data.tags[layout.STUDY_REASON]
     trials = client.search_runs([experiment], filter_string=layout.children_filter(parent.info.run_id))
     assert [r.data.tags[layout.TRIAL_STATE] for r in trials] == [COMPLETE, COMPLETE]
     assert not [r for r in client.search_runs([experiment]) if r.info.status == "RUNNING"]

@@ -236,7 +236,7 @@ class StackedTrials:
                 group = [m for m in self.pending if self._group(m) == first][: self.size]
                 self.pending = [m for m in self.pending if m not in group]
                 self.train(group)
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or the storage failing: no trial left running with a live heartbeat
             self.abandon()
             raise
 
@@ -461,8 +461,9 @@ class StackedTrials:
                 raise
 
     def abandon(self) -> None:
-        """Ctrl-C / SIGTERM: every trial of the stack and every pending one ends as an interrupted lone
-        trial does (KILLED run, FAIL without a reason: not counted, its parameters queued again)."""
+        """Ctrl-C / SIGTERM (or an error that stops the loop): every trial of the stack and every pending one
+        ends as an interrupted lone trial does (KILLED run, FAIL without a reason: not counted, its parameters
+        queued again), and its heartbeat stops."""
         members = [m for m in self.slots if m is not None] + self.pending
         self.slots, self.pending = [], []
         for member in members:
@@ -473,6 +474,8 @@ class StackedTrials:
                                         time.perf_counter() - member.started)
                 self._tell(member.trial, state=TrialState.FAIL)
                 self.store.retry_interrupted(member.trial._trial_id)
+            except Exception:  # the storage failing (what stopped the stack is raised by run): the next
+                continue  # run recovers this trial as a dead worker's; the others are still let go
             finally:
                 member.heartbeat.__exit__(None, None, None)
 

@@ -28,7 +28,7 @@ from tuning.data.shaped import input_columns
 from tuning.data.sources import DatasetSplit
 from tuning.errors import DataError
 from tuning.parallel import interrupt, process
-from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord
+from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord, failure_reason
 from tuning.search import metrics
 from tuning.search.epoch_scoring import EpochScorer, valid_key
 from tuning.search.keeper import ModelKeeper
@@ -264,7 +264,7 @@ class TrialRunner:
             record.reason = "interrupted by the user"
         elif error is not None:  # a configuration that cannot train is a failed trial, not a crash
             record.state = FAILED
-            record.reason = f"{type(error).__name__}: {error}".strip()[:500]
+            record.reason = failure_reason(error)
             record.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__, limit=5))
         if error is not None:
             estimator = None
