@@ -99,13 +99,19 @@ def test_a_retrained_ensemble_member_that_diverges_is_dropped(tmp_path, monkeypa
     assert parent.data.tags["ensemble_members"].count(":") == 2
 
 
+def diverge_every_retrain(monkeypatch) -> None:
+    """Every retrain on training + validation rows runs SGD at a learning rate of 1e12: its loss becomes NaN
+    (a real divergence of a real fit, injected into the retrain only)."""
+    fit_again = ensembling._fit_again
+    monkeypatch.setattr(ensembling, "_fit_again", lambda est, epochs, rates, X, y: fit_again(
+        est.set_params(optimizer="sgd", learning_rate=1e12), epochs, [1e12] * len(rates), X, y))
+
+
 def test_a_lone_best_model_whose_retrain_diverges_is_exported_as_trained_on_the_training_rows(tmp_path, monkeypatch):
     path = write_study(tmp_path, name="lone-fallback", space=SPACE, training=TRAINING,
                        search={"n_trials": 1}, export={"train_on": "train+valid"})
     config = load_study(path)
-    fit_again = ensembling._fit_again
-    monkeypatch.setattr(ensembling, "_fit_again", lambda est, epochs, rates, X, y: fit_again(
-        est.set_params(optimizer="sgd", learning_rate=1e12), epochs, [1e12] * len(rates), X, y))
+    diverge_every_retrain(monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert main([str(path), "--quiet"]) == 0
     best = json.loads((config.export_dir / "best_params.json").read_text())
@@ -119,9 +125,7 @@ def test_an_ensemble_whose_every_member_diverges_exits_1_and_fails_the_parent_ru
                        search={"n_trials": 2, "sampler": "random"},
                        export={"train_on": "train+valid", "ensemble": {"method": "top_k", "size": 2}})
     config = load_study(path)
-    fit_again = ensembling._fit_again
-    monkeypatch.setattr(ensembling, "_fit_again", lambda est, epochs, rates, X, y: fit_again(
-        est.set_params(optimizer="sgd", learning_rate=1e12), epochs, [1e12] * len(rates), X, y))
+    diverge_every_retrain(monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert main([str(path), "--quiet"]) == 1
     captured = capsys.readouterr()
