@@ -26,6 +26,7 @@ BENCH = ROOT / "benchmarks"
 SMOKE = {
     "vs_classic": ["vs_classic.py", "--smoke", "--out", "{tmp}/vs"],
     "overhead": ["overhead.py", "--smoke", "--out", "{tmp}/overhead.txt", "--json", "{tmp}/overhead.json"],
+    "epoch_scoring": ["epoch_scoring.py", "--smoke", "--json", "{tmp}/epoch_scoring.json"],
     "memory": ["memory.py", "--smoke", "--csv", "{tmp}/rss.csv"],
     # the user's-factory variant: the Hands-On factory compiles its own SGD, which must get the fix too
     "memory_own": ["memory.py", "--smoke", "--own-model", "--csv", "{tmp}/rss_own.csv"],
@@ -167,6 +168,19 @@ def test_overhead_smoke(smoke):
     assert lines[1] == (f"search loop through the runner {m['loop_s']:.2f} s, bare fits {m['bare_s']:.2f} s, "
                         f"per trial harness cost {per_trial:.0f} ms")
     assert lines[3] == f"harness ratio {m['ratio']:.3f} (target <= 1.05)"
+
+
+def test_epoch_scoring_smoke(smoke):
+    """Two trials of 3 epochs: every epoch timed on both sides, and the printed cost is the recorded one."""
+    done, tmp = smoke["epoch_scoring"]
+    stdout = _check(done, "epoch_scoring.py")
+    m = json.loads((tmp / "epoch_scoring.json").read_text())
+    assert (m["smoke"], m["target"], m["trials"], m["epochs"], m["metric"]) == (True, 0.05, 2, 6, "mse")
+    assert m["train_s"] > 0 and m["ours_s"] > 0 and m["keras_s"] > 0
+    assert m["cost"] == pytest.approx((m["ours_s"] - m["keras_s"]) / (m["train_s"] + m["keras_s"]), rel=1e-12)
+    met = "met" if m["cost"] <= 0.05 else "NOT met"
+    assert stdout.splitlines()[-1] == (f"per-epoch objective cost: {100 * m['cost']:+.1f}% of fitting time "
+                                       f"(target <= 5%: {met})")
 
 
 @pytest.mark.parametrize("run, csv_name", [("memory", "rss.csv"), ("memory_own", "rss_own.csv")])
@@ -338,7 +352,8 @@ def test_vs_peers_smoke(peers_smoke):
     assert (again / "results.md").read_text() == medians + "### diabetes, seed 42" + table
 
 
-@pytest.mark.parametrize("script", ["vs_classic.py", "overhead.py", "memory.py", "levers.py", "vs_peers.py"])
+@pytest.mark.parametrize("script", ["vs_classic.py", "overhead.py", "memory.py", "levers.py", "vs_peers.py",
+                                    "epoch_scoring.py"])
 def test_help(script):
     done = subprocess.run([sys.executable, str(BENCH / script), "--help"], env=_env(), capture_output=True,
                           text=True, timeout=60)
