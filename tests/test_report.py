@@ -352,3 +352,17 @@ def test_params_read_back_from_mlflow_with_their_types(value):
     text = value if isinstance(value, str) else json.dumps(value)  # as the tracker logs params
     got = parse_param(spec, text)
     assert got == value and type(got) is type(value)
+
+
+def test_a_learning_curve_shows_the_study_metric_beside_the_loss():
+    """The per-epoch objective (``valid_<metric>``) gets the panel beside the losses, next to Keras' own
+    validation metrics; the losses alone keep one panel."""
+    history = {"loss": [1.0, 0.8, 0.7], "val_loss": [1.1, 0.9, 0.85], "valid_rmse": [1.05, 0.95, 0.92]}
+    figure = plots.learning_curve_figure(history, "trial 0")
+    assert len(figure.axes) == 2
+    lines = {line.get_label(): list(line.get_ydata()) for line in figure.axes[1].get_lines()}
+    assert lines == {"validation rmse": [1.05, 0.95, 0.92]}
+    classifier = plots.learning_curve_figure({**history, "accuracy": [0.5, 0.6, 0.7], "val_accuracy": [0.4, 0.5, 0.6]})
+    labels = {line.get_label() for line in classifier.axes[1].get_lines()}
+    assert labels == {"validation rmse", "training accuracy", "validation accuracy"}
+    assert len(plots.learning_curve_figure({"loss": [1.0], "val_loss": [1.2]}).axes) == 1
