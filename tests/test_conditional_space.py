@@ -44,9 +44,10 @@ def build_model(n_hidden=1, n_neurons=(8,), use_dropout=False, dropout=0.0, inpu
 
 
 
-def readme_space() -> dict:
-    """The space of the README's example of a conditional space (the first YAML block of its section)."""
-    section = (REPO / "README.md").read_text().split("### Conditional spaces", 1)[1]
+def doc_space() -> dict:
+    """The space of the documented example of a conditional space (docs/study-file.md: the first YAML block
+    of its section)."""
+    section = (REPO / "docs" / "study-file.md").read_text().split("\n## Conditional spaces", 1)[1]
     return yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])["space"]
 
 
@@ -236,7 +237,7 @@ def test_a_flag_is_drawn_but_reaches_the_model_only_where_it_takes_it(tmp_path):
     from tuning.search.space import estimator_params
 
     drawn = {"n_hidden": 1, "n_neurons_1": 16, "use_dropout": True, "dropout": 0.2}
-    mlp = study_config(tmp_path, space=readme_space())  # our MLP has no use_dropout argument
+    mlp = study_config(tmp_path, space=doc_space())  # our MLP has no use_dropout argument
     assert mlp.space_flags() == {"use_dropout"}
     assert estimator_params(mlp, drawn) == {"n_hidden": 1, "n_neurons": [16], "dropout": 0.2}
     takes = study_config(tmp_path, model={"build": own_factory(tmp_path, "c_flag_takes")}, space=COND)
@@ -248,7 +249,7 @@ def test_a_flag_is_drawn_but_reaches_the_model_only_where_it_takes_it(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ["optuna", "random"])
-def test_the_readme_example_runs_with_our_mlp_its_flag_logged_and_gating_dropout(tmp_path, capsys, monkeypatch,
+def test_the_documented_example_runs_with_our_mlp_its_flag_logged_and_gating_dropout(tmp_path, capsys, monkeypatch,
                                                                                backend):
     from estimators import KerasMLPRegressor
     from tuning.search.trial import TrialRunner
@@ -263,7 +264,7 @@ def test_the_readme_example_runs_with_our_mlp_its_flag_logged_and_gating_dropout
 
     monkeypatch.setattr(TrialRunner, "make_estimator", spy)
     path = tmp_path / "study.yaml"
-    data = study_dict(tmp_path, space=readme_space(), search={"backend": backend, "n_trials": 6},
+    data = study_dict(tmp_path, space=doc_space(), search={"backend": backend, "n_trials": 6},
                       training={"epochs": 1})
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     assert main([str(path), "--quiet"]) == 0, capsys.readouterr().err[-3000:]

@@ -1,4 +1,4 @@
-"""The one table of hyperparameters drives every check: estimators, build_model, study files, README."""
+"""The one table of hyperparameters drives every check: estimators, build_model, study files, docs/estimators.md."""
 
 import inspect
 import json
@@ -16,6 +16,8 @@ from estimators.hyperparams import HYPERPARAMS, HyperParam
 from tuning.config.schema import TUNABLE_PARAMS, ModelConfig, StudyConfigError, load_study_dict
 
 ROOT = Path(__file__).resolve().parents[1]
+# The page that holds the generated blocks (the table, the tunable names, the own-model knobs).
+DOC = ROOT / "docs" / "estimators.md"
 ESTIMATOR_KINDS = {"KerasMLPRegressor": "regressor", "KerasMLPClassifier": "classifier"}
 
 
@@ -140,19 +142,20 @@ def test_base_params_map_the_study_keys_of_the_table():
     assert TrialRunner.base_params(SimpleNamespace(config=cfg, task="binary")) == expected
 
 
-def test_readme_blocks_are_the_table():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert hyperparams.markdown_table() in readme and hyperparams.tunable_line() in readme
-    assert hyperparams.render_readme(readme) == readme, "run: python -m estimators.hyperparams README.md"
+def test_doc_blocks_are_the_table():
+    doc = DOC.read_text(encoding="utf-8")
+    assert hyperparams.markdown_table() in doc and hyperparams.tunable_line() in doc
+    assert hyperparams.own_model_lines() in doc
+    assert hyperparams.render_readme(doc) == doc, "run: python -m estimators.hyperparams docs/estimators.md"
 
 
-def test_readme_block_follows_a_changed_table(monkeypatch):
+def test_doc_block_follows_a_changed_table(monkeypatch):
     monkeypatch.setitem(
         HYPERPARAMS, "n_neurons", HyperParam("n_neurons", "int", 64, "units", ge=2, tunable=True)
     )
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert hyperparams.render_readme(readme) != readme
-    assert "| `n_neurons` | 64 | int >= 2 | `space` | units |" in hyperparams.render_readme(readme)
+    doc = DOC.read_text(encoding="utf-8")
+    assert hyperparams.render_readme(doc) != doc
+    assert "| `n_neurons` | 64 | int >= 2 | `space` | units |" in hyperparams.render_readme(doc)
 
 
 HYPOTHETICAL = """\
