@@ -2,7 +2,7 @@
 
 Everything that checks or lists a hyperparameter reads it from `HYPERPARAMS`: the estimators' parameter
 checks, ``build_model``'s checks, the study file's ``space`` and ``model`` sections, the trial runner's
-mapping of study settings to estimator arguments and the README table. Pure Python: importing it loads
+mapping of study settings to estimator arguments and the table of docs/estimators.md. Pure Python: importing it loads
 neither TensorFlow nor scikit-learn. Adding a hyperparameter: a row here, the argument in ``build_model``
 (for a model knob) and both estimators' ``__init__`` (tests check they match the table).
 """
@@ -305,7 +305,7 @@ def _show(value: Any) -> str:
 
 
 def markdown_table() -> str:
-    """The README's table of estimator arguments."""
+    """The table of estimator arguments (docs/estimators.md)."""
     lines = ["| parameter | default | allowed | in a study file | meaning |", "|---|---|---|---|---|"]
     for p in HYPERPARAMS.values():
         doc = ("regressor only: " if p.estimators == "regressor" else "") + p.doc
@@ -327,13 +327,13 @@ def numpydoc(estimator: str) -> str:
 
 
 def tunable_line() -> str:
-    """The README's list of names a study may tune."""
+    """The list of names a study may tune (docs/estimators.md)."""
     names = [p.name for p in HYPERPARAMS.values() if p.tunable]
     return "Tunable names: " + ", ".join(f"`{n}`" for n in names) + "."
 
 
 def own_model_lines() -> str:
-    """The README's lines on which arguments the user's-model estimators have."""
+    """The lines on which arguments the user's-model estimators have (docs/estimators.md)."""
     training = [p.name for p in training_knobs("regressor")]
     compiling = [p.name for p in compile_knobs()]
     return (
@@ -352,11 +352,11 @@ def render_readme(text: str) -> str:
         begin, end = f"<!-- begin: {block} -->", f"<!-- end: {block} -->"
         head, found, rest = text.partition(begin)
         if not found or end not in rest:
-            raise ValueError(f"no '{begin}' ... '{end}' block in the README")
+            raise ValueError(f"no '{begin}' ... '{end}' block in the page")
         text = f"{head}{begin}\n{render()}\n{end}{rest.partition(end)[2]}"
     return text
 
 
-if __name__ == "__main__":  # python -m estimators.hyperparams README.md: rewrite the generated blocks
-    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+if __name__ == "__main__":  # python -m estimators.hyperparams [docs/estimators.md]: rewrite the generated blocks
+    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/estimators.md")
     readme.write_text(render_readme(readme.read_text(encoding="utf-8")), encoding="utf-8")
