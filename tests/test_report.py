@@ -7,10 +7,14 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
+import warnings
 from html.parser import HTMLParser
+from importlib import resources
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,11 +30,15 @@ from tuning.report.html import (
     CHART_NAMES,
     DATA_FILE,
     REPORT_FILE,
+    TEMPLATE,
     ReportError,
+    StudyRun,
     find_parent_run,
     load_study_run,
     parse_param,
+    render_html,
     report_safely,
+    write_pictures,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -366,3 +374,53 @@ def test_a_learning_curve_shows_the_study_metric_beside_the_loss():
     labels = {line.get_label() for line in classifier.axes[1].get_lines()}
     assert labels == {"validation rmse", "training accuracy", "validation accuracy"}
     assert len(plots.learning_curve_figure({"loss": [1.0], "val_loss": [1.2]}).axes) == 1
+
+
+def test_optuna_draws_quietly_and_leaves_matplotlib_and_optuna_as_they_were():
+    """Optuna's charts: no ExperimentalWarning (nor matplotlib's on one trial) out, its ggplot style undone,
+    no figure left registered in pyplot, Optuna's log level back."""
+    import matplotlib
+    import optuna
+    from matplotlib import pyplot
+
+    rc, verbosity = dict(matplotlib.rcParams), optuna.logging.get_verbosity()
+    one = [r for r in synthetic_records(2) if r.finished][:1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        charts = [*plots.study_charts(synthetic_records(10), SPACE, "maximize", "mse"),
+                  *plots.study_charts(one, SPACE, "minimize", "mse")]
+    assert sum(c.figure is not None for c in charts) == 2 * len(CHART_NAMES) - 1  # one trial: no importances
+    assert dict(matplotlib.rcParams) == rc and optuna.logging.get_verbosity() == verbosity
+    assert pyplot.get_fignums() == []
+
+
+def test_the_page_template_ships_in_the_package():
+    """importlib.resources finds the template (as in an installed wheel), and pyproject's package data
+    names it, so a non-editable install carries it."""
+    template = resources.files("tuning.report").joinpath(TEMPLATE)
+    assert template.is_file() and "<!DOCTYPE html>" in template.read_text(encoding="utf-8")
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert any(Path(TEMPLATE).match(pattern) for pattern in package_data["tuning.report"])
+
+
+def test_the_page_escapes_what_a_study_names(tmp_path):
+    """Names, notes, params and reasons come from the user and MLflow: the template autoescapes them, and
+    the trials table keeps the cells tests and users read (``<tr class><td num>N</td><td>state</td>...``)."""
+    evil = "<script>alert('x')</script>"
+    records = synthetic_records(6)
+    records[0].reason = evil
+    records[1].params["activation"] = evil
+    run = SimpleNamespace(info=SimpleNamespace(status="FINISHED", run_id="r1", run_name=evil),
+                          data=SimpleNamespace(tags={}, metrics={}, params={}))
+    study = StudyRun(run, "mse", "minimize", SPACE, {}, records, notes=[evil], experiment=evil)
+    config = load_study_dict({"name": "escape", "dataset": {"source": "diabetes"},
+                              "space": {"n_hidden": {"type": "int", "low": 0, "high": 3}}})
+    charts = write_pictures(study, tmp_path)
+    text = render_html(study, config, charts, tmp_path)
+    assert "<script" not in text and text.count("&lt;script&gt;") >= 5
+    page = Page(text)
+    assert not page.all("script") and page.all("h1")
+    assert len([attrs for attrs in page.all("tr") if attrs.get("class")]) == len(records)
+    for record in records:
+        cell = rf'<tr class="[^"]*"><td class="num">{record.number}</td><td>{record.state}</td><td class="num">'
+        assert re.search(cell, text), record.number

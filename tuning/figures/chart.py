@@ -80,13 +80,18 @@ def set_scale(ax, which: str, scale: str) -> None:
     On a log axis spanning at most two decades, the 2x, 3x and 5x ticks between decades are labelled too.
     """
     getattr(ax, f"set_{which}scale")(scale)
-    if scale != "log":
-        return
+    if scale == "log":
+        plain_log_labels(ax, which)
+
+
+def plain_log_labels(ax, which: str, minor_decades: float = 2) -> None:
+    """Label the log ``x`` or ``y`` axis of ``ax`` as :func:`set_scale` does (on an axis others drew); the
+    2x, 3x and 5x ticks only while the axis spans at most ``minor_decades`` decades."""
     axis = ax.xaxis if which == "x" else ax.yaxis
 
     def minor(value: float, _pos: int | None = None) -> str:
         low, high = sorted(axis.get_view_interval())
-        if low <= 0 or math.log10(high / low) > 2:
+        if low <= 0 or math.log10(high / low) > minor_decades:
             return ""
         mantissa = value / 10 ** math.floor(math.log10(value) + 1e-9)
         return f"{value:g}" if round(mantissa, 6) in (2, 3, 5) else ""

@@ -12,7 +12,8 @@ one still running, and for ``--workers`` studies (they share one parent run). Th
   ``best_learning_curve``, ``top_learning_curves``: one ``.png`` each (matplotlib, the one drawing of a
   chart: what the MLflow UI shows and the report embeds);
 * ``data.json`` (the data each picture draws) and ``report.html`` (summary, pictures as data URIs, under
-  each the values it draws as a table to unfold, every trial; no script, no external resource).
+  each the values it draws as a table to unfold, every trial; no script, no external resource), rendered
+  from the Jinja2 template this package ships (``templates/report.html.j2``) with autoescaping.
 
 Exit codes: 0 report written, 2 bad study file or no run of the study found, 1 any other failure.
 """
@@ -21,15 +22,16 @@ from __future__ import annotations
 
 import argparse
 import base64
-import html
+import functools
 import json
 import logging
 import math
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -39,6 +41,9 @@ from tuning.errors import StudyError
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecord, best_record
 from tuning.search.space import Space
 from tuning.tracking import runlayout as layout
+
+if TYPE_CHECKING:
+    import jinja2
 
 log = logging.getLogger(__name__)
 
@@ -218,34 +223,25 @@ def write_pictures(study: StudyRun, out_dir: Path) -> list:
     return charts
 
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;
- padding:0 1rem;color:#222}
-h1{margin-bottom:.2rem}.sub{color:#666;margin-top:0}
-table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
-th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.best td{background:#fff3e0;font-weight:600}
-tr.pruned td{color:#777}tr.failed td,tr.killed td{color:#b00020}
-figure{margin:1.5rem 0;border-top:1px solid #eee;padding-top:1rem}
-figure img{max-width:100%;height:auto}figcaption{color:#555;font-size:.9rem}
-details{margin:.5rem 0;font-size:.9rem}summary{cursor:pointer;color:#555}
-.note{color:#8a6d3b;background:#fcf8e3;padding:.5rem .8rem;border-radius:4px}
-"""
+TEMPLATE = "templates/report.html.j2"
 
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+@functools.cache
+def template() -> jinja2.Template:
+    """The page's Jinja2 template, shipped in this package (``templates/report.html.j2``), autoescaping."""
+    import jinja2
+
+    text = resources.files(__package__).joinpath(TEMPLATE).read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["num"] = _fmt
+    return env.from_string(text)
 
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if math.isfinite(value) else str(value)
     return "" if value is None else str(value)
-
-
-def _rows(pairs: list[tuple[str, Any]]) -> str:
-    return "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(_fmt(v))}</td></tr>" for k, v in pairs)
 
 
 def search_text(settings: dict[str, Any], config: StudyConfig) -> str:
@@ -301,57 +297,14 @@ def exported_model_text(run, metric: str) -> str:
     return f"ensemble of {len(pairs)}: {listed}{scored}"
 
 
-def trials_table(study: StudyRun) -> str:
-    """Every trial: state, objective, params, epochs, time and why it stopped early."""
-    names = list(study.space) + sorted({k for r in study.records for k in r.params} - set(study.space))
-    best = study.best
-    head = "".join(f"<th>{_esc(h)}</th>" for h in ["trial", "state", study.metric, *names, "epochs", "time (s)", "note"])
-    body = []
-    for r in study.records:
-        css = "best" if best is not None and r.number == best.number else r.state
-        cells = [f'<td class="num">{r.number}</td>', f"<td>{_esc(r.state)}</td>",
-                 f'<td class="num">{_esc(_fmt(r.value))}</td>']
-        cells += [f'<td class="num">{_esc(_fmt(r.params.get(k)))}</td>' for k in names]
-        cells += [f'<td class="num">{r.epochs_run}</td>', f'<td class="num">{r.duration_s:.1f}</td>',
-                  f"<td>{_esc(r.reason or '')}</td>"]
-        body.append(f'<tr class="{_esc(css)}">{"".join(cells)}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def data_table(rows: list[dict[str, Any]]) -> str:
-    """Rows (column -> value) as an HTML table; the columns are the first row's."""
-    head = "".join(f"<th>{_esc(k)}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f'<td class="num">{_esc(_fmt(row.get(k)))}</td>' for k in rows[0]) + "</tr>"
-                   for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def figure_html(chart, png: Path) -> str:
-    """One picture as an embedded PNG (data URI), its caption and, to unfold, the values it draws."""
-    title = f"<h2 id=\"{_esc(chart.name)}\">{_esc(chart.title)}</h2>"
-    if chart.figure is None:
-        return f'<figure>{title}<p class="note">Not drawn: {_esc(chart.note)}.</p></figure>'
-    data = base64.b64encode(png.read_bytes()).decode("ascii")
-    table = (f'<details data-chart="{_esc(chart.name)}"><summary>Values drawn ({len(chart.table)} rows)</summary>'
-             f"{data_table(chart.table)}</details>") if chart.table else ""
-    return (f'<figure>{title}<img src="data:image/png;base64,{data}" alt="{_esc(chart.title)}" '
-            f'data-file="{_esc(png.name)}"><figcaption>{_esc(chart.caption)}</figcaption>{table}</figure>')
-
-
 def render_html(study: StudyRun, config: StudyConfig, charts: list, out_dir: Path) -> str:
-    """The whole report as one HTML page with no external resource."""
-    generated = time.strftime("%Y-%m-%d %H:%M:%S")
-    figures = "".join(figure_html(c, out_dir / f"{c.name}.png") for c in charts)
-    notes = "".join(f'<p class="note">Note: {_esc(note)}.</p>' for note in study.notes)
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Study {_esc(study.name)}</title>'
-        f"<style>{CSS}</style></head><body>"
-        f"<h1>Study {_esc(study.name)}</h1>"
-        f'<p class="sub">MLflow experiment {_esc(study.experiment)}, run {_esc(study.run_id)}; '
-        f"report generated {generated}</p>{notes}"
-        f"<h2>Summary</h2><table>{_rows(summary_pairs(study, config))}</table>"
-        f"{figures}<h2>Trials</h2>{trials_table(study)}</body></html>\n"
-    )
+    """The whole report as one HTML page with no external resource: summary, every picture (a data URI) with
+    its caption and, to unfold, the values it draws, every trial."""
+    images = {c.name: base64.b64encode((out_dir / f"{c.name}.png").read_bytes()).decode("ascii")
+              for c in charts if c.figure is not None}
+    names = list(study.space) + sorted({k for r in study.records for k in r.params} - set(study.space))
+    return template().render(study=study, generated=time.strftime("%Y-%m-%d %H:%M:%S"), charts=charts,
+                             images=images, summary=summary_pairs(study, config), names=names)
 
 
 # ------------------------------------------------------------------------------------------------- entry

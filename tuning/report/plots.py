@@ -1,27 +1,38 @@
 """Pictures of a study, drawn from plain trial records: no training, no MLflow, no backend.
 
 Each study picture comes as a :class:`~tuning.figures.chart.Chart` that holds its one drawing, a matplotlib
-figure (made without pyplot, see `tuning.figures.chart`), *and the data it plots* (what tests and
-``data.json`` read; as rows, the table the report prints beside the picture), or a note saying why it was
-skipped. This module draws the history, importance, parallel-coordinate and
-slice charts and puts every chart in report order (:func:`study_charts`); the learning curves come from
-`tuning.figures.curves`. The names of both helper modules are importable from here too.
+figure, *and the data it plots* (what tests and ``data.json`` read; as rows, the table the report prints
+beside the picture), or a note saying why it was skipped. :func:`study_charts` puts every chart in report
+order. The names of `tuning.figures` this module uses are importable from here too.
 
-Parameter importances (fANOVA) come from Optuna, run on an in-memory Optuna study rebuilt from the
-records (:func:`optuna_study`), so both backends get the same pictures.
+Who draws what:
+
+* Optuna (``optuna.visualization.matplotlib``) draws the optimisation history, the parameter importances,
+  the parallel coordinates and the slices, from an in-memory Optuna study rebuilt from the records
+  (:func:`optuna_study`; both backends get the same pictures).
+* Ours on Optuna's history: pruned and failed trials marked along the bottom (Optuna's shows complete
+  trials only), and a log objective axis on it and on the slices when values span more than 10x.
+* Ours, handed to Optuna: the importances (fANOVA, seeded) computed once, so the bars, the table and
+  ``data.json`` show the same numbers.
+* Ours alone: the learning curves (`tuning.figures.curves`): Optuna's intermediate-values plot shows the
+  values a trial reported to the pruner, not training vs validation loss per epoch.
+* Ours always: each chart's data, table and notes (e.g. too few trials), from the records.
+
+Optuna draws through pyplot: its charts run with its ExperimentalWarning and log lines quiet, the style it
+sets undone afterwards (``rc_context``), and each figure let go of by pyplot at once, so it is freed like
+the figures of `tuning.figures`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import matplotlib
 import numpy as np
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import LogNorm, Normalize
-from matplotlib.ticker import MaxNLocator
 
 from tuning.config.schema import CategoricalParam, FloatParam, IntParam
 from tuning.figures.chart import (
@@ -31,7 +42,7 @@ from tuning.figures.chart import (
     Chart,
     finished,
     fmt,
-    new_figure,
+    plain_log_labels,
     ranked,
     save_png,
     set_scale,
@@ -78,64 +89,7 @@ __all__ = [
 MIN_TRIALS_FOR_IMPORTANCE = 2
 
 
-def _objective_label(metric: str, direction: str) -> str:
-    return f"validation {metric} ({'lower' if direction == 'minimize' else 'higher'} is better)"
-
-
-# ---------------------------------------------------------------------------------- optimization history
-
-
-def history_series(records: Sequence[TrialRecord], direction: str) -> dict[str, list]:
-    """What the optimization history draws: one point per finished trial, best so far, pruned and failed."""
-    done = finished(records)
-    best_so_far: list[float] = []
-    best: float | None = None
-    for record in done:
-        if better(record.value, best, direction):
-            best = record.value
-        best_so_far.append(best)
-    return {
-        "trials": [r.number for r in done],
-        "values": [r.value for r in done],
-        "best_so_far": best_so_far,
-        "pruned": sorted(r.number for r in records if r.state == PRUNED),
-        "failed": sorted(r.number for r in records if r.state in (FAILED, KILLED)),
-    }
-
-
-def optimization_history(records: Sequence[TrialRecord], direction: str, metric: str) -> Chart:
-    """Objective of every finished trial, the best-so-far line, pruned and failed trials along the bottom."""
-    series = history_series(records, direction)
-    chart = Chart("optimization_history", "Optimization history",
-                  "Validation objective of each finished trial and the best so far; pruned (grey) and "
-                  "failed (red) trials are marked along the bottom.", data=series)
-    if not records:
-        chart.note = "no trial has run yet"
-        return chart
-    chart.table = [{"trial": n, f"validation {metric}": v, "best so far": b}
-                   for n, v, b in zip(series["trials"], series["values"], series["best_so_far"], strict=True)]
-    fig = new_figure(7, 4)
-    ax = fig.add_subplot()
-    ax.scatter(series["trials"], series["values"], color=TRAIN_COLOR, zorder=3, gid="complete",
-               label=f"complete ({len(series['trials'])})")
-    if series["trials"]:
-        ax.step(series["trials"], series["best_so_far"], where="post", color=BEST_COLOR, gid="best_so_far",
-                label="best so far")
-    bottom = ax.get_xaxis_transform()  # x in trial numbers, y in axes fractions
-    for key, marker, color in (("pruned", "v", "0.55"), ("failed", "x", BEST_COLOR)):
-        if series[key]:
-            ax.scatter(series[key], [0.03] * len(series[key]), transform=bottom, marker=marker, color=color,
-                       gid=key, label=f"{key} ({len(series[key])})", clip_on=False)
-    set_scale(ax, "y", value_scale(series["values"]))
-    ax.set(xlabel="trial", ylabel=_objective_label(metric, direction), title=chart.title)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    chart.figure = fig
-    return chart
-
-
-# ---------------------------------------------------------------------------------- Optuna study + fANOVA
+# ---------------------------------------------------------------------------------- Optuna study + drawing
 
 
 def _create_trial(record: TrialRecord | None, distributions: dict[str, Any]):
@@ -194,6 +148,104 @@ def plot_space(records: Sequence[TrialRecord], space: Space) -> Space:
     return out
 
 
+def _complete(study) -> list:
+    """The study's complete trials (what Optuna's charts draw)."""
+    import optuna
+
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+@contextmanager
+def _optuna_drawing() -> Iterator[None]:
+    """Around Optuna's matplotlib charts: ExperimentalWarning and log lines quiet, the rcParams they change
+    restored, and every figure made inside let go of by pyplot on the way out (the Figure objects live on)."""
+    import optuna
+    from matplotlib import pyplot
+
+    verbosity = optuna.logging.get_verbosity()
+    before = set(pyplot.get_fignums())
+    try:
+        with warnings.catch_warnings(), matplotlib.rc_context():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # matplotlib's on Optuna's degenerate cases (one trial: equal axis limits; nothing to label)
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"optuna\.visualization")
+            optuna.logging.set_verbosity(max(verbosity, optuna.logging.ERROR))
+            yield
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+        for number in set(pyplot.get_fignums()) - before:
+            pyplot.close(number)
+
+
+def _plain_logs(figure, minor_decades: float = 2) -> None:
+    """Plain-number labels (0.01, 20, 50) on every log axis Optuna drew (its own overlap: 2x10^1 3x10^1 ...);
+    ``minor_decades``: see :func:`~tuning.figures.chart.plain_log_labels` (narrow axes: fewer)."""
+    for ax in figure.axes:
+        for which in ("x", "y"):
+            if getattr(ax, f"get_{which}scale")() == "log":
+                plain_log_labels(ax, which, minor_decades)
+
+
+def _label(metric: str) -> str:
+    return f"validation {metric}"
+
+
+# ---------------------------------------------------------------------------------- optimization history
+
+
+def history_series(records: Sequence[TrialRecord], direction: str) -> dict[str, list]:
+    """What the optimization history draws: one point per finished trial, best so far, pruned and failed."""
+    done = finished(records)
+    best_so_far: list[float] = []
+    best: float | None = None
+    for record in done:
+        if better(record.value, best, direction):
+            best = record.value
+        best_so_far.append(best)
+    return {
+        "trials": [r.number for r in done],
+        "values": [r.value for r in done],
+        "best_so_far": best_so_far,
+        "pruned": sorted(r.number for r in records if r.state == PRUNED),
+        "failed": sorted(r.number for r in records if r.state in (FAILED, KILLED)),
+    }
+
+
+def optimization_history(records: Sequence[TrialRecord], direction: str, metric: str, study: Any = None) -> Chart:
+    """Optuna's history (objective of every finished trial, best so far), pruned and failed trials marked
+    along the bottom (``study``: the in-memory Optuna study, built if None)."""
+    series = history_series(records, direction)
+    chart = Chart("optimization_history", "Optimization history",
+                  "Validation objective of each finished trial and the best so far; pruned (grey) and "
+                  "failed (red) trials are marked along the bottom.", data=series)
+    if not records:
+        chart.note = "no trial has run yet"
+        return chart
+    chart.table = [{"trial": n, _label(metric): v, "best so far": b}
+                   for n, v, b in zip(series["trials"], series["values"], series["best_so_far"], strict=True)]
+    from optuna.visualization.matplotlib import plot_optimization_history
+
+    study = study if study is not None else optuna_study(records, {}, direction)
+    with _optuna_drawing():
+        ax = plot_optimization_history(study, target_name=_label(metric))
+        for artist in [*ax.collections, *ax.lines]:  # name Optuna's points and line, as ours were
+            artist.set_gid({_label(metric): "complete", "Best Value": "best_so_far"}.get(artist.get_label()))
+        bottom = ax.get_xaxis_transform()  # x in trial numbers, y in axes fractions
+        for key, marker, color in (("pruned", "v", "0.55"), ("failed", "x", "tab:red")):  # not C3: grey in ggplot
+            if series[key]:
+                ax.scatter(series[key], [0.03] * len(series[key]), transform=bottom, marker=marker, color=color,
+                           gid=key, label=f"{key} ({len(series[key])})", clip_on=False)
+        set_scale(ax, "y", value_scale(series["values"]))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(bbox_to_anchor=(1.05, 1.0), loc="upper left")  # Optuna's place, our markers included
+        ax.figure.set_size_inches(8, 4.8)  # room for that legend
+    chart.figure = ax.figure
+    return chart
+
+
+# ------------------------------------------------------------------------------------------- importances
+
+
 def param_importances(study) -> dict[str, float]:
     """fANOVA importance of each hyperparameter (summing to 1), most important first."""
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
@@ -202,15 +254,20 @@ def param_importances(study) -> dict[str, float]:
     return {name: float(value) for name, value in importances.items()}
 
 
-def _complete_count(study) -> int:
-    import optuna
+def _given(importances: dict[str, float]):
+    """An Optuna importance evaluator that returns ``importances`` (computed once, drawn as they are)."""
+    from optuna.importance import BaseImportanceEvaluator
 
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    class Given(BaseImportanceEvaluator):
+        def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:
+            return dict(importances)
+
+    return Given()
 
 
 def importance_chart(study, metric: str) -> Chart:
-    """Horizontal bars of the fANOVA importances (needs at least two complete trials)."""
-    n = _complete_count(study)
+    """Optuna's bars of the fANOVA importances (needs at least two complete trials)."""
+    n = len(_complete(study))
     chart = Chart("param_importances", "Hyperparameter importances",
                   f"Share of the variance of the validation {metric} explained by each hyperparameter "
                   f"(fANOVA over {n} complete trials).")
@@ -227,98 +284,49 @@ def importance_chart(study, metric: str) -> Chart:
         return chart
     chart.data = {"importances": importances}
     chart.table = [{"hyperparameter": k, "importance": v} for k, v in importances.items()]
-    names = list(importances)[::-1]
-    values = [importances[k] for k in names]
-    fig = new_figure(6.5, 1.2 + 0.45 * len(names))
-    ax = fig.add_subplot()
-    bars = ax.barh(names, values, color=TRAIN_COLOR)
-    ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], padding=3, fontsize="small")
-    ax.set(xlim=(0, max(1.0, max(values) * 1.15)), xlabel="importance (fANOVA)", title=chart.title)
-    ax.grid(axis="x", alpha=0.3)
-    chart.figure = fig
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    with _optuna_drawing():
+        ax = plot_param_importances(study, evaluator=_given(importances), target_name=_label(metric))
+        ax.figure.set_size_inches(6.5, 1.6 + 0.45 * len(importances))
+        ax.figure.set_layout_engine("constrained")
+    chart.figure = ax.figure
     return chart
 
 
 # ------------------------------------------------------------------------------ parallel coordinates, slices
 
 
-def _position(spec: Any, value: Any) -> float | None:
-    """Where ``value`` sits on its parameter's axis, 0 (low / first choice) to 1 (high / last choice)."""
-    if isinstance(spec, CategoricalParam):
-        if value not in spec.choices:
-            return None
-        return spec.choices.index(value) / (len(spec.choices) - 1) if len(spec.choices) > 1 else 0.5
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return None
-    low, high, value = float(spec.low), float(spec.high), float(value)
-    if spec.log:
-        low, high, value = math.log(low), math.log(high), math.log(max(value, 1e-300))
-    return 0.5 if high == low else (value - low) / (high - low)
+def _drawn_params(study, space: Space) -> list[str]:
+    """The space's names that some complete trial drew, in the space's order."""
+    drawn = {k for t in _complete(study) for k in t.params}
+    return [k for k in space if k in drawn]
 
 
-def _axis_ticks(spec: Any) -> list[tuple[float, str]]:
-    """Labels along a parameter's axis: every choice, or the range's ends and middle."""
-    if isinstance(spec, CategoricalParam):
-        return [(p, fmt(c)) for c in spec.choices if (p := _position(spec, c)) is not None]
-    middle = math.sqrt(spec.low * spec.high) if spec.log else (spec.low + spec.high) / 2
-    if isinstance(spec, IntParam):
-        middle = round(middle)
-    return [(_position(spec, v), fmt(v)) for v in (spec.low, middle, spec.high)]
-
-
-def _objective_norm(values: Sequence[float]) -> Normalize:
-    low, high = min(values), max(values)
-    if value_scale(values) == "log":
-        return LogNorm(low, high)
-    return Normalize(low, high if high > low else low + 1)
-
-
-def _cmap(direction: str):
-    """Best trials darkest: viridis runs dark to light, so reverse it when maximising."""
-    return matplotlib.colormaps["viridis" if direction == "minimize" else "viridis_r"]
-
-
-def parallel_coordinates(records: Sequence[TrialRecord], space: Space, direction: str, metric: str) -> Chart:
-    """One line per complete trial across every hyperparameter's axis and the objective's, best on top."""
+def parallel_coordinates(records: Sequence[TrialRecord], study: Any, space: Space, metric: str) -> Chart:
+    """Optuna's parallel coordinates: one line per complete trial across every hyperparameter's axis."""
     chart = Chart("parallel_coordinates", "Parallel coordinates",
-                  "Each line is a complete trial through its hyperparameter values (search range from bottom "
-                  f"to top) and its validation {metric}; darker is better and the best trial is red.")
-    common = [k for k in space if all(k in r.params for r in finished(records))]  # conditional ones: not all
-    space = {k: space[k] for k in common or space}
-    done = [r for r in ranked(records, direction) if all(_position(s, r.params.get(k)) is not None
-                                                         for k, s in space.items())]
-    if not done:
+                  "Each line is a complete trial through its hyperparameter values and its validation "
+                  f"{metric} (the leftmost axis); darker is better.")
+    numbers = {t.number for t in _complete(study)}
+    done = [r for r in ranked(records, study.direction.name.lower()) if r.number in numbers]
+    names = _drawn_params(study, space)
+    if not done or not names:
         chart.note = "no complete trial yet"
         return chart
-    names = list(space)
-    values = [r.value for r in done]
-    norm, cmap = _objective_norm(values), _cmap(direction)
     chart.data = {"axes": names + [metric],
-                  "lines": [{"trial": r.number, "params": {k: r.params[k] for k in names}, "value": r.value}
-                            for r in done]}
-    chart.table = [{"rank": rank, "trial": r.number, **{k: r.params[k] for k in names}, f"validation {metric}": r.value}
+                  "lines": [{"trial": r.number, "params": {k: r.params[k] for k in names if k in r.params},
+                             "value": r.value} for r in done]}
+    chart.table = [{"rank": rank, "trial": r.number, **{k: r.params.get(k) for k in names}, _label(metric): r.value}
                    for rank, r in enumerate(done, start=1)]
-    fig = new_figure(max(6.0, 1.6 * (len(names) + 1)), 4.2)
-    ax = fig.add_subplot()
-    xs = list(range(len(names) + 1))
-    for rank, record in reversed(list(enumerate(done))):  # worst first, so the best is drawn on top
-        ys = [_position(space[k], record.params[k]) for k in names] + [float(norm(record.value))]
-        best = rank == 0
-        ax.plot(xs, ys, color=BEST_COLOR if best else cmap(norm(record.value)), lw=2.5 if best else 1.2,
-                alpha=1.0 if best else 0.75, zorder=3 if best else 2)
-    for x, name in enumerate(names):
-        ax.axvline(x, color="0.3", lw=0.8)
-        for pos, label in _axis_ticks(space[name]):
-            ax.text(x + 0.04, pos, label, fontsize="x-small", va="center", color="0.25")
-    ax.axvline(xs[-1], color="0.3", lw=0.8)
-    for pos in (0.0, 0.5, 1.0):
-        ax.text(xs[-1] + 0.04, pos, fmt(float(norm.inverse(pos))), fontsize="x-small", va="center", color="0.25")
-    ax.set(xticks=xs, xlim=(-0.1, xs[-1] + 0.5), ylim=(-0.05, 1.05), yticks=[], title=chart.title)
-    ax.set_xticklabels(names + [metric])
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
-    fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=f"validation {metric}", pad=0.01)
-    chart.figure = fig
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    with _optuna_drawing():
+        ax = plot_parallel_coordinate(study, params=names, target_name=_label(metric))
+        ax.figure.set_size_inches(max(6.4, 1.3 * (len(names) + 1)), 4.8)
+        ax.figure.subplots_adjust(left=0.1, bottom=0.2, top=0.9)  # its slanted names in (no layout pass)
+        _plain_logs(ax.figure)
+    chart.figure = ax.figure
     return chart
 
 
@@ -330,54 +338,24 @@ def slice_series(records: Sequence[TrialRecord], space: Space) -> dict[str, dict
                    "trials": [r.number for r in done if name in r.params]} for name in space}
 
 
-def _slice_axis(ax, spec: Any, xs: list[Any]) -> list[float]:
-    """Set up one slice's x axis (log or categorical) and return the plotted x positions."""
-    if isinstance(spec, CategoricalParam):
-        ax.set_xticks(range(len(spec.choices)), [fmt(c) for c in spec.choices])
-        ax.set_xlim(-0.5, len(spec.choices) - 0.5)
-        return [spec.choices.index(x) if x in spec.choices else np.nan for x in xs]
-    values = [float(x) for x in xs if isinstance(x, int | float) and not isinstance(x, bool)]
-    low, high = min([spec.low, *values]), max([spec.high, *values])  # a value out of range stays visible
-    if spec.log:
-        set_scale(ax, "x", "log")
-        ax.set_xlim(low / 1.1, high * 1.1)
-    else:
-        pad = (high - low) * 0.03 or 0.5
-        ax.set_xlim(low - pad, high + pad)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=isinstance(spec, IntParam)))
-    return [float(x) if isinstance(x, int | float) and not isinstance(x, bool) else np.nan for x in xs]
-
-
-def slice_chart(records: Sequence[TrialRecord], space: Space, direction: str, metric: str) -> Chart:
-    """Objective against each hyperparameter on its own, coloured by trial number (later is lighter)."""
+def slice_chart(records: Sequence[TrialRecord], study: Any, space: Space, metric: str) -> Chart:
+    """Optuna's slices: the objective against each hyperparameter on its own, coloured by trial number."""
     series = slice_series(records, space)
     chart = Chart("slices", "Slice plots",
                   f"Validation {metric} of each complete trial against one hyperparameter at a time; colour is "
-                  "the trial number, so a search that narrows in shows light points clustering.", data=series)
-    done = finished(records)
-    if not done:
+                  "the trial number (later is darker), so a search that narrows in shows dark points "
+                  "clustering.", data=series)
+    names = _drawn_params(study, space)
+    if not finished(records) or not names:
         chart.note = "no complete trial yet"
         return chart
-    ncols = min(3, len(space))
-    nrows = math.ceil(len(space) / ncols)
-    fig = new_figure(3.6 * ncols + 0.8, 3.0 * nrows)
-    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
-    norm = Normalize(min(r.number for r in done), max(max(r.number for r in done), min(r.number for r in done) + 1))
-    scale = value_scale([r.value for r in done])
-    for ax, (name, spec) in zip(axes, space.items(), strict=False):
-        data = series[name]
-        ax.scatter(_slice_axis(ax, spec, data["x"]), data["y"], c=data["trials"], cmap="viridis", norm=norm,
-                   edgecolors="0.2", linewidths=0.4, gid=name)
-        set_scale(ax, "y", scale)
-        ax.set_xlabel(name)
-        ax.grid(alpha=0.3)
-    for ax in axes[len(space):]:
-        ax.set_visible(False)
-    for row in range(nrows):
-        axes[row * ncols].set_ylabel(f"validation {metric}")
-    fig.colorbar(ScalarMappable(norm, "viridis"), ax=list(axes), label="trial", pad=0.01)
-    fig.suptitle(chart.title)
-    chart.figure = fig
+    from optuna.visualization.matplotlib import plot_slice
+
+    with _optuna_drawing():
+        axes = np.ravel(plot_slice(study, params=names, target_name=_label(metric)))
+        set_scale(axes[0], "y", value_scale([r.value for r in finished(records)]))  # the y axis is shared
+        _plain_logs(axes[0].figure, minor_decades=1)  # narrow panels side by side
+    chart.figure = axes[0].figure
     return chart
 
 
@@ -390,10 +368,10 @@ def study_charts(records: Sequence[TrialRecord], space: Space, direction: str, m
     study = study if study is not None else optuna_study(records, space, direction)
     space = plot_space(records, space)
     return [
-        optimization_history(records, direction, metric),
+        optimization_history(records, direction, metric, study),
         importance_chart(study, metric),
-        parallel_coordinates(records, space, direction, metric),
-        slice_chart(records, space, direction, metric),
+        parallel_coordinates(records, study, space, metric),
+        slice_chart(records, study, space, metric),
         best_curve_chart(records, direction, metric),
         top_curves_chart(records, direction, metric),
     ]
