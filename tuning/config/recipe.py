@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from tuning.config.dataset import SHAPED
-from tuning.config.schema import RECIPE_MODEL, StudyConfig, load_study_dict
+from tuning.config.rules import RECIPE_MODEL
+from tuning.config.schema import StudyConfig, load_study_dict
 
 RECIPES = ("tables", "plain")
 FACTS_FILE = "recipe.json"

@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     Discriminator,
     Field,
     PrivateAttr,
@@ -32,7 +31,8 @@ from pydantic_core import InitErrorDetails
 
 from estimators import hyperparams
 from estimators.factory import FACTS
-from tuning.config.dataset import BUILTIN_TASKS, FILE_SOURCES, KERAS_FILE_SOURCES, SHAPED, DatasetConfig
+from tuning.config import rules
+from tuning.config.dataset import BUILTIN_TASKS, FILE_SOURCES, KERAS_FILE_SOURCES, DatasetConfig
 from tuning.config.overrides import Overrides
 from tuning.config.ownmodel import OwnModelConfig, model_kind, own_space_errors
 from tuning.config.paramspec import (
@@ -43,19 +43,32 @@ from tuning.config.paramspec import (
     check_tunable,
     conditional_errors,
     gates,
-    grid_size,
     space_errors,
-    uniform_grid,
+)
+from tuning.config.sections import (
+    CLASSIFICATION_METRICS,
+    OPTIMIZERS,
+    REGRESSION_METRICS,
+    TUNABLE_PARAMS,
+    EarlyStoppingConfig,
+    EnsembleConfig,
+    ExportConfig,
+    MlflowConfig,
+    PreprocessingConfig,
+    SearchConfig,
+    TrainingConfig,
+    metric_problem,
 )
 from tuning.config.studyfile import parse, read_text, validate
 from tuning.config.validation import Float, Int
 from tuning.config.validation import StrictModel as _Model
 from tuning.config.validation import error as _error
 from tuning.config.validation import raise_errors as _raise_errors
-from tuning.errors import StudyConfigError
 
 __all__ = [
     "BUILTIN_TASKS",
+    "CLASSIFICATION_METRICS",
+    "REGRESSION_METRICS",
     "DEFAULT_SPACE",
     "KERAS_FILE_SOURCES",
     "FILE_SOURCES",
@@ -83,29 +96,7 @@ __all__ = [
     "space_digest",
 ]
 
-Metric = Literal["auto", "mse", "rmse", "mae", "r2", "accuracy", "log_loss", "roc_auc"]
-
-OPTIMIZERS: tuple[str, ...] = hyperparams.OPTIMIZERS
-#: Names the estimator accepts as hyperparameters to tune (the keys allowed in `space`).
-TUNABLE_PARAMS: frozenset[str] = hyperparams.tunable()
-REGRESSION_METRICS: frozenset[str] = frozenset({"mse", "rmse", "mae", "r2"})
-CLASSIFICATION_METRICS: frozenset[str] = frozenset({"accuracy", "log_loss", "roc_auc"})
-_MINIMIZED_METRICS = frozenset({"mse", "rmse", "mae", "log_loss"})
-
-
 # --------------------------------------------------------------------------------------------- sections
-
-
-class PreprocessingConfig(_Model):
-    """Feature preprocessing done inside the estimator pipeline (fitted on the training rows only)."""
-
-    # quantile: QuantileTransformer to a normal law, so outlying rows stay within a few units (robust)
-    scaling: Literal["standard", "minmax", "quantile", "none"] = "standard"
-    # regression only: train on standardised y (predictions stay in the original units); auto = when the
-    # target's mean or spread is far from 0 / 1
-    target_scaling: Literal["auto", "standard", "none"] = "auto"
-    missing_indicator: bool = False  # numeric columns with missing values also get a 0/1 "was missing" column
-    min_frequency: Int = Field(5, ge=1)  # categories seen in fewer training rows are grouped into one
 
 
 class _FixedArguments(_Model):
@@ -166,140 +157,9 @@ def _is_flag(name: str, gating: frozenset[str], factory: Any) -> bool:
     return factory is None or not (factory.takes(name) or name in FACTS)
 
 
-# --------------------------------------------------------------------------------------- other sections
-
-
-def _check_cv(value: Any) -> Any:
-    if value == "validation":
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
-        return value
-    raise ValueError("cv must be an integer >= 2 (K-fold cross-validation on train) or 'validation'")
-
-
-class SearchConfig(_Model):
-    """How the search runs: backend, budget, sampler/pruner, scoring."""
-
-    backend: Literal["optuna", "random"] = "optuna"
-    n_trials: Int = Field(20, ge=1)
-    timeout: Float | None = Field(None, gt=0)
-    sampler: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
-    pruner: Literal["hyperband", "median", "successive_halving", "none"] = "hyperband"
-    cv: Annotated[int | Literal["validation"], BeforeValidator(_check_cv)] = "validation"
-    seed: Int = 42
-    n_jobs: Int = 1  # parallel folds (cv >= 2); the random backend: candidates at once, in worker processes
-    metric: Metric = "auto"
-    # first, a learning-rate range test replaces space.learning_rate (a float range) by the bounds it
-    # suggests, stored in the export dir for resumes (tuning.search.lr_bounds)
-    lr_range_test: bool = False
-    # processes running trials on this machine (either backend), as --workers
-    workers: Int = Field(1, ge=1)
-    # trials trained side by side as one Keras model (tuning.search.stacking): the sampler proposes this
-    # many at once; 1 trains each trial alone. Our MLP with Adam, cv: validation only
-    stack: Int = Field(1, ge=1)
-
-    @field_validator("n_jobs")
-    @classmethod
-    def _n_jobs(cls, value: int) -> int:
-        if value < 1 and value != -1:
-            raise ValueError("n_jobs must be >= 1, or -1 for all cores")
-        return value
-
-    def resolved_metric(self, task: str) -> str:
-        """The metric to score with: `auto` is mse for regression, accuracy for classification."""
-        if self.metric == "auto":
-            return "mse" if task == "regression" else "accuracy"
-        problem = _metric_problem(self.metric, task)
-        if problem:
-            raise StudyConfigError(f"search.metric: {problem}")
-        return self.metric
-
-    def direction(self, task: str) -> Literal["minimize", "maximize"]:
-        """Whether the resolved metric is minimised or maximised."""
-        return "minimize" if self.resolved_metric(task) in _MINIMIZED_METRICS else "maximize"
-
-
-def _metric_problem(metric: str, task: str | None) -> str | None:
-    if metric == "auto" or task is None:
-        return None
-    if task == "regression" and metric not in REGRESSION_METRICS:
-        return f"'{metric}' is a classification metric but the task is regression"
-    if task != "regression" and metric not in CLASSIFICATION_METRICS:
-        return f"'{metric}' is a regression metric but the task is {task}"
-    return None
-
-
-def _estimator_field(name: str) -> Any:
-    """A study setting that is an estimator argument: its default and bounds from the table."""
-    param = hyperparams.HYPERPARAMS[name]
-    return Field(param.default, ge=param.ge, gt=param.gt, le=param.le, lt=param.lt)
-
-
-class EarlyStoppingConfig(_Model):
-    """Keras EarlyStopping callback settings."""
-
-    enabled: bool = _estimator_field("early_stopping")
-    monitor: str = "val_loss"
-    patience: Int = _estimator_field("patience")
-    min_delta: Float = _estimator_field("min_delta")
-    restore_best_weights: bool = _estimator_field("restore_best_weights")
-
-
-class TrainingConfig(_Model):
-    """Fit settings shared by every trial (a `space` entry of the same name overrides them)."""
-
-    epochs: Int = _estimator_field("epochs")
-    batch_size: Int = _estimator_field("batch_size")
-    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
-
-
-class MlflowConfig(_Model):
-    """Where runs are tracked; experiment None means the study name."""
-
-    tracking_uri: str | None = None
-    experiment: str | None = None
-
-
-class EnsembleConfig(_Model):
-    """The exported model as a weighted average of the best trials' models (off while ``size`` is 0)."""
-
-    # greedy: ``size`` rounds of greedy selection with replacement on the validation set among the
-    # ``candidates`` best trials (auto-sklearn's ensemble selection); top_k: the ``size`` best, equal weights
-    method: Literal["greedy", "top_k"] = "greedy"
-    size: Int = Field(0, ge=0)
-    candidates: Int = Field(10, ge=1)
-
-    @property
-    def enabled(self) -> bool:
-        return self.size > 0
-
-    @property
-    def pool(self) -> int:
-        """How many best trials' fitted models a run keeps for the ensemble."""
-        if not self.enabled:
-            return 1
-        return self.candidates if self.method == "greedy" else self.size
-
-
-class ExportConfig(_Model):
-    """Where the best model goes; dir None means exports/<study name>."""
-
-    dir: str | None = None
-    registered_model_name: str | None = None
-    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
-    # the rows the exported model(s) learn from: the trials' own models (train), or each trained again on
-    # training + validation rows for its best epoch count with its learning rates (train+valid)
-    train_on: Literal["train", "train+valid"] = "train"
-    # HistGradientBoosting (defaults) fitted on the same rows beside the export, for the summary
-    # (tuning.export.baseline; never for images, word ids or inputs wider than 2,000 columns x classes)
-    baseline: bool = True
-
-
 # ------------------------------------------------------------------------------------------------ study
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
-#: The fixed network settings the table recipe (`tuning.config.recipe`) gives a study that leaves them out.
-RECIPE_MODEL: dict[str, str] = {"optimizer": "adam", "lr_schedule": "plateau"}
 #: The space a study without `space` searches (the recipe's three knobs).
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
     "n_hidden": {"type": "int", "low": 1, "high": 3},
@@ -406,98 +266,12 @@ class StudyConfig(_Model):
                                      f"per: n_hidden (one width per hidden layer), not for {name} per {spec.per}",
                                      spec.per))  # fmt: skip
         errors.extend(conditional_errors(self.space))
-        conditional = [name for name, spec in self.space.items() if spec.conditions()]
-        if self.search.sampler == "grid" and (conditional or self._takes_hp()):
-            what = f"space.{conditional[0]} is conditional (per / when)" if conditional else "the hp factory's space"
-            errors.append(_error(("search", "sampler"), f"the grid sampler needs one fixed grid, but {what} "
-                                 "changes from trial to trial; use tpe or random", "grid"))  # fmt: skip
-        elif self.search.sampler == "grid":
-            for name, spec in self.space.items():
-                if isinstance(spec, FloatParam) and spec.step is None:
-                    errors.append(_error(
-                        ("search", "sampler"),
-                        f"the grid sampler needs a finite grid, but space.{name} is a float range without step",
-                        "grid",
-                    ))  # fmt: skip
-        if self.export.train_on == "train+valid" and self.search.cv != "validation":
-            errors.append(_error(
-                ("export", "train_on"),
-                "train_on: train+valid retrains each exported model for its trial's best epoch count, which "
-                "only cv: validation records; use cv: validation or train_on: train",
-                self.export.train_on,
-            ))  # fmt: skip
-        errors.extend(self._input_shape_errors())
-        errors.extend(self._grid_budget_errors())
-        errors.extend(self._stack_errors())
-        problem = _metric_problem(self.search.metric, self.dataset.task)
+        errors.extend(rules.combination_errors(self))
+        problem = metric_problem(self.search.metric, self.dataset.task)
         if problem:
             errors.append(_error(("search", "metric"), problem, self.search.metric))
         _raise_errors("StudyConfig", errors)
         return self
-
-    def _stack_errors(self) -> list[InitErrorDetails]:
-        """`search.stack` > 1 trains several of our MLPs as one model (tuning.search.stacking): what it
-        cannot honour is refused here, with what to change."""
-        stack = self.search.stack
-        if stack == 1:
-            return []
-        fix = "or set search.stack: 1 to train each trial alone"
-
-        def refuse(what: str) -> list[InitErrorDetails]:
-            return [_error(("search", "stack"), f"stack: {stack} trains several trials of our MLP as one model; "
-                           f"{what}, {fix}", stack)]
-
-        if self.model.factory is not None:
-            return refuse("a study with its own model (model.build) cannot be stacked: remove search.stack")
-        if self.search.cv != "validation":
-            return refuse(f"cv: {self.search.cv} is not stacked (each trial's folds): use cv: validation")
-        fixed = self.model.fixed_params()
-        rules = {  # knob -> (values a stack trains, what to set)
-            "optimizer": (("adam",), "model.optimizer: adam"),
-            "weight_decay": ((None, 0, 0.0), "no weight_decay (leave it out)"),
-            "lr_schedule": (("constant", "plateau"), "lr_schedule: constant or plateau"),
-        }
-        for name, (allowed, change) in rules.items():
-            spec = self.space.get(name)
-            if spec is not None:
-                if isinstance(spec, CategoricalParam):
-                    bad = [v for v in spec.choices if v not in allowed]
-                    what = f"space.{name} cannot be stacked ({bad[0]!r} is one of its choices)" if bad else ""
-                else:
-                    what = f"space.{name} cannot be stacked (a {spec.type} range)"
-            else:
-                default = hyperparams.HYPERPARAMS[name].default
-                if self.recipe == "tables":  # what the table recipe (tuning.config.recipe) will set
-                    default = RECIPE_MODEL.get(name, default)
-                value = fixed.get(name, default)
-                what = "" if value in allowed else f"{name} {value!r} cannot be stacked"
-            if what:
-                return refuse(f"{what}: set {change}")
-        return []
-
-    def _grid_budget_errors(self) -> list[InitErrorDetails]:
-        """The random backend runs each combination of a finite grid at most once (`uniform_grid`): more
-        trials than the grid holds are refused."""
-        size = grid_size(self.space) if self.search.backend == "random" else None
-        n_trials = self.search.n_trials
-        if size is None or n_trials <= size:
-            return []
-        axes = " x ".join(f"{len(values)} {name}" for name, values in uniform_grid(self.space).items())
-        default = "" if self._is_set("search.n_trials") else " (not set: the default)"
-        return [_error(("search", "n_trials"), f"{n_trials} trials{default}, but the space holds only {size} "
-                       f"combinations ({axes}) and the random backend runs each at most once; set "
-                       f"search.n_trials to {size} or less, or widen the space", n_trials)]
-
-    def _input_shape_errors(self) -> list[InitErrorDetails]:
-        """`dataset.shape: images / sequences` only feed a user's model; `model.inputs` maps table columns."""
-        shape = self.dataset.row_shape
-        if shape in SHAPED and self.model.factory is None:
-            return [_error(("dataset", "shape"), f"shape '{shape}' feeds your own Keras model (model.build); our "
-                           "MLP takes flat rows: add model.build or leave shape out", shape)]
-        if getattr(self.model, "inputs", None) and shape in SHAPED:
-            return [_error(("model", "inputs"), f"inputs maps table columns to model inputs; with dataset.shape "
-                           f"'{shape}' the rows are not a table", None)]
-        return []
 
     def _own_model_errors(self) -> list[InitErrorDetails]:
         """With `model.build`: space keys the factory cannot take, required arguments nobody gives, and
@@ -537,15 +311,9 @@ class StudyConfig(_Model):
             ))  # fmt: skip
         return errors
 
-    def _takes_hp(self) -> bool:
-        """Whether the study's model is a KerasTuner hypermodel (``build(hp)``), which draws its own space."""
-        factory = self.model.factory
-        return factory is not None and factory.takes_hp
-
     def _is_set(self, dotted: str) -> bool:
         """Whether the study file gives the key `dotted` (``training.early_stopping.patience``) itself."""
-        section, _, key = dotted.rpartition(".")
-        return key in (self.value_of(section) if section else self).model_fields_set
+        return rules.is_set(self, dotted)
 
     def value_of(self, dotted: str) -> Any:
         """The setting at key `dotted` (``training.epochs``), defaults included."""

@@ -38,7 +38,7 @@ by the next run like any dead worker's trials.
 Differences from a lone trial: the members see the same batches in the same order, a diverging member
 stops at the end of its epoch (not at its first NaN batch), and a classifier's curves have no training
 ``accuracy`` (``val_accuracy`` is there). Which settings cannot be stacked is refused when the study is
-loaded (:meth:`tuning.config.schema.StudyConfig._stack_errors`).
+loaded (:func:`tuning.config.rules.stack_errors`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,179 @@
+"""The sections of a study file other than the study's own rules: ``preprocessing``, ``search``,
+``training`` (with ``early_stopping``), ``mlflow`` and ``export`` (with ``ensemble``), and the metrics a study
+may optimise. Their defaults and bounds, where a section sets an estimator argument, come from
+`estimators.hyperparams`; `tuning.config.schema` assembles them into a `StudyConfig`."""
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from estimators import hyperparams
+from tuning.config.validation import Float, Int
+from tuning.config.validation import StrictModel as _Model
+from tuning.errors import StudyConfigError
+
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "OPTIMIZERS",
+    "REGRESSION_METRICS",
+    "TUNABLE_PARAMS",
+    "EarlyStoppingConfig",
+    "EnsembleConfig",
+    "ExportConfig",
+    "Metric",
+    "MlflowConfig",
+    "PreprocessingConfig",
+    "SearchConfig",
+    "TrainingConfig",
+    "metric_problem",
+]
+
+Metric = Literal["auto", "mse", "rmse", "mae", "r2", "accuracy", "log_loss", "roc_auc"]
+
+OPTIMIZERS: tuple[str, ...] = hyperparams.OPTIMIZERS
+#: Names the estimator accepts as hyperparameters to tune (the keys allowed in `space`).
+TUNABLE_PARAMS: frozenset[str] = hyperparams.tunable()
+REGRESSION_METRICS: frozenset[str] = frozenset({"mse", "rmse", "mae", "r2"})
+CLASSIFICATION_METRICS: frozenset[str] = frozenset({"accuracy", "log_loss", "roc_auc"})
+_MINIMIZED_METRICS = frozenset({"mse", "rmse", "mae", "log_loss"})
+
+
+class PreprocessingConfig(_Model):
+    """Feature preprocessing done inside the estimator pipeline (fitted on the training rows only)."""
+
+    # quantile: QuantileTransformer to a normal law, so outlying rows stay within a few units (robust)
+    scaling: Literal["standard", "minmax", "quantile", "none"] = "standard"
+    # regression only: train on standardised y (predictions stay in the original units); auto = when the
+    # target's mean or spread is far from 0 / 1
+    target_scaling: Literal["auto", "standard", "none"] = "auto"
+    missing_indicator: bool = False  # numeric columns with missing values also get a 0/1 "was missing" column
+    min_frequency: Int = Field(5, ge=1)  # categories seen in fewer training rows are grouped into one
+
+
+# --------------------------------------------------------------------------------------- other sections
+
+
+def _check_cv(value: Any) -> Any:
+    if value == "validation":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+        return value
+    raise ValueError("cv must be an integer >= 2 (K-fold cross-validation on train) or 'validation'")
+
+
+class SearchConfig(_Model):
+    """How the search runs: backend, budget, sampler/pruner, scoring."""
+
+    backend: Literal["optuna", "random"] = "optuna"
+    n_trials: Int = Field(20, ge=1)
+    timeout: Float | None = Field(None, gt=0)
+    sampler: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
+    pruner: Literal["hyperband", "median", "successive_halving", "none"] = "hyperband"
+    cv: Annotated[int | Literal["validation"], BeforeValidator(_check_cv)] = "validation"
+    seed: Int = 42
+    n_jobs: Int = 1  # parallel folds (cv >= 2); the random backend: candidates at once, in worker processes
+    metric: Metric = "auto"
+    # first, a learning-rate range test replaces space.learning_rate (a float range) by the bounds it
+    # suggests, stored in the export dir for resumes (tuning.search.lr_bounds)
+    lr_range_test: bool = False
+    # processes running trials on this machine (either backend), as --workers
+    workers: Int = Field(1, ge=1)
+    # trials trained side by side as one Keras model (tuning.search.stacking): the sampler proposes this
+    # many at once; 1 trains each trial alone. Our MLP with Adam, cv: validation only
+    stack: Int = Field(1, ge=1)
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _n_jobs(cls, value: int) -> int:
+        if value < 1 and value != -1:
+            raise ValueError("n_jobs must be >= 1, or -1 for all cores")
+        return value
+
+    def resolved_metric(self, task: str) -> str:
+        """The metric to score with: `auto` is mse for regression, accuracy for classification."""
+        if self.metric == "auto":
+            return "mse" if task == "regression" else "accuracy"
+        problem = metric_problem(self.metric, task)
+        if problem:
+            raise StudyConfigError(f"search.metric: {problem}")
+        return self.metric
+
+    def direction(self, task: str) -> Literal["minimize", "maximize"]:
+        """Whether the resolved metric is minimised or maximised."""
+        return "minimize" if self.resolved_metric(task) in _MINIMIZED_METRICS else "maximize"
+
+
+def metric_problem(metric: str, task: str | None) -> str | None:
+    if metric == "auto" or task is None:
+        return None
+    if task == "regression" and metric not in REGRESSION_METRICS:
+        return f"'{metric}' is a classification metric but the task is regression"
+    if task != "regression" and metric not in CLASSIFICATION_METRICS:
+        return f"'{metric}' is a regression metric but the task is {task}"
+    return None
+
+
+def _estimator_field(name: str) -> Any:
+    """A study setting that is an estimator argument: its default and bounds from the table."""
+    param = hyperparams.HYPERPARAMS[name]
+    return Field(param.default, ge=param.ge, gt=param.gt, le=param.le, lt=param.lt)
+
+
+class EarlyStoppingConfig(_Model):
+    """Keras EarlyStopping callback settings."""
+
+    enabled: bool = _estimator_field("early_stopping")
+    monitor: str = "val_loss"
+    patience: Int = _estimator_field("patience")
+    min_delta: Float = _estimator_field("min_delta")
+    restore_best_weights: bool = _estimator_field("restore_best_weights")
+
+
+class TrainingConfig(_Model):
+    """Fit settings shared by every trial (a `space` entry of the same name overrides them)."""
+
+    epochs: Int = _estimator_field("epochs")
+    batch_size: Int = _estimator_field("batch_size")
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+
+
+class MlflowConfig(_Model):
+    """Where runs are tracked; experiment None means the study name."""
+
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+
+class EnsembleConfig(_Model):
+    """The exported model as a weighted average of the best trials' models (off while ``size`` is 0)."""
+
+    # greedy: ``size`` rounds of greedy selection with replacement on the validation set among the
+    # ``candidates`` best trials (auto-sklearn's ensemble selection); top_k: the ``size`` best, equal weights
+    method: Literal["greedy", "top_k"] = "greedy"
+    size: Int = Field(0, ge=0)
+    candidates: Int = Field(10, ge=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.size > 0
+
+    @property
+    def pool(self) -> int:
+        """How many best trials' fitted models a run keeps for the ensemble."""
+        if not self.enabled:
+            return 1
+        return self.candidates if self.method == "greedy" else self.size
+
+
+class ExportConfig(_Model):
+    """Where the best model goes; dir None means exports/<study name>."""
+
+    dir: str | None = None
+    registered_model_name: str | None = None
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    # the rows the exported model(s) learn from: the trials' own models (train), or each trained again on
+    # training + validation rows for its best epoch count with its learning rates (train+valid)
+    train_on: Literal["train", "train+valid"] = "train"
+    # HistGradientBoosting (defaults) fitted on the same rows beside the export, for the summary
+    # (tuning.export.baseline; never for images, word ids or inputs wider than 2,000 columns x classes)
+    baseline: bool = True
