@@ -28,7 +28,7 @@ Limits of this step: TensorFlow backend only (custom ``train_step``), Adam only,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
@@ -36,25 +36,15 @@ import numpy as np
 
 from estimators.build import Task, build_model, output_layer_and_loss
 from estimators.hyperparams import layer_widths
+from estimators.stacked_scores import group_members, member_score
 
 __all__ = ["EMBEDDING_KEYS", "MEMBER_KEYS", "StackedMLP", "build_stacked_model", "group_members"]
-
 #: The keys of a member configuration; every other setting is shared by the whole stack.
 MEMBER_KEYS = ("n_neurons", "learning_rate", "dropout", "frequency_scale")
 #: the periodic embedding's settings a stack shares (``embedding=``), with build_model's defaults
 EMBEDDING_KEYS = {"n_frequencies": 16, "embedding_dim": 16}
 
 _BETA_1, _BETA_2, _EPSILON = 0.9, 0.999, 1e-7  # keras.optimizers.Adam's defaults
-
-
-def group_members(configs: Sequence[Mapping[str, Any]],
-                  keys: Iterable[str] = ("n_hidden", "batch_size")) -> dict[tuple, list[int]]:
-    """Indices of ``configs`` grouped by the settings a stack shares (missing keys group as ``None``)."""
-    keys = tuple(keys)
-    groups: dict[tuple, list[int]] = {}
-    for index, config in enumerate(configs):
-        groups.setdefault(tuple(config.get(key) for key in keys), []).append(index)
-    return groups
 
 
 class StackedMLP(keras.Model):
@@ -421,7 +411,7 @@ class StackedMLP(keras.Model):
 
     # ---- evaluation -------------------------------------------------------------------------------
     def evaluate_members(self, x, y, metric: str = "loss", batch_size: int = 4096) -> np.ndarray:
-        """Each member's ``loss`` (its task's loss, as Keras computes it) or ``accuracy`` on ``(x, y)``: ``(K,)``."""
+        """Each member's ``loss`` or ``accuracy`` on ``(x, y)``: ``(K,)`` (:func:`member_score`)."""
         return self.member_scores(x, y, (metric,), batch_size)[metric]
 
     def member_scores(self, x, y, metrics: Sequence[str] = ("loss",), batch_size: int = 4096) -> dict[str, np.ndarray]:
@@ -430,7 +420,7 @@ class StackedMLP(keras.Model):
 
     def scores_of(self, pred: np.ndarray, y, metrics: Sequence[str] = ("loss",)) -> dict[str, np.ndarray]:
         """:meth:`member_scores` of outputs already predicted (:meth:`predict_members`)."""
-        return {metric: self._score(pred, np.asarray(y), metric) for metric in metrics}
+        return {metric: member_score(pred, np.asarray(y), self.task, metric) for metric in metrics}
 
     def predict_members(self, x, batch_size: int = 4096) -> np.ndarray:
         """Every member's outputs on ``x``, ``(rows, K, units)`` in float64, through one compiled (XLA)
@@ -445,25 +435,6 @@ class StackedMLP(keras.Model):
         chunks = [self._forward(tf.constant(x[start:start + batch_size])).numpy()
                   for start in range(0, len(x), batch_size)]
         return np.concatenate(chunks).astype(np.float64)
-
-    def _score(self, pred: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
-        if metric == "accuracy":
-            if self.task == "regression":
-                raise ValueError("accuracy needs a classification task")
-            labels = (pred[..., 0] > 0.5) if self.task == "binary" else pred.argmax(-1)
-            return (labels == y.reshape(-1, 1)).mean(axis=0)
-        if metric != "loss":
-            raise ValueError(f"metric must be 'loss' or 'accuracy', got {metric!r}")
-        eps = keras.config.epsilon()
-        if self.task == "regression":
-            return ((pred[..., 0] - y.reshape(-1, 1)) ** 2).mean(axis=0)
-        if self.task == "binary":
-            p, t = np.clip(pred[..., 0], eps, 1 - eps), y.reshape(-1, 1)
-            return -(t * np.log(p) + (1 - t) * np.log(1 - p)).mean(axis=0)
-        p = pred / pred.sum(-1, keepdims=True)
-        picked = np.take_along_axis(p, y.reshape(-1, 1, 1).astype(int), axis=-1)[..., 0]
-        return -np.log(np.clip(picked, eps, 1 - eps)).mean(axis=0)
-
 
 def build_stacked_model(members: Sequence[Mapping[str, Any]], n_features: int, task: Task = "regression",
                         n_classes: int | None = None, *, n_hidden: int = 1, activation: str = "relu",
