@@ -4,9 +4,12 @@ modules use the libraries' public APIs only (tests/test_architecture.py)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
+import warnings
 
+import numpy as np
 import pytest
 
 from tests.helpers import tracking_uri
@@ -143,3 +146,154 @@ def test_mlflow_global_tracking_uri_puts_back_a_set_uri_and_the_variable(unset_t
         pass
     assert mlflow.get_tracking_uri() == "sqlite:///first.db"
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///exported.db"
+
+
+# ---- Keras and TensorFlow ------------------------------------------------------------------------------------
+
+
+def _fit_fresh_model(fix: bool) -> None:
+    import keras
+
+    from estimators.compat.keras import skip_single_replica_all_reduce
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dense(1)])
+    optimizer = keras.optimizers.SGD(0.01)
+    model.compile(loss="mse", optimizer=skip_single_replica_all_reduce(optimizer) if fix else optimizer)
+    rows = np.random.default_rng(0).normal(size=(16, 3)).astype("float32")
+    model.fit(rows, rows[:, 0], epochs=1, batch_size=8, verbose=0)
+
+
+def test_keras_sums_one_replicas_gradients_in_a_private_method_that_leaks_and_the_fix_stops_it():
+    """skip_single_replica_all_reduce: the TensorFlow optimizer's private _all_reduce_sum_gradients(grads_and_vars)
+    still leaks one gradient-registry entry per fit of a new model, and the replaced method leaks none. When
+    Keras stops leaking (the first assertion fails), the fix can go."""
+    import keras
+
+    from estimators.compat.tensorflow import gradient_registry_size
+
+    method = keras.optimizers.SGD(0.01)._all_reduce_sum_gradients
+    assert list(inspect.signature(method).parameters) == ["grads_and_vars"]
+    _fit_fresh_model(fix=True)  # one-off tracing of the first fit
+    before = gradient_registry_size()
+    for _ in range(2):
+        _fit_fresh_model(fix=False)
+    assert gradient_registry_size() - before >= 2, "Keras no longer leaks: skip_single_replica_all_reduce may go"
+    before = gradient_registry_size()
+    for _ in range(2):
+        _fit_fresh_model(fix=True)
+    assert gradient_registry_size() == before
+
+
+def test_tensorflow_gradient_registry_counts_each_traced_custom_gradient():
+    """gradient_registry_size: len(tensorflow.python.framework.ops._gradient_registry._registry), one more per
+    tf.custom_gradient traced in a graph."""
+    import tensorflow as tf
+
+    from estimators.compat.tensorflow import gradient_registry_size
+
+    @tf.custom_gradient
+    def identity(x):
+        return tf.identity(x), lambda dy: dy
+
+    before = gradient_registry_size()
+    tf.function(identity).get_concrete_function(tf.TensorSpec([2], tf.float32))
+    assert gradient_registry_size() == before + 1
+
+
+# ---- scikeras ----------------------------------------------------------------------------------------------
+
+
+def _probe(model_fn):
+    """A scikeras regressor with FitSteps whose ``_train`` records what scikeras' fit hands over."""
+    from scikeras.wrappers import KerasRegressor
+
+    from estimators.compat.scikeras import FitSteps
+
+    class Probe(FitSteps, KerasRegressor):
+        def _keras_build_fn(self):
+            return model_fn()
+
+        def _train(self, X, y, sample_weight, epochs, initial_epoch):
+            self.calls_ = [*getattr(self, "calls_", []), (X, y, sample_weight, epochs, initial_epoch)]
+
+    return Probe(epochs=3, verbose=0)
+
+
+def _dense():
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd")
+    return model
+
+
+def test_scikeras_fit_and_partial_fit_train_in_the_private_fit_keras_model():
+    """FitSteps._fit_keras_model: scikeras' fit and partial_fit end in BaseWrapper._fit_keras_model(X, y,
+    sample_weight, warm_start, epochs, initial_epoch) with the validated, encoded rows (zero weights dropped)."""
+    from scikeras.wrappers import BaseWrapper
+
+    assert list(inspect.signature(BaseWrapper._fit_keras_model).parameters) == [
+        "self", "X", "y", "sample_weight", "warm_start", "epochs", "initial_epoch", "kwargs"]
+    X, y = np.arange(8, dtype="float32").reshape(4, 2), [0.5, 1.5, 2.5, 3.5]
+    est = _probe(_dense).fit(X, y, sample_weight=np.array([1.0, 0.0, 2.0, 1.0]))
+    (rows, targets, weights, epochs, initial_epoch), = est.calls_
+    assert isinstance(rows, np.ndarray) and rows.shape == (3, 2) and list(targets) == [0.5, 2.5, 3.5]
+    assert list(weights) == [1.0, 2.0, 1.0] and (epochs, initial_epoch) == (3, 0)
+    est.partial_fit(X, y)
+    assert est.calls_[-1][3:] == (1, 0)  # one epoch, from the current one (no history recorded here)
+
+
+def test_scikeras_checks_the_models_outputs_in_a_private_method_skipped_for_a_subclassed_model():
+    """FitSteps._check_model_compatibility: scikeras compares len(model.outputs) with the targets before
+    training (a mismatch is a ValueError); a subclassed model, which has no outputs, skips it."""
+    import keras
+
+    def two_outputs():
+        inputs = keras.Input((2,))
+        model = keras.Model(inputs, [keras.layers.Dense(1)(inputs), keras.layers.Dense(1)(inputs)])
+        model.compile(loss="mse", optimizer="sgd")
+        return model
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x)
+
+    def subclassed():
+        model = Subclassed()
+        model.compile(loss="mse", optimizer="sgd")
+        return model
+
+    X, y = np.ones((4, 2), dtype="float32"), np.ones(4)
+    with pytest.raises(ValueError, match="has 2 outputs"):
+        _probe(two_outputs).fit(X, y)
+    assert getattr(subclassed(), "outputs", None) is None
+    assert len(_probe(subclassed).fit(X, y).calls_) == 1
+
+
+def test_scikeras_validates_after_a_fit_in_a_private_method_that_refuses_another_dtype():
+    """FitSteps._validate_data and check_after_fit: BaseWrapper._validate_data(X, y, reset, y_numeric) refuses,
+    after a float32 fit, a float64 X; with FitSteps it passes (values unchanged) and the shape checks stay."""
+    from scikeras.wrappers import BaseWrapper, KerasRegressor
+
+    from estimators.compat.scikeras import check_after_fit
+
+    assert list(inspect.signature(BaseWrapper._validate_data).parameters) == ["self", "X", "y", "reset", "y_numeric"]
+    X, y = np.ones((4, 2), dtype="float32"), np.ones(4, dtype="float32")
+    plain = KerasRegressor(model=_dense, epochs=1, verbose=0).fit(X, y)
+    with pytest.raises(ValueError, match="is not safe"):
+        plain._validate_data(X.astype("float64"), reset=False)
+    est = _probe(_dense).fit(X, y)
+    rows, _ = check_after_fit(est, np.full((3, 2), 0.1, dtype="float64"))
+    assert rows.dtype == np.float64 and rows[0, 0] == 0.1
+    with pytest.raises(ValueError, match="X has 3 features"):
+        check_after_fit(est, np.ones((2, 3)))
+    with pytest.raises(ValueError, match="dimensions"):
+        check_after_fit(est, np.ones((2, 2, 1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, targets = check_after_fit(est, X, y)
+    assert targets.dtype == np.float32
