@@ -108,14 +108,18 @@ def test_mlflow_sql_engine_is_the_sql_stores_engine(tmp_path):
 
 @pytest.fixture
 def unset_tracking_uri(monkeypatch):
-    """MLflow's global tracking URI unset (and MLFLOW_TRACKING_URI), and unset again afterwards."""
+    """MLflow's global tracking URI unset (and MLFLOW_TRACKING_URI); afterwards both as they were."""
     import mlflow
 
+    previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    variable = os.environ.get("MLFLOW_TRACKING_URI")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     mlflow.set_tracking_uri(None)
     yield
-    mlflow.set_tracking_uri(None)
+    mlflow.set_tracking_uri(previous)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if variable is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = variable
 
 
 def test_mlflow_global_tracking_uri_puts_back_unset(unset_tracking_uri, tmp_path):
