@@ -10,7 +10,7 @@ every trial to ``--csv`` (columns ``trials,rss_mb,gradient_registry``).
 
 It also counts the entries of TensorFlow's global gradient registry: Keras' one-replica gradient
 all-reduce added one per traced training step, keeping that fit's graph alive (the growth this
-benchmark used to show). ``estimators.build.skip_single_replica_all_reduce`` stops it;
+benchmark used to show). ``estimators.compat.keras.skip_single_replica_all_reduce`` stops it;
 ``--without-fix`` turns that off to measure the leak.
 
     SCIKIT_LEARN_DATA=... python benchmarks/memory.py
@@ -36,19 +36,15 @@ TARGET_MB = 50.0
 OWN_MODEL_STUDY = DEFAULT_STUDY.parent / "handson.yaml"
 
 
-def gradient_registry_size() -> int:
-    """Entries in TensorFlow's global gradient registry (private, but it is where the leak lived)."""
-    from tensorflow.python.framework import ops
-
-    return len(ops._gradient_registry._registry)
-
-
 class RssProbe:
     """RSS (MB) and gradient-registry size after each finished trial, read when the next one starts."""
 
     portable = False
 
     def __init__(self) -> None:
+        from estimators.compat.tensorflow import gradient_registry_size
+
+        self.registry_size = gradient_registry_size
         self.after: dict[int, float] = {}  # trials finished -> RSS MB
         self.registry: dict[int, int] = {}  # trials finished -> gradient registry entries
 
@@ -57,7 +53,7 @@ class RssProbe:
 
     def on_trial_start(self, number: int, params: dict) -> None:
         self.after[number] = rss_mb()
-        self.registry[number] = gradient_registry_size()
+        self.registry[number] = self.registry_size()
 
     def on_trial_end(self, record) -> None:
         pass
@@ -93,10 +89,12 @@ def main(argv=None) -> int:
                           search={"n_trials": last + 1, "timeout": None, "workers": 1}, training={"epochs": epochs})
     from tuning.study import run_study
 
-    if args.without_fix:
+    if args.without_fix:  # both estimators' references to the fix (our MLP's optimizer, a user's model's)
         import estimators.build
+        import estimators.user_model
 
         estimators.build.skip_single_replica_all_reduce = lambda optimizer: optimizer
+        estimators.user_model.skip_single_replica_all_reduce = lambda optimizer: optimizer
     probe = RssProbe()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memory-") as tmp:

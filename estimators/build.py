@@ -6,6 +6,7 @@ from typing import Literal
 
 import keras
 
+from estimators.compat.keras import skip_single_replica_all_reduce
 from estimators.embeddings import PeriodicEmbedding
 from estimators.hyperparams import OPTIMIZERS, build_knobs, layer_widths
 
@@ -32,32 +33,6 @@ def make_optimizer(
     else:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
     return skip_single_replica_all_reduce(optimizer)
-
-
-def skip_single_replica_all_reduce(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
-    """Stop ``optimizer`` from leaking the traced training step of every fit (TensorFlow backend).
-
-    Keras' TensorFlow optimizer sums the gradients over replicas with ``ReplicaContext.all_reduce``,
-    even with one replica. Traced in a graph, that is a ``tf.custom_gradient``, which registers a
-    gradient function under a new name in TensorFlow's global gradient registry and never removes it;
-    the function holds the traced training step, so every fit of a new model kept its graph alive
-    (0.7-0.8 MB per fit of a small MLP, more for bigger ones; ``clear_session``, ``gc.collect`` and
-    other allocators do not help). A sum over one replica is the gradients themselves, so this returns
-    them unchanged then and leaves real multi-replica training (``MirroredStrategy``, ...) as it was.
-    """
-    all_reduce = getattr(optimizer, "_all_reduce_sum_gradients", None)
-    if all_reduce is None:  # not the TensorFlow backend's optimizer: nothing to change
-        return optimizer
-    import tensorflow as tf
-
-    def sum_over_replicas(grads_and_vars):
-        context = tf.distribute.get_replica_context()
-        if context is None or context.num_replicas_in_sync == 1:
-            return list(grads_and_vars)
-        return all_reduce(grads_and_vars)
-
-    optimizer._all_reduce_sum_gradients = sum_over_replicas
-    return optimizer
 
 
 def output_layer_and_loss(task: Task, n_classes: int | None) -> tuple[int, str | None, str]:

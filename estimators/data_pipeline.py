@@ -1,4 +1,5 @@
-"""The ``tf.data`` input pipeline the estimators train and validate on."""
+"""The ``tf.data`` input pipeline the estimators train and validate on, and the seeded hold-out of the
+validation rows."""
 
 from __future__ import annotations
 
@@ -32,3 +33,22 @@ def array_dataset(arrays, batch_size: int, shuffle: bool = False, seed: int | No
         return ds.batch(batch_size).cache()
     ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def holdout(X, y, sample_weight, fraction: float, seed: int | None, stratified: bool):
+    """Split ``fraction`` of the (encoded) training rows off for early stopping (stratified by ``y`` for a
+    classifier, when every class has two rows): ``(X, y, sample_weight, (X_valid, y_valid) or None)``."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(X)
+    n_valid = int(np.floor(n * fraction))
+    if n_valid < 1 or n - n_valid < 1:
+        return X, y, sample_weight, None
+    stratify = y if stratified else None
+    if stratify is not None:
+        counts = np.unique(stratify, return_counts=True)[1]
+        if counts.min() < 2 or n_valid < len(counts):
+            stratify = None
+    idx_train, idx_valid = train_test_split(np.arange(n), test_size=n_valid, random_state=seed, stratify=stratify)
+    sw_train = None if sample_weight is None else sample_weight[idx_train]
+    return X[idx_train], y[idx_train], sw_train, (X[idx_valid], y[idx_valid])

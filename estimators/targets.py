@@ -16,6 +16,7 @@ class StandardizedTargetEncoder(RegressorTargetEncoder):
     def fit(self, y: np.ndarray) -> StandardizedTargetEncoder:
         super().fit(y)
         y = np.asarray(y, dtype="float64")
+        self.target_shape_ = tuple(y.shape[1:])  # a row's shape, for the predictions
         self.mean_ = y.mean(axis=0)
         std = y.std(axis=0)
         self.scale_ = np.where(std > 0, std, 1.0)
@@ -26,8 +27,8 @@ class StandardizedTargetEncoder(RegressorTargetEncoder):
         return ((np.asarray(y, dtype="float64") - self.mean_) / self.scale_).astype("float32")
 
     def inverse_transform(self, y: np.ndarray) -> np.ndarray:
-        y = np.asarray(y, dtype="float64").reshape(-1, *self._y_shape[1:])
-        return y * self.scale_ + self.mean_
+        shape = getattr(self, "target_shape_", ())  # () in an encoder pickled before it was kept: 1-D targets
+        return np.asarray(y, dtype="float64").reshape(-1, *shape) * self.scale_ + self.mean_
 
 
 def takes_logits(loss) -> bool:

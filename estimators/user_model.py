@@ -25,10 +25,12 @@ import numpy as np
 from scikeras.wrappers import KerasClassifier, KerasRegressor
 
 from estimators import hyperparams
-from estimators.build import make_optimizer, skip_single_replica_all_reduce
+from estimators.build import make_optimizer
+from estimators.compat.keras import skip_single_replica_all_reduce
 from estimators.factory import FACTS, Factory, FactoryError, resolve
+from estimators.parameters import init_params
 from estimators.targets import OneHotTargets, is_one_hot_loss, logits_to_probabilities, takes_logits
-from estimators.wrappers import _ClassifierParts, _init_params, _KerasMLPMixin, _RegressorParts
+from estimators.wrappers import _ClassifierParts, _KerasMLPMixin, _RegressorParts
 
 __all__ = ["KerasModelClassifier", "KerasModelRegressor", "model_factory"]
 
@@ -51,7 +53,7 @@ class _KerasModelMixin(_KerasMLPMixin):
         """``__init__``: the factory, the training settings, then the model parameters given (the input
         mapping ``inputs`` among them)."""
         object.__setattr__(self, "_model_params", {})
-        _init_params(self, build=build, **training)
+        init_params(self, build=build, **training)
         for name, value in params.items():
             setattr(self, name, value)
 
@@ -256,11 +258,6 @@ class _KerasModelMixin(_KerasMLPMixin):
         names = [t.name for t in getattr(model, "inputs", None) or []]
         if names and sorted(names) != sorted(self.inputs):
             raise ValueError(input_names_problem(self._factory().label, names, list(self.inputs)))
-
-    def _check_model_compatibility(self, y) -> None:
-        if getattr(self.model_, "outputs", None) is None:  # a subclassed model: no outputs until it runs
-            return
-        super()._check_model_compatibility(y)
 
     def _knob(self, name: str) -> Any:
         return hyperparams.HYPERPARAMS[name].coerce(getattr(self, name))

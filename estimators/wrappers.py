@@ -16,23 +16,24 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 from scikeras.wrappers import KerasClassifier, KerasRegressor
-from sklearn.base import BaseEstimator
 from sklearn.exceptions import DataConversionWarning, NotFittedError
-from sklearn.model_selection import train_test_split
 from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
 
 from estimators import hyperparams
 from estimators.build import build_model
 from estimators.callbacks import StopOnInvalidLoss, early_stopping, lr_schedule
-from estimators.data_pipeline import array_dataset
-from estimators.inference import numeric_input, predict_float64
+from estimators.compat.scikeras import FitSteps, check_after_fit
+from estimators.data_pipeline import array_dataset, holdout
+from estimators.inference import predict_float64
+from estimators.parameters import InitParameters, init_params
 from estimators.seeding import seeded
 from estimators.targets import StandardizedTargetEncoder
 from estimators.validation import ValidationListener, ValidationPass
 
 
-class _KerasMLPMixin:
-    """Parameters, validation, training loop and prediction shared by both estimators."""
+class _KerasMLPMixin(InitParameters, FitSteps):
+    """Parameters (exactly the ``__init__`` arguments), validation, training loop and prediction shared by
+    both estimators (scikeras' private steps of ``fit`` that they change: :class:`FitSteps`)."""
 
     # scikeras reads these as attributes; here they are constants of the class, not parameters.
     model = None
@@ -48,17 +49,6 @@ class _KerasMLPMixin:
 
     _task: str = "regression"
 
-    # ---- scikit-learn plumbing: parameters are exactly the __init__ signature -------------------
-    @classmethod
-    def _get_param_names(cls):
-        return BaseEstimator._get_param_names.__func__(cls)
-
-    def set_params(self, **params):
-        return BaseEstimator.set_params(self, **params)
-
-    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        return BaseEstimator.__repr__(self, N_CHAR_MAX)
-
     def __sklearn_tags__(self):
         # scikeras puts RegressorMixin/ClassifierMixin after BaseWrapper, whose tags never call
         # super(), so scikit-learn >= 1.6 saw no estimator type at all. Set it here.
@@ -72,26 +62,6 @@ class _KerasMLPMixin:
         tags.target_tags.multi_output = False
         tags.input_tags.sparse = False
         return tags
-
-    def _validate_data(self, X=None, y=None, reset: bool = False, y_numeric: bool = False):
-        if X is None or reset or not hasattr(self, "n_features_in_"):
-            return super()._validate_data(X=X, y=y, reset=reset, y_numeric=y_numeric)
-        shape = _shape(X)
-        n_features = shape[1] if len(shape) == 2 else None
-        if n_features is not None and n_features != self.n_features_in_:
-            raise ValueError(
-                f"X has {n_features} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input."
-            )
-        # After a fit, any numeric X is accepted (float64, ints, a DataFrame of numeric columns):
-        # casting is the estimator's job. scikeras refuses a dtype that does not cast safely to the
-        # fit's, so it checks shapes on a cast copy, and the original values go on to prediction.
-        X = numeric_input(X, type(self).__name__)
-        fit_dtype = getattr(self, "X_dtype_", X.dtype)
-        if np.can_cast(X.dtype, fit_dtype):
-            return super()._validate_data(X=X, y=y, reset=False, y_numeric=y_numeric)
-        _, y = super()._validate_data(X=X.astype(fit_dtype), y=y, reset=False, y_numeric=y_numeric)
-        return X, y
 
     # ---- validation -------------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -171,10 +141,7 @@ class _KerasMLPMixin:
         y = self._column_to_1d(y)
         self._adopted = model
         try:
-            if self._task != "regression":
-                self.classes_ = None
-            self._initialize(X, y)  # scikeras' encoders and metadata; _keras_build_fn hands over ``model``
-            self._ensure_compiled_model()
+            self.initialize(X, y)  # scikeras' checks, encoders and metadata; _keras_build_fn hands over ``model``
         except BaseException:
             self._clear_fitted_state()
             raise
@@ -243,34 +210,18 @@ class _KerasMLPMixin:
         """The rate a schedule starts from."""
         return float(self.learning_rate)
 
-    def _holdout(self, X, y, sample_weight, seed):
-        """Split ``validation_fraction`` of the (encoded) training data off for early stopping."""
-        n = len(X)
-        n_valid = int(np.floor(n * float(self.validation_fraction or 0.0)))
-        if n_valid < 1 or n - n_valid < 1:
-            return X, y, sample_weight, None
-        stratify = y if self._task != "regression" else None
-        if stratify is not None:
-            counts = np.unique(stratify, return_counts=True)[1]
-            if counts.min() < 2 or n_valid < len(counts):
-                stratify = None
-        idx_train, idx_valid = train_test_split(
-            np.arange(n), test_size=n_valid, random_state=seed, stratify=stratify
-        )
-        sw_train = None if sample_weight is None else sample_weight[idx_train]
-        return X[idx_train], y[idx_train], sw_train, (X[idx_valid], y[idx_valid])
-
     def _encode_validation(self, validation_data):
-        X_valid, y_valid = validation_data
-        X_valid, y_valid = self._validate_data(X_valid, y_valid, reset=False)
+        X_valid, y_valid = check_after_fit(self, *validation_data)
         return self.feature_encoder_.transform(X_valid), self.target_encoder_.transform(y_valid)
 
-    def _fit_keras_model(self, X, y, sample_weight, warm_start, epochs, initial_epoch, **kwargs):
+    def _train(self, X, y, sample_weight, epochs: int, initial_epoch: int) -> None:
+        """Train the built model on the encoded rows (scikeras' ``fit`` and ``partial_fit`` end here)."""
         validation_data, extra_callbacks, seed = self._fit_extras
         if validation_data is not None:
             valid = self._encode_validation(validation_data)
         else:
-            X, y, sample_weight, valid = self._holdout(X, y, sample_weight, seed)
+            X, y, sample_weight, valid = holdout(X, y, sample_weight, float(self.validation_fraction or 0.0), seed,
+                                                 stratified=self._task != "regression")
         # Stops at the first batch log (one per execution of steps_per_execution batches) whose loss is
         # NaN or infinite; the epoch still ends, so the history ends with that loss (diverged_ below).
         nan_stop = StopOnInvalidLoss()
@@ -312,14 +263,15 @@ class _KerasMLPMixin:
         self.has_validation_ = valid is not None
 
     # ---- predict ------------------------------------------------------------------------------------
-    def _predict_raw(self, X, **kwargs):
+    def _network_outputs(self, X):
+        """The network's outputs for the rows ``X``, in float64."""
         if not self.initialized_:
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate "
                 "arguments before using this estimator."
             )
         self._refuse_sparse(X)
-        X, _ = self._validate_data(X=X, y=None)
+        X, _ = check_after_fit(self, X)
         X = np.asarray(self.feature_encoder_.transform(X), dtype="float64")
         # In float64, so that a row scores the same alone and in any batch (estimators/inference.py).
         return predict_float64(self.model_, self._network_input(X))
@@ -331,7 +283,7 @@ class _KerasMLPMixin:
 
     def predict(self, X, **kwargs):
         """Predictions for ``X``: values in the target's units, or class labels."""
-        return self.predictions_from_outputs(self._predict_raw(X, **kwargs))
+        return self.predictions_from_outputs(self._network_outputs(X))
 
     # ---- network outputs -> what predict returns (the per-epoch scoring of a study decodes the same way) --
     def predictions_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
@@ -369,7 +321,7 @@ class _ClassifierParts:
 
     def predict_proba(self, X, **kwargs):
         """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
-        return self.probabilities_from_outputs(self._predict_raw(X, **kwargs))
+        return self.probabilities_from_outputs(self._network_outputs(X))
 
     def probabilities_from_outputs(self, outputs: np.ndarray) -> np.ndarray:
         """What ``predict_proba`` returns for the network's ``outputs``."""
@@ -391,11 +343,6 @@ def decoded_probabilities(target_encoder, outputs: np.ndarray, n_classes: int) -
 def _shape(a) -> tuple:
     """Shape of an array-like without numpy's array-function dispatch (sklearn's _NotAnArray)."""
     return tuple(a.shape) if hasattr(a, "shape") else np.asarray(a).shape
-
-
-def _init_params(est, **params) -> None:
-    for name, value in params.items():
-        setattr(est, name, value)
 
 
 class KerasMLPRegressor(_RegressorParts, _KerasMLPMixin, KerasRegressor):
@@ -444,7 +391,7 @@ class KerasMLPRegressor(_RegressorParts, _KerasMLPMixin, KerasRegressor):
         verbose=0,
         standardize_target=False,
     ):
-        _init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
+        init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 
 
 
@@ -482,5 +429,5 @@ class KerasMLPClassifier(_ClassifierParts, _KerasMLPMixin, KerasClassifier):
         random_state=None,
         verbose=0,
     ):
-        _init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
+        init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
 

@@ -71,7 +71,7 @@ def test_racing_workers_never_overrun_the_budget(tmp_path, name):
     study.tell(first, 1.0)
     assert Budget.of(backend.trials()) == Budget(done=1, running=1, waiting=0)
 
-    backend._fail_and_retry(backend.rdb.get_trial(second._trial_id))  # its worker died
+    backend._fail_and_retry(backend.trial(second.number))  # its worker died
     retry = study.ask()
     assert retry.params == second.params and not backend.is_surplus(retry)
     assert retry.user_attrs.get(CANDIDATE) == second.user_attrs.get(CANDIDATE)  # None for optuna
@@ -103,6 +103,31 @@ def test_trial_of_a_dead_local_process_is_failed_and_queued_at_once(tmp_path, na
     assert backend.trials()[-1].params == trial.params
     assert backend.trials()[-1].user_attrs.get(CANDIDATE) == trial.user_attrs.get(CANDIDATE)
     assert backend.running_numbers() == {alive.number}
+
+
+def test_a_dead_workers_trial_is_failed_and_queued_when_the_grid_is_covered(tmp_path):
+    """The grid sampler stops the study (``study.stop()``, which raises outside ``optimize``) when the trial
+    told is the last of its grid not finished: the dead worker's trial is still failed and queued again."""
+    from tests.helpers import study_config
+    from tuning.search.space import draw
+
+    config = study_config(tmp_path, search={"sampler": "grid", "n_trials": 2},
+                          space={"n_neurons": {"type": "categorical", "choices": [8, 16]}})
+    store = make_store(config, tmp_path / "out")
+    store.open("minimize", "mse")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    done, lost = store.study.ask(), store.study.ask()  # both grid points taken; the lost one's is the last
+    for trial in (done, lost):
+        draw(trial, config)
+        trial.set_user_attr(WORKER, store.worker.as_dict())
+    store.study.tell(done, 1.0)
+    lost.set_user_attr(WORKER, store.worker.as_dict() | {"pid": dead.pid, "started": None})
+    store.recover()
+    states = {t.number: t.state.name for t in store.trials()}
+    assert states == {done.number: "COMPLETE", lost.number: "FAIL", lost.number + 1: "WAITING"}
+    assert store.trials()[-1].params == lost.params and store.take_interrupted() == {lost.number: lost.params}
+    store.close()
 
 
 def test_a_worker_is_its_pid_and_start_time_and_a_zombie_is_dead():

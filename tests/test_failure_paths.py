@@ -237,7 +237,7 @@ def test_a_stacked_trial_that_cannot_be_claimed_leaves_no_heartbeat(tmp_path, mo
         stack = stacking.StackedTrials(make_scheduler(store), TrialRunner(config, load_dataset(config.dataset)))
         stack.ask(1)  # claimed: its heartbeat runs until its trial ends
         assert len(stack.pending) == 1 and len(set(heartbeats()) - before) == 1
-        stack.pending.pop().heartbeat.__exit__(None, None, None)
+        stack.pending.pop().heartbeat.stop()
         if failure == "claim raises":
             monkeypatch.setattr(stack.scheduler, "claim", boom)
         elif failure == "surplus, tell raises":

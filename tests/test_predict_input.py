@@ -54,7 +54,7 @@ def test_predictions_match_the_fitted_keras_model(fixture, request):
     """The float64 scoring is the fitted model itself (dropout off), not an approximation of it."""
     est, X = request.getfixturevalue(fixture)
     keras_out = np.asarray(est.model_.predict_on_batch(X), dtype="float64")
-    raw = est._predict_raw(X)
+    raw = est._network_outputs(X)
     assert raw.dtype == np.float64
     np.testing.assert_allclose(raw, keras_out, rtol=1e-5, atol=1e-6)
 

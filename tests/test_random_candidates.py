@@ -114,8 +114,8 @@ def test_a_candidate_given_back_is_queued_again_before_the_next(tmp_path):
     suggest(ran, config.space)
     store.study.tell(ran, 1.0)
     suggest(interrupted, config.space)  # then its worker stopped: failed, and retried as candidate 2 again
-    store.rdb.set_trial_state_values(interrupted._trial_id, TrialState.FAIL)
-    store.retry_interrupted(interrupted._trial_id)
+    store.study.tell(interrupted, state=TrialState.FAIL)
+    store.retry_interrupted(interrupted.number)
     scheduler = RandomScheduler(store)
     assert scheduler.refill(2)
     queued = [t for t in store.trials() if t.state == TrialState.WAITING]

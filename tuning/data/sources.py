@@ -227,13 +227,9 @@ def _load_sklearn(cfg: DatasetConfig) -> _Raw:
 
 
 def _keras_datasets_dir() -> str:
-    """Where Keras caches data sets (``$KERAS_HOME/datasets``, default ``~/.keras/datasets``)."""
-    try:
-        from keras.src.backend.config import keras_home
-
-        home = keras_home()
-    except Exception:  # private API: fall back to what Keras documents
-        home = os.environ.get("KERAS_HOME", os.path.join("~", ".keras"))
+    """Where Keras caches data sets, as ``keras.utils.get_file`` documents it: ``$KERAS_HOME/datasets``,
+    default ``~/.keras/datasets``."""
+    home = os.environ.get("KERAS_HOME", os.path.join("~", ".keras"))
     return os.path.join(os.path.expanduser(home), "datasets")
 
 

@@ -52,13 +52,13 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from estimators.data_pipeline import array_dataset
 from estimators.hyperparams import layer_widths
 from estimators.stacked import build_stacked_model
 from estimators.wrappers import decoded_predictions, decoded_probabilities
+from tuning.compat.optuna import TrialHeartbeat
 from tuning.records import PruneTrial, TrialRecord
 from tuning.search.backends.optuna import POLL_S, TrialFailed
 from tuning.search.epoch_scoring import check_training_loss, outputs_value, valid_key
@@ -93,7 +93,7 @@ class Member:
     trial: optuna.Trial
     params: dict[str, Any]
     estimator: Any  # unfitted, with the trial's parameters: its settings, and the model it becomes
-    heartbeat: Any
+    heartbeat: TrialHeartbeat
     record: TrialRecord | None = None
     reported: list[float] = field(default_factory=list)
     on_epoch: Any = None
@@ -266,8 +266,8 @@ class StackedTrials:
             if not self.scheduler.claim(trial):  # surplus: trains nothing, never counted
                 self._tell(trial, state=TrialState.FAIL)
                 continue
-            heartbeat = get_heartbeat_thread(trial._trial_id, study._storage)  # a claimed trial's, till it ends
-            heartbeat.__enter__()
+            heartbeat = TrialHeartbeat(study, trial)  # a claimed trial's, till it ends
+            heartbeat.start()
             member = None
             try:
                 params = draw(trial, self.config)
@@ -275,7 +275,7 @@ class StackedTrials:
                 self.pending.append(member)
             finally:
                 if member is None:  # not handed over to a member (whose trial's end stops it)
-                    heartbeat.__exit__(None, None, None)
+                    heartbeat.stop()
 
     # ---- one stack --------------------------------------------------------------------------------
     def train(self, group: list[Member]) -> None:
@@ -446,7 +446,7 @@ class StackedTrials:
         else:
             self._tell(member.trial, value=value)
         finally:
-            member.heartbeat.__exit__(None, None, None)
+            member.heartbeat.stop()
 
     def _tell(self, trial: optuna.Trial, value: float | None = None, state: TrialState | None = None) -> None:
         try:
@@ -473,11 +473,11 @@ class StackedTrials:
                 self.runner.close_trial(member.record, None, KeyboardInterrupt(), member.reported,
                                         time.perf_counter() - member.started)
                 self._tell(member.trial, state=TrialState.FAIL)
-                self.store.retry_interrupted(member.trial._trial_id)
+                self.store.retry_interrupted(member.trial.number)
             except Exception:  # the storage failing (what stopped the stack is raised by run): the next
                 continue  # run recovers this trial as a dead worker's; the others are still let go
             finally:
-                member.heartbeat.__exit__(None, None, None)
+                member.heartbeat.stop()
 
 
 class _Driver(keras.callbacks.Callback):

@@ -25,6 +25,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from tuning.compat.mlflow import global_tracking_uri, sql_engine
 from tuning.parallel.sqlite import relax_sync, sqlite_path, use_wal
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, TrialRecord
 from tuning.tracking import runlayout as layout
@@ -166,11 +167,9 @@ class MlflowTracker:
 
     def _relax_sync(self) -> None:
         """``synchronous=NORMAL`` on this process's connections to a WAL-mode sqlite: store."""
-        try:
-            engine = self.client._tracking_client.store.engine  # MLflow's SqlAlchemyStore (one per URI)
-        except Exception:  # another kind of store (a server, files): nothing to tune
-            return
-        relax_sync(engine)
+        engine = sql_engine(self.client)
+        if engine is not None:  # another kind of store (a server, files): nothing to tune
+            relax_sync(engine)
 
     def flush(self) -> None:
         """Wait until the queued learning-curve pictures are logged."""
@@ -212,7 +211,7 @@ class MlflowTracker:
 
         import mlflow.data
         import pandas as pd
-        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.entities import Dataset, DatasetInput, InputTag
 
         for context, X, y in (("train", split.X_train, split.y_train), ("validation", split.X_valid, split.y_valid),
                               ("test", split.X_test, split.y_test)):
@@ -224,7 +223,9 @@ class MlflowTracker:
                                                       name=f"{split.name}-{context}")
                 else:
                     dataset = mlflow.data.from_numpy(X, targets=y, name=f"{split.name}-{context}")
-                entity = dataset._to_mlflow_entity()
+                fields = dataset.to_dict()  # name, digest, source, source_type (schema, profile: tables)
+                entity = Dataset(fields["name"], fields["digest"], fields["source_type"], fields["source"],
+                                 fields.get("schema"), fields.get("profile"))
             self.client.log_inputs(
                 self.parent_run_id, [DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]
             )
@@ -369,9 +370,7 @@ class MlflowTracker:
         outputs = infer_signature(example, pipeline.predict(example)).outputs
         # mlflow.sklearn.log_model needs the global tracking URI and an active run; both are put back as
         # they were (unset stays unset, so a later study without a URI still gets MLflow's default).
-        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
-        with tempfile.TemporaryDirectory(prefix="tuning-code-") as code_root, _use_tracking_uri(self.tracking_uri):
+        with tempfile.TemporaryDirectory(prefix="tuning-code-") as code_root, global_tracking_uri(self.tracking_uri):
             ship_code(pipeline, code_root)
             with mlflow.start_run(run_id=self.parent_run_id):
                 info = mlflow.sklearn.log_model(

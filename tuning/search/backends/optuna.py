@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
+from tuning.compat.optuna import storage_engine
 from tuning.errors import StudyError
 from tuning.parallel.sqlite import checkpoint
 from tuning.parallel.workers import group_alive, is_alive
@@ -96,7 +97,7 @@ class OptunaStore(StudyStore):
         except KeyError:
             return None
         finally:
-            storage.engine.dispose()
+            storage_engine(storage).dispose()
 
     def peek_attr(self, key: str):
         return self._peek(lambda study: study.user_attrs.get(key))
@@ -107,7 +108,7 @@ class OptunaStore(StudyStore):
     def close(self) -> None:
         """Close the storage's connections; an SQLite file is checkpointed, leaving no ``-wal``/``-shm`` files."""
         if self.rdb is not None:
-            self.rdb.engine.dispose()
+            storage_engine(self.rdb).dispose()
         checkpoint(self.url)
 
     @staticmethod
@@ -196,16 +197,23 @@ class OptunaStore(StudyStore):
     def _fail_and_retry(self, trial: optuna.trial.FrozenTrial) -> None:
         """Mark a dead worker's trial FAIL (the storage lets only one process win) and queue it again."""
         try:
-            won = self.rdb.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            won = False
-        if won:
-            self.retry(self.study, self.rdb.get_trial(trial._trial_id))
+            failed = self.study.tell(trial.number, state=TrialState.FAIL)
+        except (ValueError, optuna.exceptions.UpdateFinishedTrialError):  # no longer running: another won
+            return
+        except RuntimeError as exc:  # the grid sampler calls study.stop() once its grid is covered: outside
+            if "Study.stop" not in str(exc):  # optimize() there is nothing to stop (the trial is failed)
+                raise
+            failed = self.trial(trial.number)
+        self.retry(self.study, failed)
 
-    def retry_interrupted(self, trial_id: int) -> None:
+    def trial(self, number: int) -> optuna.trial.FrozenTrial | None:
+        """The stored trial numbered ``number`` (None if there is none)."""
+        return next((t for t in self.trials() if t.number == number), None)
+
+    def retry_interrupted(self, number: int) -> None:
         """The trial stopped by Ctrl-C is FAIL without a reason (not counted): queue its parameters again."""
-        trial = self.rdb.get_trial(trial_id)
-        if trial.state == TrialState.FAIL and SURPLUS not in trial.user_attrs:
+        trial = self.trial(number)
+        if trial is not None and trial.state == TrialState.FAIL and SURPLUS not in trial.user_attrs:
             self.retry(self.study, trial)
 
     def running_numbers(self) -> set[int]:
@@ -252,7 +260,7 @@ class OptunaScheduler(TrialScheduler):
 
     def __init__(self, store: OptunaStore) -> None:
         super().__init__(store)
-        self._current: int | None = None  # storage id of the trial this process runs
+        self._current: int | None = None  # number of the trial this process runs
         self.steps = pruning_steps(self.config)
 
     def run(self, runner: TrialRunner, n_trials: int, timeout: float | None) -> None:
@@ -306,7 +314,7 @@ class OptunaScheduler(TrialScheduler):
             self._current = None
 
     def objective(self, runner: TrialRunner, trial: optuna.Trial) -> float:
-        self._current = trial._trial_id
+        self._current = trial.number
         if not self.claim(trial):
             raise SurplusTrial()
         record = runner.run(trial.number, draw(trial, self.config), report=self.reporter(trial))

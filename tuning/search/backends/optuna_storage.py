@@ -117,6 +117,7 @@ def make_storage(url: str, retry: RetryInterrupted | None = None, attempts: int 
     """
     import random
 
+    from tuning.compat.optuna import storage_engine
     from tuning.parallel.sqlite import relax_sync, use_wal
 
     url = driver_url(url)
@@ -128,7 +129,7 @@ def make_storage(url: str, retry: RetryInterrupted | None = None, attempts: int 
         try:
             with quiet_experimental():
                 storage = optuna.storages.RDBStorage(url, **kwargs)
-            relax_sync(storage.engine)
+            relax_sync(storage_engine(storage))
             return storage
         except Exception as exc:
             if attempt == attempts - 1:
