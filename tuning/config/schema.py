@@ -64,6 +64,7 @@ from tuning.config.validation import Float, Int
 from tuning.config.validation import StrictModel as _Model
 from tuning.config.validation import error as _error
 from tuning.config.validation import raise_errors as _raise_errors
+from tuning.errors import StudyConfigError
 
 __all__ = [
     "BUILTIN_TASKS",
@@ -88,6 +89,7 @@ __all__ = [
     "PreprocessingConfig",
     "SearchConfig",
     "StudyConfig",
+    "StudyConfigError",
     "StudySource",
     "TrainingConfig",
     "load_study",
