@@ -74,11 +74,10 @@ def run_study_without_model_logging(path: Path, tmp: Path):
     import pytest
 
     from tuning.study import run_study
-    from tuning.tracking.tracker import MlflowTracker
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp)
-        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)
+        patch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)
         return run_study(path, quiet=True)
 
 

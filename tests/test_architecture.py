@@ -1,4 +1,6 @@
-"""docs/architecture.md lists every module of the packages, and nothing that no longer exists."""
+"""The layout rules of docs/architecture.md: every module of the packages is listed there (and nothing that no
+longer exists); each stage imports only the stages before it; no import circle; no module over 450 lines;
+other libraries' internals only in their compat module."""
 
 import ast
 import importlib
@@ -39,6 +41,100 @@ def test_every_module_is_in_the_table():
 def test_the_table_lists_no_module_that_is_gone():
     gone = listed_modules() - package_modules()
     assert not gone, f"docs/architecture.md lists modules that do not exist: {sorted(gone)}"
+
+
+# ---- imports only forward, no circle, short modules ------------------------------------------------------
+# The stages in the order the data flows (docs/architecture.md "Modules"): a module imports only modules of
+# its own stage or of an earlier one. The shared modules (estimators, compat, errors, records, parallel,
+# figures) import none of the stages.
+
+STAGES = [("estimators", 0), ("tuning.compat", 0), ("tuning.errors", 0), ("tuning.records", 0),
+          ("tuning.parallel", 0), ("tuning.figures", 0), ("tuning.config", 1), ("tuning.data", 2),
+          ("tuning.search", 3), ("tuning.tracking", 4), ("tuning.export", 5), ("tuning.coordination", 5),
+          ("tuning.report", 6), ("tuning.study", 7), ("tuning.cli", 8), ("tuning", 9)]
+MAX_LINES = 450
+
+
+def _modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the packages (a package by its ``__init__``)."""
+    found = {}
+    for pkg in ("tuning", "estimators"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the modules of the packages it imports (anywhere in it: a function's import counts)."""
+    modules = _modules()
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {resolve(alias.name) for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets |= {resolve(f"{node.module}.{alias.name}") or resolve(node.module) for alias in node.names}
+        graph[name] = {t for t in targets if t and t != name}
+    return graph
+
+
+def stage(module: str) -> int:
+    return next(rank for prefix, rank in STAGES if module == prefix or module.startswith(prefix + "."))
+
+
+def test_each_stage_imports_only_the_stages_before_it():
+    backward = [f"{m} -> {t}" for m, targets in sorted(import_graph().items()) for t in sorted(targets)
+                if stage(t) > stage(m)]
+    assert not backward, "imports against the data flow (docs/architecture.md, Modules): " + "; ".join(backward)
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of ``graph``: its strongly connected components of more than one module."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_circle():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the check itself
+    assert circles(import_graph()) == []
+
+
+def test_no_module_over_450_lines():
+    long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these modules (at most {MAX_LINES} lines each): {long}"
 
 
 # ---- the public APIs of our dependencies only ----------------------------------------------------------

@@ -95,7 +95,6 @@ def overridden_run(tmp_path_factory):
     import pathlib
     from types import SimpleNamespace
 
-    from tuning.tracking.tracker import MlflowTracker
 
     tmp = tmp_path_factory.mktemp("overrides")
     path = write_study(tmp, name="mine.yaml", search={"backend": "random", "n_trials": 3, "seed": 0})
@@ -113,7 +112,7 @@ def overridden_run(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp)  # MLflow's artifact store lands there
-        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
+        patch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
         patch.setattr(report_html, "write_pictures", no_pictures)  # the charts: tested in test_report
         patch.setattr(builtins, "open", counting(builtins.open))
         patch.setattr(pathlib.Path, "open", counting(pathlib.Path.open))  # read_text, read_bytes too
@@ -200,9 +199,8 @@ def test_cli_runs_a_study_quietly_end_to_end_and_a_rerun_trains_nothing(tmp_path
     assert parent.data.params["search.seed"] == "3"
     first_table, exported_at = _rows(out.stdout), pipeline.stat().st_mtime_ns
 
-    from tuning.tracking.tracker import MlflowTracker
 
-    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
+    monkeypatch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
     monkeypatch.setattr(report_html, "write_pictures", no_pictures)  # the charts: tested in test_report
     code = main([str(path), "--quiet", "--experiment", "cli-test", "--seed", "3"])
     again = capsys.readouterr()

@@ -53,9 +53,8 @@ def doc_space() -> dict:
 
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch):
-    from tuning.tracking.tracker import MlflowTracker
 
-    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)
     monkeypatch.setattr(report_html, "write_pictures", no_pictures)
 
 

@@ -30,9 +30,8 @@ SPACE = {"n_hidden": {"type": "int", "low": 1, "high": 1}, "n_neurons": {"type":
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch):
     import tuning.report.html as report_html
-    from tuning.tracking.tracker import MlflowTracker
 
-    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
+    monkeypatch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
     monkeypatch.setattr(report_html, "write_pictures", no_pictures)
 
 

@@ -48,7 +48,7 @@ def then_boom(real):
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch):
     """No MLflow model upload, no report charts, no model preflight (tested elsewhere; slow)."""
-    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)
+    monkeypatch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)
     monkeypatch.setattr(report_html, "write_pictures", no_pictures)
     monkeypatch.setattr("tuning.study.preflight", lambda *args, **kwargs: [])
 
@@ -234,7 +234,8 @@ def test_a_stacked_trial_that_cannot_be_claimed_leaves_no_heartbeat(tmp_path, mo
     store.open("minimize", "mse")
     before = set(heartbeats())
     try:
-        stack = stacking.StackedTrials(make_scheduler(store), TrialRunner(config, load_dataset(config.dataset)))
+        scheduler = make_scheduler(store)  # stack: 2: the backend's scheduler inside a StackedScheduler
+        stack = stacking.StackedTrials(scheduler.inner, TrialRunner(config, load_dataset(config.dataset)))
         stack.ask(1)  # claimed: its heartbeat runs until its trial ends
         assert len(stack.pending) == 1 and len(set(heartbeats()) - before) == 1
         stack.pending.pop().heartbeat.stop()

@@ -56,6 +56,7 @@ def exported(tmp_path_factory) -> dict:
     from estimators.ensemble import AveragingRegressor
     from estimators.factory import resolve
     from estimators.user_model import KerasModelRegressor
+    from tuning.export.mlflow_model import log_model
     from tuning.tracking.tracker import MlflowTracker
 
     tmp = tmp_path_factory.mktemp("own_model")
@@ -80,7 +81,7 @@ def exported(tmp_path_factory) -> dict:
         tracker = MlflowTracker(uri, "own-model", background=False)
         tracker.experiment_id = experiment
         tracker.parent_run_id = client.create_run(experiment).info.run_id
-        tracker.log_model(pipeline, X.iloc[:5], None)
+        log_model(tracker, pipeline, X.iloc[:5], None)
         out["models"][name] = {
             "dir": tmp / "exports" / name,
             "uri": client.get_run(tracker.parent_run_id).data.tags["model.uri"],
@@ -341,6 +342,7 @@ def three_ways(tmp_path_factory) -> dict:
 
     from estimators import KerasModelRegressor
     from tuning.export import load_model, save_model
+    from tuning.export.mlflow_model import log_model
     from tuning.study import run_study
     from tuning.tracking.tracker import MlflowTracker
 
@@ -366,7 +368,7 @@ def three_ways(tmp_path_factory) -> dict:
     tracker = MlflowTracker(uri, "search", background=False)
     tracker.experiment_id = experiment
     tracker.parent_run_id = client.create_run(experiment).info.run_id
-    tracker.log_model(load_model(tmp / "search"), X.iloc[:5], None)
+    log_model(tracker, load_model(tmp / "search"), X.iloc[:5], None)
     ways = {"search": {"dir": tmp / "search", "uri": client.get_run(tracker.parent_run_id).data.tags["model.uri"],
                        "expected": search.best_estimator_.predict(rows)}}
     for backend in ("optuna", "random"):

@@ -185,14 +185,13 @@ def test_model_inputs_select_preprocessed_columns_by_raw_name_or_position(tmp_pa
     """A study on diabetes with two named inputs (names and 0-based positions) trains and exports a pipeline
     that takes one table of raw rows."""
     from tuning.export import load_model
-    from tuning.tracking.tracker import MlflowTracker
 
     build = write_factory(tmp_path, "f_two_inputs", FACTORY)
     path = write(tmp_path, {"build": build, "optimizer": "adam", "inputs": {"left": ["age", 1], "right": [2, 3, 4]}},
                  SPACE, search={"n_trials": 2}, training={"epochs": 1})
     import unittest.mock as mock
 
-    with mock.patch.object(MlflowTracker, "log_model", lambda *a, **k: None):
+    with mock.patch("tuning.export.mlflow_model.log_model", lambda *a, **k: None):
         assert main([str(path), "--quiet"]) == 0, capsys.readouterr().err[-3000:]
     pipeline = load_model(tmp_path / "out")
     assert pipeline.named_steps["model"].inputs == {"left": [0, 1], "right": [2, 3, 4]}

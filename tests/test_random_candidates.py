@@ -129,13 +129,12 @@ def run(config, workers: int = 1, train: bool = True):
     from tuning.records import COMPLETE
     from tuning.search.trial import TrialRunner
     from tuning.study import run_study
-    from tuning.tracking.tracker import MlflowTracker
 
     def untrained(runner, record, report, reported):
         record.fold_scores, record.value, record.state = [1.0], 1.0, COMPLETE
 
     with pytest.MonkeyPatch.context() as patch, without_charts():
-        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)
+        patch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)
         if not train:
             patch.setattr(TrialRunner, "_run", untrained)
         result = run_study(config, quiet=True, workers=workers)

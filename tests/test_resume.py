@@ -60,12 +60,11 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
     # the re-run: this process (its own pid; the killed one's is gone), charts and MLflow model skipped
     from tuning.config.schema import load_study
     from tuning.study import run_study
-    from tuning.tracking.tracker import MlflowTracker
 
     config = load_study(study).with_overrides(output_dir=tmp_path / "out", tracking_uri=tracking)
     with pytest.MonkeyPatch.context() as patch, without_charts():
         patch.chdir(tmp_path)
-        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)
+        patch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)
         rerun = run_study(config, quiet=True)
     assert rerun.best is not None and not rerun.interrupted
 
@@ -169,9 +168,8 @@ def test_random_backend_resumes_after_a_dead_process(tmp_path, monkeypatch):
     real_wait = tuning.study.wait_all
     monkeypatch.setattr(tuning.study, "wait_all", lambda procs: helpers.extend(procs) or real_wait(procs))
 
-    from tuning.tracking.tracker import MlflowTracker
 
-    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
+    monkeypatch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # slow; tested in test_study
     with without_charts():
         result = run_study(config, quiet=True)
 

@@ -26,7 +26,6 @@ from tuning.records import COMPLETE, KILLED, PRUNED, TrialRecord
 from tuning.report import html as report_html
 from tuning.search.backends.optuna import WORKER, OptunaScheduler, counts_toward_budget
 from tuning.study import run_study
-from tuning.tracking.tracker import MlflowTracker
 
 RECORD_FIELDS = ("params", "state", "value", "metric", "fold_scores", "epochs_run", "best_epoch", "learning_rates")
 
@@ -35,7 +34,7 @@ RECORD_FIELDS = ("params", "state", "value", "metric", "fold_scores", "epochs_ru
 def _fast():
     """No MLflow model upload (slow; tested in test_study), no report charts (tested in test_report)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)
+        patch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)
         patch.setattr(report_html, "write_pictures", no_pictures)
         yield
 

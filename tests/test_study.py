@@ -15,7 +15,6 @@ from tests.helpers import no_pictures, study_config
 from tuning.records import COMPLETE, FAILED, PRUNED
 from tuning.report import html as report_html
 from tuning.study import run_study
-from tuning.tracking.tracker import MlflowTracker
 
 
 def child_runs(client: MlflowClient, parent_run_id: str):
@@ -89,7 +88,7 @@ def maximized_study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("maximized_study")
     config = study_config(tmp, name="tiny-r2", search={"n_trials": 3, "metric": "r2"}, training={"epochs": 2})
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # tested on optuna_study
+        patch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # tested on optuna_study
         return config, run_study(config, quiet=True), tmp
 
 
@@ -162,7 +161,7 @@ def test_mlflow_model_predicts_raw_rows(optuna_study):
 
 
 def test_random_backend_with_cross_validation_logs_fold_scores(tmp_path, monkeypatch):
-    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # tested on optuna_study
+    monkeypatch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # tested on optuna_study
     config = study_config(
         tmp_path, name="tiny-random", search={"backend": "random", "n_trials": 2, "cv": 3},
         training={"epochs": 3},
@@ -182,7 +181,7 @@ def test_random_backend_with_cross_validation_logs_fold_scores(tmp_path, monkeyp
 
 def test_failed_and_pruned_trials_are_recorded_as_such(tmp_path, monkeypatch):
     """A diverging learning rate fails with a reason; a bad trial under successive halving is pruned."""
-    monkeypatch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # tested on optuna_study
+    monkeypatch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # tested on optuna_study
     config = study_config(
         tmp_path, name="tiny-states",
         model={"optimizer": "sgd"},

@@ -35,7 +35,6 @@ from tuning.records import COMPLETE, PRUNED
 from tuning.search.trial import TrialRunner
 from tuning.study import run_study
 from tuning.tracking import runlayout as layout
-from tuning.tracking.tracker import MlflowTracker
 
 KINDS = ("mlp", "factory", "hypermodel", "stacked", "cv")
 PRUNED_TRIAL, PRUNED_AT = 1, 2  # trial 1 is pruned when it reports its 2nd epoch; trial 0 completes
@@ -219,7 +218,7 @@ def run_kind(tmp_path_factory, kind: str, task: str, metrics: frozenset[str]) ->
         settings = study_settings(kind, task, root)
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(root)  # MLflow's artifact store lands here
-            patch.setattr(MlflowTracker, "log_model", lambda *args, **kwargs: None)  # slow, tested in test_study
+            patch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # slow, tested in test_study
             patch.setattr(report_html, "write_pictures", no_pictures)
             patch.setattr(optuna_backend, "make_pruner", lambda config: PruneOne())
             watched(patch, seen, observer, fold_models, refits)

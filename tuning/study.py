@@ -27,6 +27,7 @@ from tuning.config.schema import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers
 from tuning.data.sources import DatasetSplit, load_dataset
 from tuning.errors import ExportFailed
+from tuning.export import mlflow_model
 from tuning.export.baseline import fit_baseline
 from tuning.export.ensembling import build_ensemble, exported_model
 from tuning.export.files import export_model, make_pipeline, test_metrics
@@ -237,7 +238,7 @@ def export_best(session: Session, result: StudyResult) -> None:
     export_model(pipeline, out_dir, best_info, scores)
     result.export_dir = out_dir
     session.tracker.log_best(best, result.test_metrics, out_dir, ensemble=result.ensemble, baseline=baseline)
-    session.tracker.log_model(pipeline, split.X_test, session.config.export.registered_model_name)
+    mlflow_model.log_model(session.tracker, pipeline, split.X_test, session.config.export.registered_model_name)
     session.store.mark_exported()
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
-from tuning.compat.mlflow import global_tracking_uri, sql_engine
+from tuning.compat.mlflow import sql_engine
 from tuning.parallel.sqlite import relax_sync, sqlite_path, use_wal
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, TrialRecord
 from tuning.tracking import runlayout as layout
@@ -60,18 +60,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
-
-
-def model_requirements() -> list[str]:
-    """Pinned packages the exported pipeline needs to load (this project and its model stack)."""
-    names = ("tensorflow", "keras", "scikit-learn", "scikeras", "numpy", "cloudpickle")
-    pins = []
-    for name in names:
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            continue
-    return pins
 
 
 logger = logging.getLogger(__name__)
@@ -345,46 +333,6 @@ class MlflowTracker:
         parent run, one note a line."""
         if self.parent_run_id and notes:
             self.client.set_tag(self.parent_run_id, layout.EXPORT_NOTES, "\n".join(notes)[:layout.MAX_REASON])
-
-    def log_model(self, pipeline, X_example, registered_model_name: str | None) -> None:
-        """The whole fitted pipeline as an MLflow model, optionally registered.
-
-        Its signature lists the original feature columns by name: numbers (and booleans) as ``Any``, so
-        integer columns, and integer columns that pandas read as float because of a missing value, both
-        pass MLflow's schema check (the pipeline casts them); text as ``string``; dates as ``datetime``.
-        The input example is raw rows. A user's model factory travels as the model's ``code_paths`` (laid out
-        as an export's ``code/``, :mod:`tuning.export.shipped_code`): MLflow puts them on ``sys.path`` when it
-        loads the model, so it loads in a process that never imported the factory.
-        """
-        import tempfile
-
-        import mlflow
-        import mlflow.sklearn
-        from mlflow.models import ModelSignature, infer_signature
-
-        from tuning.export.shipped_code import code_paths, ship_code
-        from tuning.tracking.model_schema import column_schema, feature_types, raw_example
-
-        example = raw_example(pipeline, X_example)
-        inputs = column_schema(example)
-        outputs = infer_signature(example, pipeline.predict(example)).outputs
-        # mlflow.sklearn.log_model needs the global tracking URI and an active run; both are put back as
-        # they were (unset stays unset, so a later study without a URI still gets MLflow's default).
-        with tempfile.TemporaryDirectory(prefix="tuning-code-") as code_root, global_tracking_uri(self.tracking_uri):
-            ship_code(pipeline, code_root)
-            with mlflow.start_run(run_id=self.parent_run_id):
-                info = mlflow.sklearn.log_model(
-                    pipeline,
-                    name="model",
-                    signature=ModelSignature(inputs=inputs, outputs=outputs),
-                    input_example=example,
-                    registered_model_name=registered_model_name,
-                    serialization_format="cloudpickle",
-                    pip_requirements=model_requirements(),  # inferring them costs ~20 s per study
-                    metadata={"feature_types": feature_types(X_example)},
-                    code_paths=code_paths(code_root) or None,
-                )
-                mlflow.set_tag("model.uri", info.model_uri)
 
     def log_files(self, paths: list[Path], artifact_path: str | None = None) -> None:
         """Files on the parent run (under ``artifact_path``)."""

@@ -252,9 +252,10 @@ class OptunaStore(StudyStore):
 
 
 class OptunaScheduler(TrialScheduler):
-    """Asks the store's Optuna study for one trial at a time until the budget is full; with
-    ``search.stack`` > 1, for K at a time, trained as one model (:mod:`tuning.search.stacking`, which uses
-    :meth:`free_slots`, :meth:`claim`, :meth:`reporter` and :meth:`outcome` as :meth:`objective` does)."""
+    """Asks the store's Optuna study for one trial at a time until the budget is full. With ``search.stack``
+    > 1 the registry wraps it in :class:`tuning.search.stacking.StackedScheduler`, which asks for K at a time,
+    trained as one model, through :meth:`free_slots`, :meth:`claim`, :meth:`reporter` and :meth:`outcome` as
+    :meth:`objective` uses them."""
 
     store: OptunaStore
 
@@ -264,11 +265,6 @@ class OptunaScheduler(TrialScheduler):
         self.steps = pruning_steps(self.config)
 
     def run(self, runner: TrialRunner, n_trials: int, timeout: float | None) -> None:
-        if self.config.search.stack > 1:  # several trials at once, as one model
-            from tuning.search.stacking import StackedTrials
-
-            StackedTrials(self, runner).run(n_trials, timeout)
-            return
         store = self.store
         store.n_trials = n_trials
         deadline = None if timeout is None else time.monotonic() + timeout

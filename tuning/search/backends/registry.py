@@ -44,5 +44,11 @@ def make_store(config: StudyConfig, state_dir: Path, storage: str | None = None,
 
 
 def make_scheduler(store: StudyStore) -> TrialScheduler:
-    """The trial scheduler that goes with ``store``."""
-    return _module(store.config.search.backend).SCHEDULER(store)
+    """The trial scheduler that goes with ``store``; with ``search.stack`` > 1, wrapped to train K trials at a
+    time as one model (:class:`~tuning.search.stacking.StackedScheduler`)."""
+    scheduler = _module(store.config.search.backend).SCHEDULER(store)
+    if store.config.search.stack > 1:
+        from tuning.search.stacking import StackedScheduler
+
+        return StackedScheduler(scheduler)
+    return scheduler
