@@ -43,11 +43,11 @@ def measure(study: Path, n_trials: int, epochs: int, smoke: bool, seed: int) -> 
     from estimators.validation import ValidationPass
     from tuning.data.sources import load_dataset
     from tuning.search.epoch_scoring import EpochScorer
-    from tuning.search.space import estimator_params, to_distributions
-    from tuning.search.trial import TrialRunner
+    from tuning.search.space import to_distributions
+    from tuning.search.trial import make_runner
 
     config = study_config(study, smoke=smoke)
-    runner = TrialRunner(config, load_dataset(config.dataset))
+    runner = make_runner(config, load_dataset(config.dataset))
     d = runner.data
     times = {"train": [], "ours": [], "keras": []}
     marks = {}
@@ -82,8 +82,7 @@ def measure(study: Path, n_trials: int, epochs: int, smoke: bool, seed: int) -> 
     ValidationPass.on_epoch_end = timed_pass
     drawn = ParameterSampler(to_distributions(config.space), n_iter=n_trials, random_state=seed)
     for params in drawn:
-        est = runner.make_estimator({**estimator_params(config, dict(params)), "epochs": epochs,
-                                     "early_stopping": False})
+        est = runner.make_estimator({**params, "epochs": epochs, "early_stopping": False})
         scorer = EpochScorer(est, d.y_valid, runner.metric, lambda epoch, logs: None)
         # at an epoch's end: the validation pass (the fit's first callback), our scorer, then Keras' evaluate
         est.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid),

@@ -51,7 +51,7 @@ def test_the_table_lists_no_module_that_is_gone():
 STAGES = [("estimators", 0), ("tuning.compat", 0), ("tuning.errors", 0), ("tuning.records", 0),
           ("tuning.parallel", 0), ("tuning.figures", 0), ("tuning.config", 1), ("tuning.data", 2),
           ("tuning.search", 3), ("tuning.tracking", 4), ("tuning.export", 5), ("tuning.coordination", 5),
-          ("tuning.report", 6), ("tuning.study", 7), ("tuning.cli", 8), ("tuning", 9)]
+          ("tuning.report", 6), ("tuning.plan", 7), ("tuning.study", 7), ("tuning.cli", 8), ("tuning", 9)]
 MAX_LINES = 450
 
 

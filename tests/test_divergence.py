@@ -19,7 +19,7 @@ from tuning.config.schema import load_study
 from tuning.data.sources import load_dataset
 from tuning.export.files import load_model
 from tuning.records import COMPLETE, FAILED
-from tuning.search.trial import TrialRunner
+from tuning.search.trial import make_runner
 from tuning.tracking import runlayout as layout
 
 TRAINING = {"epochs": 3, "batch_size": 32, "early_stopping": {"patience": 3}}
@@ -53,7 +53,7 @@ def test_validation_predictions_that_become_infinite_fail_the_trial_with_the_epo
     config = study_config(tmp_path, model={"build": f"{tmp_path / 'poisson_factory.py'}:build_model"},
                           training=TRAINING, space={"learning_rate": SPACE["learning_rate"]},
                           preprocessing={"target_scaling": "none"})
-    runner = TrialRunner(config, load_dataset(config.dataset))
+    runner = make_runner(config, load_dataset(config.dataset))
     runner.data.X_valid = runner.data.X_valid.copy()
     runner.data.X_valid[:2] = [[1e4], [-1e4]]
     record = runner.run(0, {"learning_rate": 0.01})

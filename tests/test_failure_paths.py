@@ -225,7 +225,7 @@ def heartbeats() -> list[threading.Thread]:
 @pytest.mark.parametrize("failure", ["claim raises", "surplus, tell raises", "draw raises"])
 def test_a_stacked_trial_that_cannot_be_claimed_leaves_no_heartbeat(tmp_path, monkeypatch, failure):
     from tuning.data.sources import load_dataset
-    from tuning.search.trial import TrialRunner
+    from tuning.search.trial import make_runner
 
     config = study_config(tmp_path, name="tiny-ask", search={"n_trials": 2, "stack": 2},
                           space={"learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
@@ -235,7 +235,7 @@ def test_a_stacked_trial_that_cannot_be_claimed_leaves_no_heartbeat(tmp_path, mo
     before = set(heartbeats())
     try:
         scheduler = make_scheduler(store)  # stack: 2: the backend's scheduler inside a StackedScheduler
-        stack = stacking.StackedTrials(scheduler.inner, TrialRunner(config, load_dataset(config.dataset)))
+        stack = stacking.StackedTrials(scheduler.inner, make_runner(config, load_dataset(config.dataset)))
         stack.ask(1)  # claimed: its heartbeat runs until its trial ends
         assert len(stack.pending) == 1 and len(set(heartbeats()) - before) == 1
         stack.pending.pop().heartbeat.stop()

@@ -251,11 +251,11 @@ def test_a_file_factorys_members_retrain_in_other_processes(tmp_path):
     from tuning.data.sources import load_dataset
     from tuning.export.ensembling import retrained_estimators
     from tuning.records import COMPLETE
-    from tuning.search.trial import TrialRunner
+    from tuning.search.trial import make_runner
 
     build = write_factory(tmp_path, "f_members", SEQUENTIAL)
     config = load_study(write(tmp_path, {"build": build}, SPACE, training={"epochs": 2}))
-    runner = TrialRunner(config, load_dataset(config.dataset))
+    runner = make_runner(config, load_dataset(config.dataset))
     records = [runner.run(i, {"n_hidden": 1, "n_neurons": 4 + i}) for i in range(2)]
     assert all(r.state == COMPLETE for r in records), [r.reason for r in records]
     members = retrained_estimators(runner, records, n_jobs=2)

@@ -218,10 +218,10 @@ def test_per_epoch_values_of_a_standardised_target_are_in_the_target_units(tmp_p
     """Pruners and pruned trials see the validation MSE in the target's units, not standardised units."""
     from tuning.data.sources import load_dataset
     from tuning.records import PruneTrial
-    from tuning.search.trial import TrialRunner
+    from tuning.search.trial import make_runner
 
     config = study_config(tmp_path, preprocessing={"target_scaling": "standard"})
-    runner = TrialRunner(config, load_dataset(config.dataset))
+    runner = make_runner(config, load_dataset(config.dataset))
     assert runner.data.standardize_target and np.std(runner.data.y_train) > 10  # diabetes: y around 150 +- 77
     reported = []
 

@@ -20,7 +20,7 @@ from tuning.errors import StudyError
 from tuning.export.ensembling import retrained_estimator
 from tuning.export.files import load_model
 from tuning.records import COMPLETE, decode_output, encode_output
-from tuning.search.trial import TrialRunner
+from tuning.search.trial import make_runner
 
 PLATEAU = {"optimizer": "adam", "lr_schedule": "plateau"}
 TRAINING = {"epochs": 12, "batch_size": 32, "early_stopping": {"patience": 4}}
@@ -39,7 +39,7 @@ def test_a_retrained_model_replays_its_trials_epochs_and_learning_rates_on_all_r
     config = load_study(write_study(tmp_path, model=PLATEAU, training=TRAINING,
                                     export={"ensemble": {"size": 3, "candidates": 2}}))
     split = load_dataset(config.dataset)
-    runner = TrialRunner(config, split)
+    runner = make_runner(config, split)
     outcome = runner.run_trial(0, {"n_hidden": 1, "n_neurons": 8, "learning_rate": 0.03})
     record, trained = outcome.record, outcome.estimator
     assert record.state == COMPLETE and trained is not None
@@ -130,8 +130,9 @@ def test_another_process_selects_the_same_ensemble_from_the_stored_trials(ensemb
     from tuning.export.ensembling import build_ensemble
     from tuning.search.backends.optuna_budget import to_record
 
-    fresh = TrialRunner(config, load_dataset(config.dataset))  # trained nothing, no keeper: all retrained
-    ensemble, info = build_ensemble(fresh, [to_record(t, "mse") for t in complete], config.export.ensemble)
+    fresh = make_runner(config, load_dataset(config.dataset))  # trained nothing, no keeper: all retrained
+    ensemble, info = build_ensemble(fresh, [to_record(t, "mse") for t in complete], config.export.ensemble,
+                                    train_on=config.export.train_on)
     assert info == exported
     assert len(ensemble.estimators_) == len(exported["members"])
 
@@ -139,7 +140,7 @@ def test_another_process_selects_the_same_ensemble_from_the_stored_trials(ensemb
 def test_members_retrained_in_two_processes_are_the_same_models(tmp_path):
     config = load_study(write_study(tmp_path, model=PLATEAU, training=TRAINING,
                                     export={"ensemble": {"size": 3, "candidates": 2}}))
-    runner = TrialRunner(config, load_dataset(config.dataset))
+    runner = make_runner(config, load_dataset(config.dataset))
     records = [runner.run(i, {"n_hidden": 1, "n_neurons": n, "learning_rate": 0.02}) for i, n in enumerate((4, 8))]
     from tuning.export.ensembling import retrained_estimators
 
@@ -163,7 +164,7 @@ def test_the_summary_names_the_exported_ensemble_and_a_baseline_with_one_value_e
     stored = json.loads((out / "metrics.json").read_text())["baseline"]
     config = load_study(path)
     split = load_dataset(config.dataset)
-    again = fit_baseline(TrialRunner(config, split), split, seed=config.search.seed)
+    again = fit_baseline(make_runner(config, split), split, seed=config.search.seed)
     assert stored["model"] == "HistGradientBoosting" and stored["fit_s"] > 0
     assert stored["test"] == pytest.approx(again.test, rel=1e-9)
     parent = MlflowClient(result.tracking_uri).get_run(result.parent_run_id)

@@ -13,7 +13,7 @@ from tests.helpers import study_config
 from tuning.export.ensembling import fitted_estimator
 from tuning.records import COMPLETE, PRUNED, TrialRecord
 from tuning.search.keeper import ModelKeeper
-from tuning.search.trial import TrialRunner
+from tuning.search.trial import make_runner
 
 # ---- the keeper ---------------------------------------------------------------------------------------
 
@@ -73,7 +73,7 @@ def diabetes_runners(tmp_path_factory):
         config = study_config(tmp_path_factory.mktemp(metric), search={"metric": metric},
                               training={"epochs": 6, "early_stopping": {"patience": 10}})
         split = split or load_dataset(config.dataset)
-        runners[metric] = TrialRunner(config, split)
+        runners[metric] = make_runner(config, split)
     return runners
 
 

@@ -25,7 +25,7 @@ from rich.markup import escape
 from tuning.config import recipe
 from tuning.config.schema import StudyConfig, load_study, space_digest
 from tuning.coordination import close_orphan_runs, open_parent_run, start_helpers
-from tuning.data.sources import DatasetSplit, load_dataset
+from tuning.data.sources import DatasetSplit
 from tuning.errors import ExportFailed
 from tuning.export import mlflow_model
 from tuning.export.baseline import fit_baseline
@@ -34,14 +34,14 @@ from tuning.export.files import export_model, make_pipeline, test_metrics
 from tuning.export.results import StudyResult, stored_result
 from tuning.parallel import interrupt
 from tuning.parallel.workers import interrupt_all, wait_all
+from tuning.plan import Draft, StudyPlan, draft, resolve
 from tuning.records import INTERRUPTED, TrialRecord, best_record, failure_reason
 from tuning.report.html import report_safely
 from tuning.search import lr_bounds
 from tuning.search.backends import StudyStore, TrialScheduler, make_scheduler, make_store
 from tuning.search.backends.base import FACTORY_DIGEST, PARENT_RUN, SPACE_DIGEST, resume_problem
 from tuning.search.keeper import ModelKeeper
-from tuning.search.preflight import preflight
-from tuning.search.trial import StudyObserver, TrialRunner
+from tuning.search.trial import StudyObserver, TrialRunner, make_runner
 from tuning.tracking.progress import ProgressDisplay
 from tuning.tracking.tracker import MlflowTracker
 
@@ -140,16 +140,16 @@ def print_notes(notes: list[str], console: Console) -> None:
         console.print(f"[bold]note:[/] {escape(note)}", highlight=False)
 
 
-def prepare(config: StudyConfig, split: DatasetSplit, lr_step: lr_bounds.LRStep, options: RunOptions,
-            started: float, model_notes: Sequence[str] = ()) -> Session:
-    """Build the runner, the study store, the scheduler and the tracking of ``config`` (the one the search
-    uses) on the loaded data, in that order, each given what it needs; open the store and the shared parent
-    run; start ``--workers`` helpers. ``lr_step`` gives its notes and, once the store accepted the space,
-    stores a range test run here.
+def prepare(plan: StudyPlan, options: RunOptions, started: float) -> Session:
+    """Build the runner, the study store, the scheduler and the tracking of ``plan`` (its ``config`` is the
+    one the search uses, on its loaded ``split``), in that order, each given what it needs; open the store and
+    the shared parent run; start ``--workers`` helpers. The plan's range-test step gives its notes and, once
+    the store accepted the space, stores a range test run here.
 
     A step that fails (or Ctrl-C) lets go of what the steps before it opened, as :func:`close` does: the
     parent run ends FAILED (KILLED) with the reason (tag ``study.reason``), the store is closed, no helper
     is left running; then the error goes on."""
+    config, split, lr_step, model_notes = plan.config, plan.split, plan.lr_step, plan.notes
     console = options.console or Console(stderr=True, log_path=False)
     config.export_dir.mkdir(parents=True, exist_ok=True)
     metric, direction = config.search.resolved_metric(split.task), config.search.direction(split.task)
@@ -160,7 +160,7 @@ def prepare(config: StudyConfig, split: DatasetSplit, lr_step: lr_bounds.LRStep,
         display = ProgressDisplay(config.search.n_trials, metric, direction, quiet=options.quiet, console=console)
         collector = _Collector()
         keeper = ModelKeeper(direction, config.export.ensemble.pool)  # the models the export may reuse
-        runner = TrialRunner(config, split, observers=[tracker, collector, display, *options.observers],
+        runner = make_runner(config, split, observers=[tracker, collector, display, *options.observers],
                              keeper=keeper)
         if not (options.quiet or options.worker):
             print_notes([*split.notes, *model_notes, *lr_step.notes, *runner.data.notes], console)
@@ -216,12 +216,13 @@ def export_best(session: Session, result: StudyResult) -> None:
     ensemble_config = session.config.export.ensemble
     if ensemble_config.enabled:
         model, best_info["ensemble"] = build_ensemble(runner, result.records, ensemble_config,
-                                                      n_jobs=session.options.workers, keeper=session.keeper)
+                                                      n_jobs=session.options.workers, keeper=session.keeper,
+                                                      train_on=session.config.export.train_on)
         valid[f"ensemble_{runner.metric}"] = best_info["ensemble"][f"valid_{runner.metric}"]
         notes = [f"ensemble member trial {d['trial']} dropped: trained again, {d['reason']}; the other members' "
                  "weights renormalised" for d in best_info["ensemble"].get("dropped", [])]
     else:
-        model, notes = exported_model(runner, best, keeper=session.keeper)
+        model, notes = exported_model(runner, best, keeper=session.keeper, train_on=session.config.export.train_on)
     if notes:
         best_info["notes"] = notes
         if not session.options.quiet:
@@ -315,7 +316,7 @@ def close(session: Session, status: str, reason: str | None = None) -> None:
 
 
 def run_study(
-    config: StudyConfig | str | os.PathLike,
+    config: StudyConfig | Draft | str | os.PathLike,
     *,
     quiet: bool = False,
     console: Any = None,
@@ -328,7 +329,8 @@ def run_study(
     """Run a whole study: search, track every trial in MLflow, refit and export the best model.
 
     ``config`` is the study, loaded once, with any overrides applied (``load_study(path).with_overrides(
-    seed=..., output_dir=...)``); a path is a script's shorthand for ``load_study(path)``. The keywords are
+    seed=..., output_dir=...)``), or its :class:`~tuning.plan.Draft` (what the command resolved before the
+    data loads: not resolved again); a path is a script's shorthand for ``load_study(path)``. The keywords are
     how to run it, not part of it. ``observers`` are extra :class:`~tuning.search.trial.StudyObserver`
     objects: each is first handed the :class:`TrialRunner` (``attach(runner)``; ``runner.keeper`` holds the
     best fitted models so far, updated before observers hear that a trial ended), then told of every trial
@@ -344,30 +346,23 @@ def run_study(
     commands do).
     """
     interrupt.reset()  # a stop asked of an earlier study in this process (its Ctrl-C) was for that one
-    if not isinstance(config, StudyConfig):
-        config = load_study(config)  # the one read of the file
-    study_config = config  # as the file and the overrides give it: the recipe sizes its unset keys below
-    retest = fresh and not worker  # --fresh runs the learning-rate range test again
-    config = lr_bounds.with_stored_bounds(recipe.with_stored(config), fresh=retest)  # as an earlier run ran it
-    workers = config.search.workers if workers is None else workers
+    if isinstance(config, Draft):  # resolved before the data loads by the command: not again here
+        planned = config
+    else:
+        planned = draft(config if isinstance(config, StudyConfig) else load_study(config),  # the one read
+                        retest=fresh and not worker)  # --fresh runs the learning-rate range test again
+    workers = planned.config.search.workers if workers is None else workers
     options = RunOptions(quiet, console, tuple(observers), workers, storage, fresh, worker)
-    done = finished_result(config, options)
+    done = finished_result(planned.config, options)
     if done is not None:
         return done
     started = time.monotonic()
-    split = load_dataset(config.dataset)
-    recipe_step = recipe.resolve(study_config, split)  # recipe: tables, sized by the loaded rows
-    config = recipe_step.config
-    # model.build: the factory built, run, saved and loaded once before anything else (its launcher did it
-    # for a --workers helper)
-    model_notes = recipe_step.notes + ([] if worker else preflight(config, split))
-    lr_step = lr_bounds.resolve(config, split, fresh=retest)
-    config = lr_step.config  # the config the search uses (search.lr_range_test: its learning_rate bounds)
-    session = prepare(config, split, lr_step, options, started, model_notes)
+    plan = resolve(planned, worker)  # the data loaded: the study the search runs, resolved once
+    session = prepare(plan, options, started)
     status, reason = "FAILED", None
     try:
         if not worker:
-            recipe.save(recipe_step)  # once the store accepted the sized space: what re-runs and resumes reuse
+            recipe.save(plan.recipe_step)  # once the store accepted the sized space: what re-runs and resumes reuse
         result = finish(session, search(session))
         status = result.status
         reason = {"KILLED": INTERRUPTED, "FAILED": "no trial completed"}.get(status)

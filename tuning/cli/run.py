@@ -63,26 +63,27 @@ def main(argv: list[str] | None = None) -> int:
         # the overrides applied once; a bad study fails here, before TensorFlow (unless it brings its own
         # model: its factory's module imports Keras)
         config = load_study(args.study, text).with_overrides(Overrides.from_args(args))
-        from tuning.config.recipe import with_stored
+        from tuning.plan import draft
 
-        planned = with_stored(config)  # the recipe's settings as far as known before the data loads
+        # what earlier runs stored (the recipe's data facts, the range test's bounds), applied once: the
+        # plan printed, the resume checked and the study run are this one
+        planned = draft(config, retest=args.fresh and not args.worker)
         if args.dry_run:
             from tuning.cli.plan import describe_plan
 
-            out.print(describe_plan(planned))
+            out.print(describe_plan(planned.config))
             return 0
         from tuning.coordination import check_resumable
-        from tuning.search.lr_bounds import with_stored_bounds
 
-        check_resumable(with_stored_bounds(planned), args.storage, args.fresh or args.worker)
+        check_resumable(planned.config, args.storage, args.fresh or args.worker)
         from tuning.parallel.workers import limit_threads
 
-        workers = args.workers or planned.search.workers
+        workers = args.workers or planned.config.search.workers
         limit_threads(workers)  # before TensorFlow starts its thread pools
         configure_study_process(start_tensorflow=True)
         from tuning.study import run_study
 
-        result = run_study(config, quiet=args.quiet, console=console, workers=workers, storage=args.storage,
+        result = run_study(planned, quiet=args.quiet, console=console, workers=workers, storage=args.storage,
                            fresh=args.fresh, worker=args.worker)
     except StudyError as exc:
         return user_error(console, exc)

@@ -36,7 +36,7 @@ def fit_baseline(runner, split, seed: int = 0) -> Baseline | None:
     (``dataset.shape``: images, word-id sequences) or are wider than :data:`MAX_WIDTH` (flat pixels)."""
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
-    if runner.config.dataset.shape in UNTABULAR:
+    if split.input_step is not None:  # dataset.shape images / sequences: pixels or word ids, no table
         return None
     d = runner.data
     X = np.concatenate([np.asarray(d.X_train), np.asarray(d.X_valid)])

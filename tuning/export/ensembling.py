@@ -73,17 +73,18 @@ def retrained_estimator(runner: TrialRunner, record: TrialRecord):
 
 
 def exported_estimators(runner: TrialRunner, records: list[TrialRecord], n_jobs: int = 1,
-                        keeper: ModelKeeper | None = None) -> list[Any]:
+                        keeper: ModelKeeper | None = None, train_on: str = "train") -> list[Any]:
     """The models of trials ``records`` as the study exports them (``export.train_on``; with ``train``,
     the ones ``keeper`` holds are reused)."""
-    if runner.config.export.train_on == "train+valid" and all(r.best_epoch > 0 for r in records):
+    if train_on == "train+valid" and all(r.best_epoch > 0 for r in records):
         return retrained_estimators(runner, records, n_jobs)
     return [fitted_estimator(runner, record, keeper) for record in records]
 
 
-def exported_estimator(runner: TrialRunner, record: TrialRecord, keeper: ModelKeeper | None = None):
+def exported_estimator(runner: TrialRunner, record: TrialRecord, keeper: ModelKeeper | None = None,
+                       train_on: str = "train"):
     """The model of trial ``record`` as the study exports it (``export.train_on``)."""
-    return exported_estimators(runner, [record], keeper=keeper)[0]
+    return exported_estimators(runner, [record], keeper=keeper, train_on=train_on)[0]
 
 
 def divergence(runner: TrialRunner, estimator) -> str | None:
@@ -98,16 +99,17 @@ def divergence(runner: TrialRunner, estimator) -> str | None:
     return None
 
 
-def exported_model(runner: TrialRunner, record: TrialRecord, keeper: ModelKeeper | None = None) -> tuple[Any, list[str]]:
+def exported_model(runner: TrialRunner, record: TrialRecord, keeper: ModelKeeper | None = None,
+                   train_on: str = "train") -> tuple[Any, list[str]]:
     """:func:`exported_estimator`, never one that diverged: a retrain on the training + validation rows that
     diverges gives way to the trial's own model (trained on the training rows); notes say so. Raises
     :class:`~tuning.errors.ExportFailed` when that one too predicts non-finite values."""
-    model = exported_estimator(runner, record, keeper)
+    model = exported_estimator(runner, record, keeper, train_on)
     problem = divergence(runner, model)
     if problem is None:
         return model, []
     notes = []
-    if runner.config.export.train_on == "train+valid":
+    if train_on == "train+valid":
         notes.append(f"trial {record.number} retrained on the training + validation rows diverged ({problem}): "
                      "its own model, trained on the training rows, is exported instead")
         model = fitted_estimator(runner, record, keeper)
@@ -143,11 +145,11 @@ def _validation_loss(runner: TrialRunner):
 
 
 def build_ensemble(runner: TrialRunner, records: list[TrialRecord], config: EnsembleConfig,
-                   n_jobs: int = 1, keeper: ModelKeeper | None = None) -> tuple[Any, dict]:
+                   n_jobs: int = 1, keeper: ModelKeeper | None = None, train_on: str = "train") -> tuple[Any, dict]:
     """The averaged estimator of the best trials and what was chosen: ``{"method", "members": [{"trial",
     "weight"}], "valid_<metric>"}`` (the ensemble's score on the validation rows, from the trials' own
-    models); ``n_jobs`` processes retrain the members (``train_on: train+valid``); ``keeper``'s models
-    are reused (``train_on: train``)."""
+    models); ``n_jobs`` processes retrain the members (``train_on``: ``train+valid``); ``keeper``'s models
+    are reused (``train``)."""
     regression = runner.task == "regression"
     n = config.candidates if config.method == "greedy" else config.size
     chosen = ranked_trials(records, runner.direction, n)
@@ -166,7 +168,7 @@ def build_ensemble(runner: TrialRunner, records: list[TrialRecord], config: Ense
     else:
         weights = np.full(len(chosen), 1.0 / len(chosen))
     picked = [(record, w) for record, w in zip(chosen, weights, strict=True) if w > 0]
-    members = exported_estimators(runner, [record for record, _ in picked], n_jobs, keeper)
+    members = exported_estimators(runner, [record for record, _ in picked], n_jobs, keeper, train_on)
     kept, dropped = [], []
     for (record, weight), member in zip(picked, members, strict=True):
         problem = divergence(runner, member)

@@ -188,10 +188,10 @@ def lr_range_test(config: StudyConfig, split: DatasetSplit | None = None, *, min
         raise ValueError(f"steps must be >= 2, got {steps}")
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-    from tuning.search.trial import TrialRunner
+    from tuning.search.trial import make_runner
 
     split = split if split is not None else load_dataset(config.dataset)
-    runner = TrialRunner(config, split)
+    runner = make_runner(config, split)
     data = runner.data
     if config.model.factory is not None:  # the rate must reach the optimizer: a factory argument or compile knob
         from tuning.search.preflight import preflight

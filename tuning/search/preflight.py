@@ -68,14 +68,14 @@ def preflight(config: StudyConfig, split: DatasetSplit, data: Any = None,
               knobs: tuple[str, ...] = ()) -> list[str]:
     """Check the study's factory on the data (see the module docstring); its notes to print.
 
-    ``data``: the :class:`~tuning.search.trial.PreparedData` (fitted here on the training rows when None);
+    ``data``: the :class:`~tuning.data.prepared.PreparedData` (fitted here on the training rows when None);
     ``knobs``: compile knobs the caller sets besides the study's (the range test: ``learning_rate``).
     """
     factory = config.model.factory
     if factory is None:
         return []
     if data is None:
-        from tuning.search.trial import PreparedData
+        from tuning.data.prepared import PreparedData
 
         data = PreparedData.from_split(split, config.preprocessing, getattr(config.model, "inputs", None))
     X_train, inputs = np.asarray(data.X_train), data.inputs

@@ -106,15 +106,19 @@ def is_conditional(space: Space) -> bool:
 
 
 def estimator_params(config: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """A trial's values as the estimator's arguments: ``per`` lists assembled (``n_neurons_1``, ``n_neurons_2``
-    -> ``n_neurons=[..]``), the space's flags left out (keys that only gate others: ``StudyConfig.space_flags``);
-    with a KerasTuner hypermodel, all of them as ``hp_values``."""
+    """:func:`estimator_arguments` of ``config``'s space, flags and model."""
     factory = config.model.factory
-    if factory is not None and factory.takes_hp:
+    return estimator_arguments(config.space, config.space_flags(), factory is not None and factory.takes_hp, params)
+
+
+def estimator_arguments(space: Space, flags: frozenset[str], takes_hp: bool, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as the estimator's arguments: ``per`` lists assembled (``n_neurons_1``, ``n_neurons_2``
+    -> ``n_neurons=[..]``), the space's ``flags`` left out (keys that only gate others:
+    ``StudyConfig.space_flags``); with a KerasTuner hypermodel (``takes_hp``), all of them as ``hp_values``."""
+    if takes_hp:
         return {"hp_values": dict(params)}
-    flags = config.space_flags()
     out = {name: value for name, value in params.items() if name not in flags}
-    for name, spec in config.space.items():
+    for name, spec in space.items():
         if spec.per is not None and spec.per in out:
             keys = [f"{name}_{i}" for i in range(1, int(out[spec.per]) + 1)]
             if all(key in out for key in keys):

@@ -85,7 +85,7 @@ class StackedTrials:
         self.scheduler = scheduler
         self.store = scheduler.store
         self.runner = runner
-        self.config = runner.config
+        self.config = scheduler.config  # the study's: its stack size, seed and space
         self.size = int(self.config.search.stack)
         self.pending: list[Member] = []  # asked and claimed, not in a stack yet
         self.slots: list[Member | None] = []  # the stack being trained: its member per slot

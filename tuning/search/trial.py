@@ -13,26 +13,24 @@ import gc
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import check_cv
 
-from estimators import KerasMLPClassifier, KerasMLPRegressor, KerasModelClassifier, KerasModelRegressor
-from estimators.hyperparams import for_estimator
-from tuning.config.schema import PreprocessingConfig, StudyConfig
-from tuning.data.preprocessing import build_preprocessor, make_scaler  # noqa: F401  (make_scaler: re-export)
-from tuning.data.shaped import input_columns
+from tuning.config.schema import StudyConfig
+from tuning.data.prepared import PreparedData, target_needs_scaling  # noqa: F401  (re-exported)
+from tuning.data.preprocessing import make_scaler  # noqa: F401  (re-export)
 from tuning.data.sources import DatasetSplit
-from tuning.errors import DataError
 from tuning.parallel import interrupt, process
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, PruneTrial, TrialRecord, failure_reason
 from tuning.search import metrics
 from tuning.search.epoch_scoring import EpochScorer, valid_key
 from tuning.search.keeper import ModelKeeper
-from tuning.search.space import estimator_params, to_python
+from tuning.search.maker import EstimatorMaker
+from tuning.search.space import to_python
 
 Report = Callable[[int, float], None]
 
@@ -68,64 +66,6 @@ class TrialOutcome:
     estimator: Any = None
 
 
-@dataclass
-class PreparedData:
-    """The split after preprocessing: fitted on train only, applied to train and valid (float32 arrays).
-
-    ``scaler`` is the fitted preprocessing pipeline (raw rows -> network input; the first step of the
-    exported pipeline), also reachable as ``preprocessing``; ``notes`` say which columns it dropped.
-    ``standardize_target`` says whether regression trials train on standardised y.
-    """
-
-    scaler: Any
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_valid: np.ndarray
-    y_valid: np.ndarray
-    notes: list[str] = field(default_factory=list)
-    standardize_target: bool = False
-    #: ``model.inputs`` as the estimator's ``inputs``: input name -> indices of the preprocessed features
-    inputs: dict[str, list[int]] | None = None
-
-    @property
-    def preprocessing(self) -> Any:
-        return self.scaler
-
-    @classmethod
-    def from_split(cls, split: DatasetSplit, preprocessing: PreprocessingConfig | str,
-                   inputs: dict[str, list[Any]] | None = None) -> PreparedData:
-        """``inputs``: the study's ``model.inputs`` (raw columns by Keras input name), resolved against the
-        preprocessed features (:func:`tuning.data.shaped.input_columns`)."""
-        if isinstance(preprocessing, str):  # the scaling name alone
-            preprocessing = PreprocessingConfig(scaling=preprocessing)
-        if split.input_step is not None:  # images / token sequences: reshaped or padded, never imputed or scaled
-            pipeline, notes = clone(split.input_step), []
-        else:
-            try:
-                pipeline, notes = build_preprocessor(split.frame("train"), preprocessing, keep=split.keep)
-            except ValueError as exc:
-                raise DataError(f"preprocessing of '{split.name}': {exc}") from exc
-        X_train = pipeline.fit_transform(split.X_train)
-        standardize = split.task == "regression" and target_needs_scaling(split.y_train, preprocessing.target_scaling)
-        mapped = None
-        if inputs:
-            try:
-                mapped = input_columns(inputs, pipeline, split.feature_names)
-            except ValueError as exc:
-                raise DataError(f"model.{exc}") from exc
-        return cls(pipeline, X_train, split.y_train, pipeline.transform(split.X_valid), split.y_valid, notes,
-                   standardize, mapped)
-
-
-def target_needs_scaling(y: np.ndarray, mode: str) -> bool:
-    """``target_scaling``: standard -> yes; none -> no; auto -> when y's mean or spread is far from 0 / 1."""
-    if mode != "auto":
-        return mode == "standard"
-    y = np.asarray(y, dtype=np.float64)
-    mean, std = float(np.mean(y)), float(np.std(y))
-    return abs(mean) > 3 or not 0.3 <= std <= 3
-
-
 def check_diverged(estimator) -> None:
     """A fit whose loss went NaN/inf is a failed trial, with the reason."""
     if estimator.diverged_:
@@ -147,17 +87,38 @@ def fit_fold(estimator, data: PreparedData, fold, metric: str, callbacks=()) -> 
     return metrics.score(metric, estimator, data.X_train[test], data.y_train[test]), estimator
 
 
-class TrialRunner:
-    """Fits and scores one configuration; offers each complete trial's fitted model to ``keeper``."""
+@dataclass(frozen=True)
+class TrialSettings:
+    """What a runner knows of its study besides the data and the estimators: the task, the metric and its
+    direction, how a trial is validated (``cv``: the validation rows, or K folds of the training rows with
+    ``n_jobs`` processes) and whether a complete trial keeps its outputs on the validation rows (an ensemble
+    selects its members from them)."""
 
-    def __init__(self, config: StudyConfig, split: DatasetSplit, observers: list[TrialObserver] | None = None,
-                 keeper: ModelKeeper | None = None):
-        self.config = config
-        self.task = split.task
-        self.metric = config.search.resolved_metric(split.task)
-        self.direction = config.search.direction(split.task)
-        self.data = PreparedData.from_split(split, config.preprocessing, getattr(config.model, "inputs", None))
-        self.vocab_size = split.vocab_size
+    task: str
+    metric: str
+    direction: str
+    cv: int | str = "validation"
+    n_jobs: int | None = 1
+    keep_outputs: bool = False
+
+    @classmethod
+    def of(cls, config: StudyConfig, task: str) -> TrialSettings:
+        """The settings of ``config``'s trials on data of ``task``."""
+        search = config.search
+        return cls(task, search.resolved_metric(task), search.direction(task), search.cv, search.n_jobs,
+                   config.export.ensemble.enabled)
+
+
+class TrialRunner:
+    """Fits and scores one configuration; offers each complete trial's fitted model to ``keeper``.
+
+    It is given the parts of a study it uses: the prepared ``data``, the ``maker`` of its estimators and its
+    :class:`TrialSettings` (:func:`make_runner` builds them from a study's config and data)."""
+
+    def __init__(self, data: PreparedData, maker: EstimatorMaker, settings: TrialSettings,
+                 observers: list[TrialObserver] | None = None, keeper: ModelKeeper | None = None):
+        self.data, self.maker, self.settings = data, maker, settings
+        self.task, self.metric, self.direction = settings.task, settings.metric, settings.direction
         self.observers = list(observers or [])
         #: where complete trials' fitted models go (the export reuses them); None: nowhere
         self.keeper = keeper
@@ -174,35 +135,11 @@ class TrialRunner:
     # ---- estimator -----------------------------------------------------------------------------
     def base_params(self) -> dict[str, Any]:
         """Fixed estimator arguments: the study key of each hyperparameter-table row, then the model section."""
-        params: dict[str, Any] = {}
-        for param in for_estimator("regressor" if self.task == "regression" else "classifier"):
-            if param.study:
-                value = self.config.value_of(param.study)
-                params[param.name] = param.study_value(value) if param.study_value else value
-        if self.task == "regression":  # target_scaling: auto is decided on the training targets
-            params["standardize_target"] = self.data.standardize_target
-        params.update(self.config.model.fixed_params())
-        if self.config.model.factory is not None:
-            if self.data.inputs:
-                params["inputs"] = self.data.inputs
-            if self.vocab_size is not None:  # the fact the rows cannot show: the vocabulary's size
-                params["vocab_size"] = self.vocab_size
-        return params
+        return self.maker.base_params
 
     def make_estimator(self, params: dict[str, Any], portable: bool = False):
-        """A new unfitted estimator with the study's fixed arguments and ``params``: our MLP, or with
-        ``model.build`` the user's factory (the function itself, which pickles by reference to its module)
-        in :class:`~estimators.KerasModelRegressor` / ``KerasModelClassifier``. ``portable``: for joblib's
-        worker processes, which cannot import a file factory's module by name: ``build`` is then the
-        factory's path (``Factory.reference``)."""
-        factory = self.config.model.factory
-        params = estimator_params(self.config, params)  # per-unit lists, a hypermodel's hp_values
-        if factory is not None:
-            cls = KerasModelRegressor if self.task == "regression" else KerasModelClassifier
-            build = factory.reference() if portable else factory.function
-            return cls(build=build, **{**self.base_params(), **params})
-        cls = KerasMLPRegressor if self.task == "regression" else KerasMLPClassifier
-        return cls(**{**self.base_params(), **params})
+        """A new unfitted estimator with the study's fixed arguments and ``params`` (:class:`EstimatorMaker`)."""
+        return self.maker(params, portable)
 
     # ---- one trial -------------------------------------------------------------------------------
     def run(self, number: int, params: dict[str, Any], report: Report | None = None) -> TrialRecord:
@@ -319,7 +256,7 @@ class TrialRunner:
         d = self.data
         on_epoch = self.epoch_hook(record, report, reported)
         estimator = self.make_estimator(record.params)
-        if self.config.search.cv == "validation":
+        if self.settings.cv == "validation":
             estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid),
                           callbacks=[self.epoch_scorer(estimator, on_epoch)])
             return self.score_fitted(record, estimator)
@@ -333,7 +270,7 @@ class TrialRunner:
         record.best_epoch = int(getattr(estimator, "best_epoch_", 0) or estimator.n_epochs_)
         rates = estimator.history_.get("learning_rate", [])
         record.learning_rates = [float(r) for r in rates[: record.best_epoch]]
-        if self.config.export.ensemble.enabled:
+        if self.settings.keep_outputs:
             X_valid = self.data.X_valid
             out = estimator.predict(X_valid) if self.task == "regression" else estimator.predict_proba(X_valid)
             record.valid_output = np.asarray(out, dtype=np.float32)
@@ -343,13 +280,12 @@ class TrialRunner:
         from joblib import Parallel, delayed
 
         d = self.data
-        folds = list(check_cv(self.config.search.cv, d.y_train, classifier=self.task != "regression").split(d.X_train, d.y_train))
+        folds = list(check_cv(self.settings.cv, d.y_train, classifier=self.task != "regression").split(d.X_train, d.y_train))
         # Fold 0 runs here with the epoch hook (curves, pruning); the others in parallel if asked.
         first = fit_fold(estimator, d, folds[0], self.metric, [self.epoch_scorer(estimator, on_epoch)])
-        factory = self.config.model.factory  # the folds' processes import a file factory by its path
-        twin = clone(estimator) if factory is None else clone(estimator).set_params(build=factory.reference())
+        twin = self.maker.portable_clone(estimator)  # the folds' processes import a file factory by its path
         with process.quiet_workers():
-            rest = Parallel(n_jobs=self.config.search.n_jobs)(
+            rest = Parallel(n_jobs=self.settings.n_jobs)(
                 delayed(fit_fold)(clone(twin), d, fold, self.metric) for fold in folds[1:]
             )
         return [first[0]] + [score for score, _ in rest], first[1]
@@ -367,3 +303,12 @@ class TrialRunner:
         keras.backend.clear_session(free_memory=False)
         gc.collect()
         process.freeze_heap_once(self.freeze_heap)
+
+
+def make_runner(config: StudyConfig, split: DatasetSplit, observers: list[TrialObserver] | None = None,
+                keeper: ModelKeeper | None = None) -> TrialRunner:
+    """The runner of ``config``'s trials on ``split``: the split prepared (preprocessing fitted on its
+    training rows), the estimator maker and the trial settings of the study."""
+    data = PreparedData.from_split(split, config.preprocessing, getattr(config.model, "inputs", None))
+    maker = EstimatorMaker.for_study(config, split.task, data, split.vocab_size)
+    return TrialRunner(data, maker, TrialSettings.of(config, split.task), observers, keeper)
