@@ -50,7 +50,7 @@ def _fast(monkeypatch):
     """No MLflow model upload, no report charts, no model preflight (tested elsewhere; slow)."""
     monkeypatch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)
     monkeypatch.setattr(report_html, "write_pictures", no_pictures)
-    monkeypatch.setattr("tuning.study.preflight", lambda *args, **kwargs: [])
+    monkeypatch.setattr("tuning.plan.preflight", lambda *args, **kwargs: [])
 
 
 def live_children(besides: frozenset[int] = frozenset()) -> list[psutil.Process]:

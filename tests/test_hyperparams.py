@@ -124,7 +124,7 @@ def test_edge_values_of_the_table_are_accepted():
 
 
 def test_base_params_map_the_study_keys_of_the_table():
-    from tuning.search.trial import TrialRunner
+    from tuning.search.maker import EstimatorMaker
 
     cfg = load_study_dict(study(
         space={"n_neurons": {"type": "int", "low": 1, "high": 4}},
@@ -135,11 +135,12 @@ def test_base_params_map_the_study_keys_of_the_table():
     expected = {"epochs": 7, "batch_size": 16, "early_stopping": False, "patience": 2, "min_delta": 0.5,
                 "restore_best_weights": False, "validation_fraction": None, "random_state": 3,
                 "optimizer": "adam"}  # fmt: skip
-    # target_scaling is decided on the training targets (PreparedData), which base_params passes on.
+    # target_scaling is decided on the training targets (PreparedData), which the maker passes on.
     for decided in (True, False):
-        runner = SimpleNamespace(config=cfg, task="regression", data=SimpleNamespace(standardize_target=decided))
-        assert TrialRunner.base_params(runner) == {**expected, "standardize_target": decided}
-    assert TrialRunner.base_params(SimpleNamespace(config=cfg, task="binary")) == expected
+        data = SimpleNamespace(standardize_target=decided, inputs=None)
+        assert EstimatorMaker.for_study(cfg, "regression", data).base_params == {**expected,
+                                                                                "standardize_target": decided}
+    assert EstimatorMaker.for_study(cfg, "binary", SimpleNamespace(inputs=None)).base_params == expected
 
 
 def test_doc_blocks_are_the_table():

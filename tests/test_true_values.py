@@ -77,6 +77,9 @@ class Observer:
     portable = False
     runner: TrialRunner | None = None
 
+    def __init__(self, stacked: bool = False) -> None:
+        self.stacked = stacked  # the stack's members are watched by epoch, not by fit
+
     def attach(self, runner):
         self.runner = runner
 
@@ -106,7 +109,7 @@ def watched(patch, seen: dict, observer: Observer, fold_models: dict, refits: li
         est = make_estimator(self, params, portable)
         if "first" in opened and "number" not in opened:
             refits.append(params)  # after the trials: a model the export trains again
-        if self.config.search.stack > 1 or "number" not in opened:
+        if observer.stacked or "number" not in opened:
             return est
         number, fit, classifier = opened["number"], est.fit, self.task != "regression"
 
@@ -214,8 +217,8 @@ def run_kind(tmp_path_factory, kind: str, task: str, metrics: frozenset[str]) ->
     write_data(data, task)
     studies = {}
     for metric in sorted(metrics):
-        seen, fold_models, refits, observer = {}, {}, [], Observer()
         settings = study_settings(kind, task, root)
+        seen, fold_models, refits, observer = {}, {}, [], Observer(stacked=kind == "stacked")
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(root)  # MLflow's artifact store lands here
             patch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # slow, tested in test_study
