@@ -1,8 +1,8 @@
 """Cost of the per-epoch objective: the study's metric on the validation rows after every epoch.
 
-A trial's fit runs one forward pass over the validation rows per epoch (``estimators.validation.
+A trial's fit runs one forward pass over the validation rows per epoch (``estimators.common.validation.
 ValidationPass``: Keras' ``val_loss`` and compiled metrics, and the outputs), then scores the study's metric
-on those outputs with scikit-learn (``tuning.search.epoch_scoring.EpochScorer``). Before, Keras' own
+on those outputs with scikit-learn (``tuning.search.trial.epoch_scoring.EpochScorer``). Before, Keras' own
 ``evaluate`` ran after each epoch (``fit(validation_data=...)``) and the pruner read ``val_loss``. This script
 trains trials of a study (parameters drawn from its space, seeded) as its trials train, and after each epoch
 times, side by side in the same process:
@@ -38,13 +38,13 @@ def measure(study: Path, n_trials: int, epochs: int, smoke: bool, seed: int) -> 
     import keras
     from sklearn.model_selection import ParameterSampler
 
-    from estimators.data_pipeline import array_dataset
-    from estimators.inference import PREDICT_CHUNK
-    from estimators.validation import ValidationPass
+    from estimators.common.data_pipeline import array_dataset
+    from estimators.common.inference import PREDICT_CHUNK
+    from estimators.common.validation import ValidationPass
     from tuning.data.sources import load_dataset
-    from tuning.search.epoch_scoring import EpochScorer
     from tuning.search.space import to_distributions
-    from tuning.search.trial import make_runner
+    from tuning.search.trial.epoch_scoring import EpochScorer
+    from tuning.search.trial.runner import make_runner
 
     config = study_config(study, smoke=smoke)
     runner = make_runner(config, load_dataset(config.dataset))

@@ -90,11 +90,11 @@ def main(argv=None) -> int:
     from tuning.study import run_study
 
     if args.without_fix:  # both estimators' references to the fix (our MLP's optimizer, a user's model's)
-        import estimators.build
-        import estimators.user_model
+        import estimators.mlp.build
+        import estimators.own_model.estimators
 
-        estimators.build.skip_single_replica_all_reduce = lambda optimizer: optimizer
-        estimators.user_model.skip_single_replica_all_reduce = lambda optimizer: optimizer
+        estimators.mlp.build.skip_single_replica_all_reduce = lambda optimizer: optimizer
+        estimators.own_model.estimators.skip_single_replica_all_reduce = lambda optimizer: optimizer
     probe = RssProbe()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memory-") as tmp:

@@ -153,7 +153,7 @@ def throughput(db: Path, name: str) -> tuple[int, float, float, float]:
     mean trial duration in seconds)."""
     import optuna
 
-    from tuning.search.backends.optuna import WORKER, counts_toward_budget
+    from tuning.search.store.budget import WORKER, counts_toward_budget
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     trials = [t for t in optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials

@@ -42,7 +42,7 @@ from _common import (
 
 STUDY = DEFAULT_STUDY.parent / "housing_plain.yaml"
 SMOKE_TRIALS, SMOKE_EPOCHS, SMOKE_STACKS = 4, 2, (1, 2)
-#: variant -> the StackedTrials class settings it runs with (see tuning.search.stacking.StackedTrials)
+#: variant -> the StackedTrials class settings it runs with (see tuning.search.schedulers.stacking.StackedTrials)
 VARIANTS = {"pad": {"refill_slots": True, "by_width": False},
             "width": {"refill_slots": True, "by_width": True},
             "idle": {"refill_slots": False, "by_width": False}}
@@ -68,7 +68,7 @@ def run_one(study: Path, stack: int, seed: int, smoke: bool, workdir: Path, vari
             n_trials: int | None = None, timeout: float | None = None) -> dict:
     """One study run in this (child) process: its measurements."""
     study_process()
-    from tuning.search.stacking import StackedTrials
+    from tuning.search.schedulers.stacking import StackedTrials
     from tuning.study import run_study
 
     workdir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ training work each run did (floating-point operations of its trials' dense layer
 training rows forward and backward, about 3 times the forward pass, and the validation rows forward; the
 trials' ``n_hidden``, ``n_neurons`` and ``epochs_run`` as MLflow has them), and divides it by the run's
 search time: the work rate it reached. Then it measures the stacked trainer's best work rate on this
-machine (``estimators.stacked``, XLA, the study's training rows and batch size, stacks of the widest
+machine (``estimators.stacked.model``, XLA, the study's training rows and batch size, stacks of the widest
 shapes) and prints, for every run, its rate as a share of that best. For a stack-1 run, best / reached is
 the **ceiling** of stacking: the factor by which its trials per minute could grow if every member's step
 ran at the trainer's best rate, with no padding, no idle slot and no per-trial cost. The periodic
@@ -68,8 +68,8 @@ def trainer_rate(shape: str, n_train: int, n_inputs: int, batch_size: int, epoch
     first two (tracing and XLA compilation), training rows forward and backward."""
     import numpy as np
 
-    from estimators.data_pipeline import array_dataset
-    from estimators.stacked import build_stacked_model
+    from estimators.common.data_pipeline import array_dataset
+    from estimators.stacked.model import build_stacked_model
 
     layers, members = shape.split(":")
     depth, width = (int(v) for v in layers.split("x"))

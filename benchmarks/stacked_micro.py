@@ -1,4 +1,4 @@
-"""Epoch time of K stacked MLP members (``estimators.stacked``) against one lone MLP.
+"""Epoch time of K stacked MLP members (``estimators.stacked.model``) against one lone MLP.
 
 Every member and the lone model are the same MLP: 2 hidden layers of 64 ReLU units on 8 inputs, Adam,
 MSE, batch 512, on the California housing training split (11,610 rows; set ``SCIKIT_LEARN_DATA`` to a
@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from estimators.build import build_model  # noqa: E402
-from estimators.stacked import build_stacked_model  # noqa: E402
+from estimators.mlp.build import build_model  # noqa: E402
+from estimators.stacked.model import build_stacked_model  # noqa: E402
 
 N_HIDDEN, N_NEURONS, N_FEATURES, LEARNING_RATE, BATCH_SIZE, N_TRAIN = 2, 64, 8, 1e-3, 512, 11_610
 

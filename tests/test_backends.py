@@ -12,17 +12,17 @@ import pytest
 from tests.helpers import study_config
 from tuning.errors import StudyError
 from tuning.records import COMPLETE
-from tuning.search.backends import StudyStore, TrialScheduler, make_scheduler, make_store
-from tuning.search.backends.base import EXPORTED
-from tuning.search.backends.optuna_budget import WORKER
+from tuning.search.schedulers import StudyStore, TrialScheduler, make_scheduler, make_store
 from tuning.search.space import suggest
+from tuning.search.store.base import EXPORTED
+from tuning.search.store.budget import WORKER
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_contract_module_imports_no_backend():
-    code = ("import sys, tuning.search.backends.base, tuning.search.backends.registry; "
-            "print(sorted(m for m in sys.modules if m.startswith('tuning.search.backends.') and 'base' not in m "
+    code = ("import sys, tuning.search.schedulers.base, tuning.search.schedulers.registry; "
+            "print(sorted(m for m in sys.modules if m.startswith('tuning.search.schedulers.') and 'base' not in m "
             "and 'registry' not in m), 'optuna' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["[]", "False"], done.stderr
@@ -62,8 +62,9 @@ def test_the_random_store_queues_each_seeded_candidate_once(tmp_path):
     no candidate, or a candidate queued twice at once (two workers), trains nothing."""
     from optuna.trial import TrialState
 
-    from tuning.search.backends.optuna_budget import CANDIDATE, SURPLUS
-    from tuning.search.backends.random import RandomScheduler, candidates
+    from tuning.search.schedulers.random import RandomScheduler
+    from tuning.search.store.budget import CANDIDATE, SURPLUS
+    from tuning.search.store.candidates import candidates
 
     config = study_config(tmp_path, search={"backend": "random", "n_trials": 3})
     store = make_store(config, tmp_path)
@@ -97,12 +98,12 @@ def test_the_random_store_queues_each_seeded_candidate_once(tmp_path):
 
 
 def test_unknown_backend_and_storage_for_a_local_backend_are_refused(tmp_path, monkeypatch):
-    from tuning.search.backends import registry
+    from tuning.search.schedulers import registry
 
     config = study_config(tmp_path, search={"backend": "random"})
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     assert url in make_store(config, tmp_path, storage=url).location  # random keeps its study there too
-    monkeypatch.setitem(registry.BACKENDS, "local", "tuning.search.backends.random")  # as without shared_storage
+    monkeypatch.setitem(registry.BACKENDS, "local", "tuning.search.schedulers.random")  # as without shared_storage
     local = config.model_copy(update={"search": config.search.model_copy(update={"backend": "local"})})
     with pytest.raises(StudyError, match="--storage needs a backend that keeps its study in a database"):
         make_store(local, tmp_path, storage=url)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from estimators.build import OPTIMIZERS, build_model
+from estimators.mlp.build import OPTIMIZERS, build_model
 
 
 def dense_layers(model):

@@ -136,7 +136,8 @@ def test_the_command_line_overrides_reach_every_stage(overridden_run):
     from mlflow import MlflowClient
 
     from tuning.config.schema import load_study
-    from tuning.search.backends.random import SEED, candidates
+    from tuning.search.store.candidates import candidates
+    from tuning.search.store.random import SEED
 
     run = overridden_run
     assert run.code == 0

@@ -20,7 +20,7 @@ from tests.helpers import tracking_uri
 def _heartbeat_study(tmp_path):
     import optuna
 
-    from tuning.search.backends.optuna_storage import quiet_experimental
+    from tuning.search.store.storage import quiet_experimental
 
     with quiet_experimental():
         storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1,
@@ -31,7 +31,7 @@ def _heartbeat_study(tmp_path):
 def _stale_failed(study) -> None:
     import optuna
 
-    from tuning.search.backends.optuna_storage import quiet_experimental
+    from tuning.search.store.storage import quiet_experimental
 
     with quiet_experimental():
         optuna.storages.fail_stale_trials(study)

@@ -92,9 +92,8 @@ def test_optuna_draws_per_lists_and_when_entries_only_where_active(tmp_path):
 
 
 def test_random_candidates_are_seeded_define_by_run_and_flat_spaces_unchanged(tmp_path):
-    from tuning.search.backends.random import candidates
-    from tuning.search.backends.random_candidates import draw_one
     from tuning.search.space import to_distributions, to_python
+    from tuning.search.store.candidates import candidates, draw_one
 
     config = study_config(tmp_path, model={"build": own_factory(tmp_path, "c_random")}, space=COND)
     drawn = candidates(config, 20)
@@ -110,7 +109,7 @@ def test_random_candidates_are_seeded_define_by_run_and_flat_spaces_unchanged(tm
 
 
 def test_hp_conditional_scope_values_appear_only_where_the_parent_has_the_value():
-    from estimators.hyperparameters import HyperParameters, optuna_suggester
+    from estimators.own_model.keras_tuner_hp import HyperParameters, optuna_suggester
 
     def hypermodel(hp):
         hp.Choice("kind", ["linear", "mlp"])
@@ -251,7 +250,7 @@ def test_a_flag_is_drawn_but_reaches_the_model_only_where_it_takes_it(tmp_path):
 def test_the_documented_example_runs_with_our_mlp_its_flag_logged_and_gating_dropout(tmp_path, capsys, monkeypatch,
                                                                                backend):
     from estimators import KerasMLPRegressor
-    from tuning.search.trial import TrialRunner
+    from tuning.search.trial.runner import TrialRunner
 
     built = []  # (the trial's values, the dropout of the estimator built from them)
     make_estimator = TrialRunner.make_estimator

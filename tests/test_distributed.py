@@ -23,16 +23,10 @@ from tests.resume_helpers import (
     start,
     write_study,
 )
-from tuning.search.backends import make_store
-from tuning.search.backends.optuna import (
-    SURPLUS,
-    WORKER,
-    Budget,
-    OptunaStore,
-    counts_toward_budget,
-    driver_url,
-)
-from tuning.search.backends.optuna_budget import CANDIDATE
+from tuning.search.schedulers import make_store
+from tuning.search.store.budget import CANDIDATE, SURPLUS, WORKER, Budget, counts_toward_budget
+from tuning.search.store.optuna import OptunaStore
+from tuning.search.store.storage import driver_url
 
 POSTGRES_URL = os.environ.get("TUNING_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed:UserWarning")  # ask/tell here
@@ -212,7 +206,7 @@ def test_three_workers_on_postgres_and_an_mlflow_server(tmp_path, backend, postg
         assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
         if backend == "random":
             from tuning.config.schema import load_study
-            from tuning.search.backends.random import candidates
+            from tuning.search.store.candidates import candidates
 
             ran = sorted((t.user_attrs[CANDIDATE], t.params) for t in counted)
             assert ran == list(enumerate(candidates(load_study(study), n_trials)))

@@ -19,7 +19,7 @@ from tuning.config.schema import load_study
 from tuning.data.sources import load_dataset
 from tuning.export.files import load_model
 from tuning.records import COMPLETE, FAILED
-from tuning.search.trial import make_runner
+from tuning.search.trial.runner import make_runner
 from tuning.tracking import runlayout as layout
 
 TRAINING = {"epochs": 3, "batch_size": 32, "early_stopping": {"patience": 3}}

@@ -15,12 +15,12 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-import tuning.search.stacking as stacking
+import tuning.search.schedulers.stacking as stacking
 from tests.helpers import no_pictures, study_config, write_study
 from tuning import coordination
 from tuning.report import html as report_html
-from tuning.search.backends import make_scheduler, make_store
-from tuning.search.backends.optuna import OptunaStore
+from tuning.search.schedulers import make_scheduler, make_store
+from tuning.search.store.optuna import OptunaStore
 from tuning.tracking.runlayout import STUDY_REASON
 from tuning.tracking.tracker import MlflowTracker
 
@@ -225,7 +225,7 @@ def heartbeats() -> list[threading.Thread]:
 @pytest.mark.parametrize("failure", ["claim raises", "surplus, tell raises", "draw raises"])
 def test_a_stacked_trial_that_cannot_be_claimed_leaves_no_heartbeat(tmp_path, monkeypatch, failure):
     from tuning.data.sources import load_dataset
-    from tuning.search.trial import make_runner
+    from tuning.search.trial.runner import make_runner
 
     config = study_config(tmp_path, name="tiny-ask", search={"n_trials": 2, "stack": 2},
                           space={"learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
@@ -258,7 +258,7 @@ def test_a_stacked_trial_that_cannot_be_claimed_leaves_no_heartbeat(tmp_path, mo
 
 def test_peeking_at_a_store_that_does_not_exist_creates_nothing(tmp_path):
     from tuning.coordination import check_resumable
-    from tuning.search.backends.base import SPACE_DIGEST
+    from tuning.search.store.base import SPACE_DIGEST
     from tuning.study import RunOptions, finished_result
 
     config = study_config(tmp_path)
@@ -299,7 +299,7 @@ def fitted() -> dict:
     from sklearn.preprocessing import StandardScaler
 
     from estimators import KerasMLPRegressor
-    from estimators.user_model import KerasModelRegressor
+    from estimators.own_model.estimators import KerasModelRegressor
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, 3))
@@ -322,7 +322,7 @@ def export(fitted, model, out_dir):
 
 
 def ensemble(fitted, size: int):
-    from estimators.ensemble import AveragingRegressor
+    from estimators.common.ensemble import AveragingRegressor
 
     mlps = fitted["mlps"]
     return AveragingRegressor.from_fitted([mlps[i % 2] for i in range(size)], [1.0] * size)

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from estimators import hyperparams
-from estimators.hyperparams import HYPERPARAMS, HyperParam
+from estimators.common import hyperparams
+from estimators.common.hyperparams import HYPERPARAMS, HyperParam
 from tuning.config.schema import TUNABLE_PARAMS, ModelConfig, StudyConfigError, load_study_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ CHECKED = [(p.name, value) for p in HYPERPARAMS.values() if p.kind != "any" for 
 
 
 def test_importing_the_table_loads_no_tensorflow():
-    code = "import sys, estimators.hyperparams, tuning.config.schema; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    code = "import sys, estimators.common.hyperparams, tuning.config.schema; print(sorted({m.split('.')[0] for m in sys.modules}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout  # fmt: skip
     loaded = set(json.loads(out.replace("'", '"')))
@@ -124,7 +124,7 @@ def test_edge_values_of_the_table_are_accepted():
 
 
 def test_base_params_map_the_study_keys_of_the_table():
-    from tuning.search.maker import EstimatorMaker
+    from tuning.search.trial.maker import EstimatorMaker
 
     cfg = load_study_dict(study(
         space={"n_neurons": {"type": "int", "low": 1, "high": 4}},
@@ -147,7 +147,7 @@ def test_doc_blocks_are_the_table():
     doc = DOC.read_text(encoding="utf-8")
     assert hyperparams.markdown_table() in doc and hyperparams.tunable_line() in doc
     assert hyperparams.own_model_lines() in doc
-    assert hyperparams.render_readme(doc) == doc, "run: python -m estimators.hyperparams docs/estimators.md"
+    assert hyperparams.render_readme(doc) == doc, "run: python -m estimators.common.hyperparams docs/estimators.md"
 
 
 def test_doc_block_follows_a_changed_table(monkeypatch):
@@ -161,8 +161,8 @@ def test_doc_block_follows_a_changed_table(monkeypatch):
 
 HYPOTHETICAL = """\
 import json
-from estimators import hyperparams
-from estimators.hyperparams import HYPERPARAMS, HyperParam
+from estimators.common import hyperparams
+from estimators.common.hyperparams import HYPERPARAMS, HyperParam
 
 # the only change: one row of the table, before the study schema is built
 HYPERPARAMS["width_multiplier"] = HyperParam(

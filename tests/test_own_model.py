@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from estimators import KerasModelClassifier, KerasModelRegressor
-from estimators.factory import FactoryError, resolve
+from estimators.own_model.factory import FactoryError, resolve
 
 MODELS = Path(__file__).resolve().parents[1] / "studies" / "models"
 HANDSON = f"{MODELS / 'handson.py'}:build_model"

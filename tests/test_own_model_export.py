@@ -53,9 +53,9 @@ def exported(tmp_path_factory) -> dict:
     from mlflow import MlflowClient
     from sklearn.preprocessing import StandardScaler
 
-    from estimators.ensemble import AveragingRegressor
-    from estimators.factory import resolve
-    from estimators.user_model import KerasModelRegressor
+    from estimators.common.ensemble import AveragingRegressor
+    from estimators.own_model.estimators import KerasModelRegressor
+    from estimators.own_model.factory import resolve
     from tuning.export.mlflow_model import log_model
     from tuning.tracking.tracker import MlflowTracker
 
@@ -280,7 +280,7 @@ assert ownpkg_export.nets.build_model() == "shipped"
 def test_a_dotted_module_ships_as_a_package_and_imports_by_its_name(tmp_path, monkeypatch):
     """``package.module:function``: ``code/package/module.py`` with an empty ``__init__.py``; MLflow gets the
     package folder (so ``code/`` on ``sys.path`` imports it) and ``import_shipped_code`` imports it elsewhere."""
-    from estimators.user_model import KerasModelRegressor
+    from estimators.own_model.estimators import KerasModelRegressor
 
     source = tmp_path / "src"
     (source / "ownpkg_export").mkdir(parents=True)

@@ -51,8 +51,8 @@ def test_token_rows_images_and_named_inputs_train_and_predict_the_same_alone_and
     from sklearn.base import clone
 
     from estimators import KerasModelClassifier, KerasModelRegressor
-    from estimators.factory import resolve
-    from estimators.inference import float64_twin
+    from estimators.common.inference import float64_twin
+    from estimators.own_model.factory import resolve
 
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 40, size=(24, 12)).astype(np.int32)

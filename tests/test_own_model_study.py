@@ -251,7 +251,7 @@ def test_a_file_factorys_members_retrain_in_other_processes(tmp_path):
     from tuning.data.sources import load_dataset
     from tuning.export.ensembling import retrained_estimators
     from tuning.records import COMPLETE
-    from tuning.search.trial import make_runner
+    from tuning.search.trial.runner import make_runner
 
     build = write_factory(tmp_path, "f_members", SEQUENTIAL)
     config = load_study(write(tmp_path, {"build": build}, SPACE, training={"epochs": 2}))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tuning.config.schema import StudyConfigError, load_study, load_study_dict
-from tuning.search.backends.optuna import pruning_steps
-from tuning.search.trial import make_scaler
+from tuning.search.store.sampling import pruning_steps
+from tuning.search.trial.runner import make_scaler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def test_importing_the_library_leaves_the_process_alone():
     """No environment variable, exit hook, log level, warning filter or frozen heap from our imports."""
     env = _env_without("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")
     code = _IMPORT_PROBE.format(modules="tuning, tuning.config.schema, tuning.parallel.process, tuning.config.overrides, tuning.study, "
-                                        "tuning.tracking.tracker, tuning.search.trial, tuning.report, tuning.run")
+                                        "tuning.tracking.tracker, tuning.search.trial.runner, tuning.report, tuning.run")
     assert _python(code, env) == ["False"] * 2 + ["True"] * 4
 
 

@@ -17,7 +17,7 @@ import tuning.search.lr_bounds as lr_bounds
 from tests.helpers import no_pictures, write_study
 from tuning.cli.run import main
 from tuning.config.schema import StudyConfig
-from tuning.search.trial import TrialRunner, make_runner
+from tuning.search.trial.runner import TrialRunner, make_runner
 
 
 @pytest.fixture

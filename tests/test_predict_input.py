@@ -104,7 +104,7 @@ def _example_layers():
     the table fails its test below until it has an example here)."""
     import keras
 
-    from estimators.embeddings import PeriodicEmbedding
+    from estimators.common.embeddings import PeriodicEmbedding
 
     return {
         keras.layers.InputLayer: [keras.layers.Dense(3, activation="tanh")],  # a functional model lists its input
@@ -143,7 +143,7 @@ def _tolerance(name=None):
 
 
 def _assert_numpy_pass_is_keras(model, activation=None):
-    from estimators.inference import numpy_layers
+    from estimators.common.inference import numpy_layers
 
     steps = numpy_layers(model)
     assert steps is not None
@@ -157,13 +157,13 @@ def _assert_numpy_pass_is_keras(model, activation=None):
 
 
 def _layer_types():
-    from estimators.inference import numpy_layer_table
+    from estimators.common.inference import numpy_layer_table
 
     return list(numpy_layer_table())
 
 
 def _activations():
-    from estimators.inference import ACTIVATIONS
+    from estimators.common.inference import ACTIVATIONS
 
     return sorted(ACTIVATIONS)
 
@@ -172,7 +172,7 @@ def _activations():
 def test_each_numpy_activation_is_the_keras_activation_in_float64(name):
     import keras
 
-    from estimators.inference import ACTIVATIONS
+    from estimators.common.inference import ACTIVATIONS
 
     x = np.linspace(-30.0, 30.0, 603).reshape(-1, 3)  # both signs, small values and saturation
     keras_out = np.asarray(keras.activations.get(name)(keras.ops.convert_to_tensor(x, dtype="float64")))
@@ -196,7 +196,7 @@ def test_the_numpy_pass_is_keras_in_float64_for_each_layer_type(layer_type):
 def test_layers_and_activations_outside_the_tables_have_no_numpy_pass():
     import keras
 
-    from estimators.inference import numpy_layers
+    from estimators.common.inference import numpy_layers
 
     assert numpy_layers(_float64_network([keras.layers.Dense(3, activation="hard_sigmoid")])) is None
     assert numpy_layers(_float64_network([keras.layers.Dense(3), keras.layers.LayerNormalization()])) is None
@@ -204,7 +204,7 @@ def test_layers_and_activations_outside_the_tables_have_no_numpy_pass():
 
 def test_a_network_the_numpy_pass_does_not_know_uses_the_keras_float64_copy(regressor):
     """An activation outside the NumPy table (here hard_sigmoid): the float64 Keras copy, still batch-invariant."""
-    from estimators.inference import numpy_layers
+    from estimators.common.inference import numpy_layers
 
     est, X = regressor
     odd = KerasMLPRegressor(**{**FAST, "activation": "hard_sigmoid", "epochs": 2}).fit(X, est.predict(X).astype("float32"))

@@ -19,8 +19,8 @@ from sklearn.base import clone
 from sklearn.ensemble import VotingClassifier, VotingRegressor
 
 from estimators import KerasMLPClassifier, KerasMLPRegressor, build_model
-from estimators.embeddings import PeriodicEmbedding
-from estimators.ensemble import AveragingClassifier, AveragingRegressor, greedy_selection
+from estimators.common.embeddings import PeriodicEmbedding
+from estimators.common.ensemble import AveragingClassifier, AveragingRegressor, greedy_selection
 from tests.helpers import run_study_without_model_logging, tracking_uri, write_study
 from tests.resume_helpers import without_charts
 from tuning.export.files import load_model
@@ -79,7 +79,7 @@ def test_embedded_regressor_is_seeded_batch_invariant_and_pickles():
 
 
 def test_numpy_forward_pass_of_the_embedding_equals_keras_in_float64():
-    from estimators.inference import float64_twin, numpy_layers
+    from estimators.common.inference import float64_twin, numpy_layers
 
     X, y = regression_data()
     est = KerasMLPRegressor(n_hidden=1, n_neurons=8, **FAST, **EMBED).fit(X, y)

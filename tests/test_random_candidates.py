@@ -16,10 +16,11 @@ from tests.helpers import study_config, study_dict
 from tests.resume_helpers import cli_env, load_trials, without_charts
 from tuning.config.schema import load_study
 from tuning.errors import StudyConfigError
-from tuning.search.backends import make_store
-from tuning.search.backends.optuna_budget import CANDIDATE, SURPLUS, counts_toward_budget
-from tuning.search.backends.random import RandomScheduler, candidates
+from tuning.search.schedulers import make_store
+from tuning.search.schedulers.random import RandomScheduler
 from tuning.search.space import suggest
+from tuning.search.store.budget import CANDIDATE, SURPLUS, counts_toward_budget
+from tuning.search.store.candidates import candidates
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = {  # 2 x 5 x 2 = 20 combinations, each a tiny network
@@ -127,7 +128,7 @@ def run(config, workers: int = 1, train: bool = True):
     """The study, in this process (MLflow model upload and report charts skipped: slow, tested elsewhere).
     ``train=False``: this process's trials score without training (they only fill the store)."""
     from tuning.records import COMPLETE
-    from tuning.search.trial import TrialRunner
+    from tuning.search.trial.runner import TrialRunner
     from tuning.study import run_study
 
     def untrained(runner, record, report, reported):

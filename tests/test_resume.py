@@ -22,8 +22,7 @@ from tests.resume_helpers import (
     without_charts,
     write_study,
 )
-from tuning.search.backends.optuna import SURPLUS, counts_toward_budget
-from tuning.search.backends.optuna_budget import CANDIDATE, WORKER
+from tuning.search.store.budget import CANDIDATE, SURPLUS, WORKER, counts_toward_budget
 
 BACKENDS = ["optuna", "random"]
 
@@ -78,7 +77,7 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
     assert len(retries) == 1 and retries[0].params == killed.params and counts_toward_budget(retries[0])
     assert len(trials) == n_trials + 1
     if backend == "random":
-        from tuning.search.backends.random import candidates
+        from tuning.search.store.candidates import candidates
 
         ran = sorted(((t.user_attrs[CANDIDATE], t.params) for t in trials if counts_toward_budget(t)), key=lambda x: x[0])
         assert ran == list(enumerate(candidates(load_study(study), n_trials)))
@@ -98,7 +97,7 @@ def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
 def test_changed_space_is_refused_unless_fresh(tmp_path, backend):
     """A stored study with another search space: exit 2 with the reason, before TensorFlow loads."""
     from tuning.config.schema import load_study, space_digest
-    from tuning.search.backends import make_store
+    from tuning.search.schedulers import make_store
 
     study = write_study(tmp_path, "space", backend=backend)
     out = tmp_path / "out"
@@ -132,10 +131,10 @@ def test_random_backend_resumes_after_a_dead_process(tmp_path, monkeypatch):
 
     import tuning.coordination
     from tuning.config.schema import load_study
-    from tuning.search.backends import make_store
-    from tuning.search.backends.base import PARENT_RUN
-    from tuning.search.backends.random import candidates
+    from tuning.search.schedulers import make_store
     from tuning.search.space import suggest
+    from tuning.search.store.base import PARENT_RUN
+    from tuning.search.store.candidates import candidates
     from tuning.study import run_study
 
     monkeypatch.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")  # see resume_helpers.cli_env

@@ -6,10 +6,9 @@ import pytest
 from sklearn.model_selection import ParameterSampler
 
 from tuning.config.schema import CategoricalParam, FloatParam, IntParam, load_study_dict
-from tuning.search.backends import make_store
-from tuning.search.backends.random import candidates
-from tuning.search.backends.random_candidates import draw_one
+from tuning.search.schedulers import make_store
 from tuning.search.space import IntLogUniform, grid, suggest, to_distributions, to_python
+from tuning.search.store.candidates import candidates, draw_one
 
 SPACE = {
     "n_hidden": IntParam(type="int", low=0, high=3),

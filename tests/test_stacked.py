@@ -1,12 +1,12 @@
-"""Stacked trials (``estimators.stacked``): K members in one model train exactly as K lone MLPs would."""
+"""Stacked trials (``estimators.stacked.model``): K members in one model train exactly as K lone MLPs would."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from estimators.build import build_model
-from estimators.stacked import build_stacked_model, group_members
+from estimators.mlp.build import build_model
+from estimators.stacked.model import build_stacked_model, group_members
 
 N_FEATURES, N_HIDDEN, BATCH = 5, 2, 32
 #: four different configurations: widths and learning rates differ (dropout off for equality)

@@ -1,4 +1,4 @@
-"""`search.stack: K`: a study's trials trained side by side as one model (tuning.search.stacking), recorded,
+"""`search.stack: K`: a study's trials trained side by side as one model (tuning.search.schedulers.stacking), recorded,
 tracked, pruned, stopped, resumed and exported as the trials of an unstacked study are."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-import tuning.search.stacking as stacking
+import tuning.search.schedulers.stacking as stacking
 from tests.helpers import no_pictures, study_config, study_dict
 from tuning.cli.run import main
 from tuning.config.schema import load_study
@@ -24,7 +24,8 @@ from tuning.export import load_model
 from tuning.parallel.workers import thread_budget
 from tuning.records import COMPLETE, KILLED, PRUNED, TrialRecord
 from tuning.report import html as report_html
-from tuning.search.backends.optuna import WORKER, OptunaScheduler, counts_toward_budget
+from tuning.search.schedulers.optuna import OptunaScheduler
+from tuning.search.store.budget import WORKER, counts_toward_budget
 from tuning.study import run_study
 
 RECORD_FIELDS = ("params", "state", "value", "metric", "fold_scores", "epochs_run", "best_epoch", "learning_rates")
@@ -298,7 +299,7 @@ def test_an_interrupted_stack_leaves_its_trials_interrupted_and_a_rerun_complete
             raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr("tuning.search.trial.interrupt.check", stop_on_fourth)
+        patch.setattr("tuning.search.trial.runner.interrupt.check", stop_on_fourth)
         first = run(config, tmp_path)
     assert first.interrupted
     assert sorted((r.number, r.state) for r in first.records) == [(0, KILLED), (1, KILLED)]
@@ -329,9 +330,9 @@ def test_a_stack_killed_with_kill_9_is_failed_and_trained_again_as_a_stack(tmp_p
     import subprocess
     import sys
 
-    from tuning.search.backends import make_store
-    from tuning.search.backends.base import PARENT_RUN
+    from tuning.search.schedulers import make_store
     from tuning.search.space import suggest
+    from tuning.search.store.base import PARENT_RUN
 
     config = study_config(tmp_path, name="tiny-kill", search={"n_trials": 2, "stack": 2},  # one stack: one width
                           space={"learning_rate": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True}},
@@ -431,11 +432,11 @@ SEQUENCES = [
 @pytest.mark.parametrize("patience,min_delta", [(1, 0.0), (3, 0.0), (2, 0.05), (4, 0.02)])
 def test_a_members_early_stopping_and_plateau_decide_as_keras_callbacks_do(values, patience, min_delta):
     """Member.early_stop / Member.plateau against keras' EarlyStopping and ReduceLROnPlateau (as
-    estimators.callbacks makes them) on the same validation losses: same stop epoch, best epoch and rates."""
+    estimators.common.callbacks makes them) on the same validation losses: same stop epoch, best epoch and rates."""
     import keras
 
     from estimators import KerasMLPRegressor
-    from estimators.callbacks import early_stopping, lr_schedule
+    from estimators.common.callbacks import early_stopping, lr_schedule
 
     estimator = KerasMLPRegressor(patience=patience, min_delta=min_delta, learning_rate=0.01,
                                   restore_best_weights=False)

@@ -218,7 +218,7 @@ def test_per_epoch_values_of_a_standardised_target_are_in_the_target_units(tmp_p
     """Pruners and pruned trials see the validation MSE in the target's units, not standardised units."""
     from tuning.data.sources import load_dataset
     from tuning.records import PruneTrial
-    from tuning.search.trial import make_runner
+    from tuning.search.trial.runner import make_runner
 
     config = study_config(tmp_path, preprocessing={"target_scaling": "standard"})
     runner = make_runner(config, load_dataset(config.dataset))

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pytest
 
-from estimators.ensemble import AveragingRegressor
+from estimators.common.ensemble import AveragingRegressor
 from tests.helpers import run_study_without_model_logging, study_dict, write_study
 from tests.resume_helpers import without_charts
 from tuning.config.schema import load_study, load_study_dict
@@ -20,7 +20,7 @@ from tuning.errors import StudyError
 from tuning.export.ensembling import retrained_estimator
 from tuning.export.files import load_model
 from tuning.records import COMPLETE, decode_output, encode_output
-from tuning.search.trial import make_runner
+from tuning.search.trial.runner import make_runner
 
 PLATEAU = {"optimizer": "adam", "lr_schedule": "plateau"}
 TRAINING = {"epochs": 12, "batch_size": 32, "early_stopping": {"patience": 4}}
@@ -128,7 +128,7 @@ def test_another_process_selects_the_same_ensemble_from_the_stored_trials(ensemb
     assert complete and all("valid_output" in t.user_attrs and t.user_attrs["best_epoch"] >= 1 for t in complete)
 
     from tuning.export.ensembling import build_ensemble
-    from tuning.search.backends.optuna_budget import to_record
+    from tuning.search.store.budget import to_record
 
     fresh = make_runner(config, load_dataset(config.dataset))  # trained nothing, no keeper: all retrained
     ensemble, info = build_ensemble(fresh, [to_record(t, "mse") for t in complete], config.export.ensemble,

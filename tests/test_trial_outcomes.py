@@ -12,8 +12,8 @@ import pytest
 from tests.helpers import study_config
 from tuning.export.ensembling import fitted_estimator
 from tuning.records import COMPLETE, PRUNED, TrialRecord
-from tuning.search.keeper import ModelKeeper
-from tuning.search.trial import make_runner
+from tuning.search.trial.keeper import ModelKeeper
+from tuning.search.trial.runner import make_runner
 
 # ---- the keeper ---------------------------------------------------------------------------------------
 

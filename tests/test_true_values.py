@@ -27,12 +27,12 @@ from sklearn.base import clone
 from sklearn.model_selection import check_cv
 
 import tuning.report.html as report_html
-import tuning.search.backends.optuna as optuna_backend
-import tuning.search.stacking as stacking
+import tuning.search.schedulers.stacking as stacking
+import tuning.search.store.optuna as optuna_store
 from tests.helpers import no_pictures, study_dict
 from tuning.config.schema import CLASSIFICATION_METRICS, REGRESSION_METRICS, load_study_dict
 from tuning.records import COMPLETE, PRUNED
-from tuning.search.trial import TrialRunner
+from tuning.search.trial.runner import TrialRunner
 from tuning.study import run_study
 from tuning.tracking import runlayout as layout
 
@@ -223,7 +223,7 @@ def run_kind(tmp_path_factory, kind: str, task: str, metrics: frozenset[str]) ->
             patch.chdir(root)  # MLflow's artifact store lands here
             patch.setattr("tuning.export.mlflow_model.log_model", lambda *args, **kwargs: None)  # slow, tested in test_study
             patch.setattr(report_html, "write_pictures", no_pictures)
-            patch.setattr(optuna_backend, "make_pruner", lambda config: PruneOne())
+            patch.setattr(optuna_store, "make_pruner", lambda config: PruneOne())
             watched(patch, seen, observer, fold_models, refits)
             tmp = root / metric
             tmp.mkdir()

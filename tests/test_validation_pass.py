@@ -1,4 +1,4 @@
-"""The validation pass of every epoch (estimators/validation.py) logs what Keras' own validation logged:
+"""The validation pass of every epoch (estimators/common/validation.py) logs what Keras' own validation logged:
 ``val_loss`` (the compiled loss with the model's regularisation losses) and ``val_<metric>`` of the compiled
 metrics equal ``model.evaluate`` on the same rows, for our MLPs and for a user's model compiled with its own
 loss, metrics and a regulariser; its outputs are the network's on those rows."""
@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import make_classification, make_regression
 
 from estimators import KerasMLPClassifier, KerasMLPRegressor, KerasModelClassifier
-from estimators.validation import ValidationListener
+from estimators.common.validation import ValidationListener
 
 N_VALID = 9000  # more than one chunk of 8,192 rows: the loss is the mean over all rows, not the last chunk's
 

@@ -17,7 +17,7 @@ import yaml
 
 from tuning.config.schema import StudyConfig
 from tuning.parallel.workers import limit_threads, spawn_workers, usable_cores
-from tuning.search.backends.base import PARENT_RUN
+from tuning.search.store.base import PARENT_RUN
 
 WORKER_STUDY_FILE = "worker_study.yaml"
 DIED = "its worker process stopped before the trial ended"
@@ -77,8 +77,8 @@ def close_orphan_runs(tracker: Any, store: Any) -> list[int]:
 def check_resumable(config: StudyConfig, storage: str | None = None, fresh: bool = False) -> None:
     """Refuse, before anything is loaded or trained, to resume a stored study whose space or model factory
     changed."""
-    from tuning.search.backends import make_store
-    from tuning.search.backends.base import FACTORY_DIGEST, SPACE_DIGEST, resume_problem
+    from tuning.search.schedulers import make_store
+    from tuning.search.store.base import FACTORY_DIGEST, SPACE_DIGEST, resume_problem
 
     if fresh:
         return

@@ -23,7 +23,7 @@ from tuning.config import recipe
 from tuning.config.schema import StudyConfig
 from tuning.data.sources import DatasetSplit, load_dataset
 from tuning.search import lr_bounds
-from tuning.search.preflight import preflight
+from tuning.search.trial.preflight import preflight
 
 __all__ = ["Draft", "StudyPlan", "draft", "resolve"]
 

@@ -38,10 +38,10 @@ from tuning.plan import Draft, StudyPlan, draft, resolve
 from tuning.records import INTERRUPTED, TrialRecord, best_record, failure_reason
 from tuning.report.html import report_safely
 from tuning.search import lr_bounds
-from tuning.search.backends import StudyStore, TrialScheduler, make_scheduler, make_store
-from tuning.search.backends.base import FACTORY_DIGEST, PARENT_RUN, SPACE_DIGEST, resume_problem
-from tuning.search.keeper import ModelKeeper
-from tuning.search.trial import StudyObserver, TrialRunner, make_runner
+from tuning.search.schedulers import StudyStore, TrialScheduler, make_scheduler, make_store
+from tuning.search.store.base import FACTORY_DIGEST, PARENT_RUN, SPACE_DIGEST, resume_problem
+from tuning.search.trial.keeper import ModelKeeper
+from tuning.search.trial.runner import StudyObserver, TrialRunner, make_runner
 from tuning.tracking.progress import ProgressDisplay
 from tuning.tracking.tracker import MlflowTracker
 
@@ -331,7 +331,7 @@ def run_study(
     ``config`` is the study, loaded once, with any overrides applied (``load_study(path).with_overrides(
     seed=..., output_dir=...)``), or its :class:`~tuning.plan.Draft` (what the command resolved before the
     data loads: not resolved again); a path is a script's shorthand for ``load_study(path)``. The keywords are
-    how to run it, not part of it. ``observers`` are extra :class:`~tuning.search.trial.StudyObserver`
+    how to run it, not part of it. ``observers`` are extra :class:`~tuning.search.trial.runner.StudyObserver`
     objects: each is first handed the :class:`TrialRunner` (``attach(runner)``; ``runner.keeper`` holds the
     best fitted models so far, updated before observers hear that a trial ended), then told of every trial
     (after tracking and the progress display).

@@ -37,7 +37,7 @@ class FitSteps:
         # (a float64 X after a float32 fit). After a fit our estimators take any numeric X (a DataFrame of
         # numeric columns, ints, float64): casting is their job. scikeras calls this from fit, partial_fit
         # and score, check_after_fit for predict and validation data.
-        from estimators.inference import numeric_input
+        from estimators.common.inference import numeric_input
 
         if X is None or reset or not hasattr(self, "n_features_in_"):
             return super()._validate_data(X=X, y=y, reset=reset, y_numeric=y_numeric)

@@ -34,8 +34,8 @@ def stored_suggestion_in_use(config, out_dir) -> bool:
     """Whether ``out_dir`` holds the suggestion a started study with ``search.lr_range_test`` searches
     (overwriting it would change the space of its resumes)."""
     from tuning.search import lr_bounds
-    from tuning.search.backends import make_store
-    from tuning.search.backends.base import SPACE_DIGEST
+    from tuning.search.schedulers import make_store
+    from tuning.search.store.base import SPACE_DIGEST
 
     if out_dir.resolve() != config.export_dir.resolve() or not lr_bounds.wanted(config):
         return False

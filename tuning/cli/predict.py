@@ -66,7 +66,10 @@ def load_any(model: str) -> Any:
     try:
         import mlflow.sklearn
 
-        return mlflow.sklearn.load_model(model)
+        from tuning.export.old_paths import old_module_paths
+
+        with old_module_paths():  # a model logged before the estimators moved into folders
+            return mlflow.sklearn.load_model(model)
     except Exception as exc:
         raise PredictError(f"cannot load the model '{model}': {exc}") from exc
 

@@ -2,7 +2,7 @@
 
 Optuna records a trial's heartbeat only while ``Study.optimize`` runs its objective; ``Study.ask`` warns that
 heartbeats are "supposed to be used with Study.optimize" and starts none. A stack of trials
-(:mod:`tuning.search.stacking`) asks K trials at once and trains them outside ``optimize``, and without
+(:mod:`tuning.search.schedulers.stacking`) asks K trials at once and trains them outside ``optimize``, and without
 heartbeats a live stack's trials would look dead to the other workers (``fail_stale_trials``) after the grace
 period. No public API starts one, so :class:`TrialHeartbeat` runs Optuna's own heartbeat thread.
 """

@@ -5,7 +5,7 @@ it does not take (used when it returns an uncompiled model) or ``lr_schedule``; 
 factory's arguments or the tunable knobs that apply to :class:`estimators.KerasModelRegressor` /
 ``KerasModelClassifier``. The factory is resolved when the file loads (a relative path is relative to the
 study file's folder), so a missing file or function, an import that fails or a key that is no argument is
-a config error with its key path and line. The resolved :class:`~estimators.factory.Factory` is cached on
+a config error with its key path and line. The resolved :class:`~estimators.own_model.factory.Factory` is cached on
 the section (``config.model.factory``) and resolved again where the config is unpickled (a worker process):
 the section keeps the absolute form of ``build`` for that, and writes it when dumped.
 """
@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationInfo, field_serializer, model_validator
 from pydantic_core import InitErrorDetails
 
-from estimators import hyperparams
-from estimators.factory import FACTS, Factory, FactoryError, resolve
+from estimators.common import hyperparams
+from estimators.own_model.factory import FACTS, Factory, FactoryError, resolve
 from tuning.config.validation import error, raise_errors, suggest
 
 __all__ = [

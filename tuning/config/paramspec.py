@@ -1,7 +1,7 @@
 """The search-space entries of a study file (int / float / categorical) and their checks.
 
 What values a hyperparameter takes (type, bounds, choices) comes from the one table,
-`estimators.hyperparams`; this module checks a space entry against it.
+`estimators.common.hyperparams`; this module checks a space entry against it.
 """
 
 import math
@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from estimators import hyperparams
+from estimators.common import hyperparams
 from tuning.config.validation import Float, Int, StrictModel, error, raise_errors, suggest
 
 __all__ = [

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic_core import InitErrorDetails
 
-from estimators import hyperparams
+from estimators.common import hyperparams
 from tuning.config.dataset import SHAPED
 from tuning.config.paramspec import CategoricalParam, FloatParam, grid_size, uniform_grid
 from tuning.config.validation import error as _error
@@ -58,7 +58,7 @@ def train_on_errors(config: Any) -> list[InitErrorDetails]:
 
 
 def stack_errors(config) -> list[InitErrorDetails]:
-    """`search.stack` > 1 trains several of our MLPs as one model (tuning.search.stacking): what it
+    """`search.stack` > 1 trains several of our MLPs as one model (tuning.search.schedulers.stacking): what it
     cannot honour is refused here, with what to change."""
     stack = config.search.stack
     if stack == 1:

@@ -5,7 +5,7 @@
 key path (``search.n_trials``), the YAML line where it is and a readable message, as a `StudyConfigError`
 (reading and error wording: `tuning.config.studyfile`; search-space entries: `tuning.config.paramspec`; the ``dataset:``
 section and the data-source names: `tuning.config.dataset`). Which hyperparameters exist, their bounds and
-where a study sets them come from `estimators.hyperparams`.
+where a study sets them come from `estimators.common.hyperparams`.
 """
 
 import hashlib
@@ -29,8 +29,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from estimators import hyperparams
-from estimators.factory import FACTS
+from estimators.common import hyperparams
+from estimators.own_model.factory import FACTS
 from tuning.config import rules
 from tuning.config.dataset import BUILTIN_TASKS, FILE_SOURCES, KERAS_FILE_SOURCES, DatasetConfig
 from tuning.config.overrides import Overrides

@@ -1,13 +1,13 @@
 """The sections of a study file other than the study's own rules: ``preprocessing``, ``search``,
 ``training`` (with ``early_stopping``), ``mlflow`` and ``export`` (with ``ensemble``), and the metrics a study
 may optimise. Their defaults and bounds, where a section sets an estimator argument, come from
-`estimators.hyperparams`; `tuning.config.schema` assembles them into a `StudyConfig`."""
+`estimators.common.hyperparams`; `tuning.config.schema` assembles them into a `StudyConfig`."""
 
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from estimators import hyperparams
+from estimators.common import hyperparams
 from tuning.config.validation import Float, Int
 from tuning.config.validation import StrictModel as _Model
 from tuning.errors import StudyConfigError
@@ -78,7 +78,7 @@ class SearchConfig(_Model):
     lr_range_test: bool = False
     # processes running trials on this machine (either backend), as --workers
     workers: Int = Field(1, ge=1)
-    # trials trained side by side as one Keras model (tuning.search.stacking): the sampler proposes this
+    # trials trained side by side as one Keras model (tuning.search.schedulers.stacking): the sampler proposes this
     # many at once; 1 trains each trial alone. Our MLP with Adam, cv: validation only
     stack: Int = Field(1, ge=1)
 

@@ -1,7 +1,7 @@
 """The exported model from the study's best trials: the best one alone, or an ensemble of several.
 
 With ``export.train_on: train`` the exported models are the trials' own (trained on the training rows,
-stopped early on the validation rows), as the study's :class:`~tuning.search.keeper.ModelKeeper` holds
+stopped early on the validation rows), as the study's :class:`~tuning.search.trial.keeper.ModelKeeper` holds
 them; a model it does not hold (another worker's, one from before a resume, or one it dropped) is
 refitted with its parameters and seed. With ``train+valid`` each is trained again on
 the training and validation rows together, for the epochs its trial kept and with the learning rates its
@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import log_loss
 
-from estimators.ensemble import AveragingClassifier, AveragingRegressor, greedy_selection
+from estimators.common.ensemble import AveragingClassifier, AveragingRegressor, greedy_selection
 from tuning.config.schema import EnsembleConfig
 from tuning.errors import ExportFailed
 from tuning.records import COMPLETE, TrialRecord
-from tuning.search import metrics
-from tuning.search.keeper import ModelKeeper
-from tuning.search.trial import TrialRunner
+from tuning.search.trial import metrics
+from tuning.search.trial.keeper import ModelKeeper
+from tuning.search.trial.runner import TrialRunner
 
 __all__ = ["build_ensemble", "divergence", "exported_estimator", "exported_estimators", "exported_model",
            "fitted_estimator", "ranked_trials", "retrained_estimator", "retrained_estimators"]
@@ -42,7 +42,7 @@ def fitted_estimator(runner: TrialRunner, record: TrialRecord, keeper: ModelKeep
 
 def _fit_again(estimator, epochs: int, rates: list[float], X: np.ndarray, y: np.ndarray):
     """Fit ``estimator`` for ``epochs`` epochs at ``rates`` (one a epoch; module level, so it pickles)."""
-    from estimators.callbacks import replay_learning_rates
+    from estimators.common.callbacks import replay_learning_rates
 
     estimator.set_params(epochs=epochs, early_stopping=False, validation_fraction=0.0, lr_schedule="constant")
     return estimator.fit(X, y, callbacks=[replay_learning_rates(rates)] if rates else [])

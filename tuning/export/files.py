@@ -30,9 +30,10 @@ from typing import Any
 import joblib
 from sklearn.pipeline import Pipeline
 
+from tuning.export.old_paths import old_module_paths
 from tuning.export.results import BEST_FILE, METRICS_FILE
 from tuning.export.shipped_code import CODE_DIR, CODE_FILE, import_shipped_code, ship_code
-from tuning.search import metrics as metric_fns
+from tuning.search.trial import metrics as metric_fns
 
 PIPELINE_FILE = "pipeline.joblib"
 PREPROCESSING_FILE = "preprocessing.joblib"
@@ -151,6 +152,9 @@ def load_model(export_dir: str | Path) -> Pipeline:
     the feature columns in training order. Predictions are in the target's units / original labels.
     A user's model factory shipped with the export (``code.json``) is imported first, under its own module
     name, unless a module of that name is already imported.
+    An export written before the estimators moved into folders loads too (:mod:`tuning.export.old_paths`).
     """
     import_shipped_code(export_dir)
-    return joblib.load(Path(export_dir) / PIPELINE_FILE)
+    path = Path(export_dir) / PIPELINE_FILE
+    with old_module_paths(path.read_bytes()):
+        return joblib.load(path)

@@ -43,9 +43,9 @@ def _members(model: Any) -> list[Any]:
 
 
 def model_factories(pipeline: Any) -> list[Any]:
-    """The :class:`~estimators.factory.Factory` of every user's-model estimator in ``pipeline``'s model (one
+    """The :class:`~estimators.own_model.factory.Factory` of every user's-model estimator in ``pipeline``'s model (one
     per module, in member order); empty for our own MLPs."""
-    from estimators.user_model import model_factory
+    from estimators.own_model.estimators import model_factory
 
     model = pipeline.named_steps["model"] if hasattr(pipeline, "named_steps") else pipeline
     found: dict[str, Any] = {}
@@ -107,7 +107,7 @@ def import_shipped_code(export_dir: str | Path) -> list[str]:
     """Import the factory modules an export ships (``code.json``), each under its recorded name unless a
     module of that name is already imported; return the names imported here. A file whose sha256 differs
     from the recorded one is imported with a warning (the model was trained with another version)."""
-    from estimators.factory import import_file
+    from estimators.own_model.factory import import_file
 
     export_dir = Path(export_dir)
     imported = []

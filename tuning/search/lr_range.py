@@ -1,7 +1,7 @@
 """The learning-rate range test (Hands-On ML, ch. 10-11): train once while the learning rate grows
 exponentially from ``min_lr`` to ``max_lr``, one step per mini-batch, and read the loss against it.
 
-The network is the study's: its data prepared exactly as a trial's (:class:`~tuning.search.trial.TrialRunner`),
+The network is the study's: its data prepared exactly as a trial's (:class:`~tuning.search.trial.runner.TrialRunner`),
 its fixed arguments, and for every tuned hyperparameter but ``learning_rate`` the middle of its range
 (the geometric middle of a log range, the first of a categorical's choices). The test stops early once
 the smoothed loss exceeds 4x its minimum or the loss stops being finite.
@@ -188,13 +188,13 @@ def lr_range_test(config: StudyConfig, split: DatasetSplit | None = None, *, min
         raise ValueError(f"steps must be >= 2, got {steps}")
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-    from tuning.search.trial import make_runner
+    from tuning.search.trial.runner import make_runner
 
     split = split if split is not None else load_dataset(config.dataset)
     runner = make_runner(config, split)
     data = runner.data
     if config.model.factory is not None:  # the rate must reach the optimizer: a factory argument or compile knob
-        from tuning.search.preflight import preflight
+        from tuning.search.trial.preflight import preflight
 
         preflight(config, split, data, knobs=("learning_rate",))
     params = middle_params(config)

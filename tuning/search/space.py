@@ -151,7 +151,7 @@ def draw(trial: Any, config: Any) -> dict[str, Any]:
     factory = config.model.factory
     if factory is None or not factory.takes_hp:
         return suggest(trial, config.space)
-    from estimators.hyperparameters import HyperParameters, optuna_suggester
+    from estimators.own_model.keras_tuner_hp import HyperParameters, optuna_suggester
 
     hp = HyperParameters(suggest=optuna_suggester(trial))
     try:

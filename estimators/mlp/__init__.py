@@ -1,0 +1,1 @@
+"""Our MLP: ``build_model`` and the ``KerasMLPRegressor`` / ``KerasMLPClassifier`` estimators."""

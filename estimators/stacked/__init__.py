@@ -1,0 +1,1 @@
+"""Stacked members: K MLPs trained as one Keras model, and the scores of each member."""
