@@ -1,8 +1,9 @@
 """Search backends by name: ``search.backend`` -> a :class:`StudyStore` and a :class:`TrialScheduler`.
 
 Implementations are imported on first use (the base module imports none of them). A new backend is a
-module with ``STORE`` and ``SCHEDULER`` classes, named here or with :func:`register_backend` (and its name
-allowed in ``search.backend`` of the study-file schema).
+module with ``STORE`` (a :class:`~tuning.search.store.base.StudyStore`, kept in ``tuning/search/store/``) and
+``SCHEDULER`` classes (as :mod:`tuning.search.schedulers.optuna` names both), named here or with
+:func:`register_backend` (and its name allowed in ``search.backend`` of the study-file schema).
 """
 
 from __future__ import annotations
