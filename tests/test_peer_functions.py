@@ -234,3 +234,13 @@ def test_a_class_that_cannot_be_a_hypermodel_is_refused_naming_it(tmp_path, name
     (tmp_path / f"peer_class_{name.lower()}.py").write_text(textwrap.dedent(NOT_HP))
     with pytest.raises(FactoryError, match=re.escape(message)):
         resolve(f"{tmp_path / f'peer_class_{name.lower()}.py'}:{name}")
+
+
+@pytest.mark.parametrize(("study", "style"), [("optuna_trial.yaml", "trial"), ("keras_tuner_hypermodel.yaml", "class")])
+def test_the_shipped_studies_load_with_their_example(study, style):
+    from tuning.config.schema import load_study
+
+    config = load_study(ROOT / "studies" / study)
+    factory = config.model.factory
+    assert factory.takes_hp and factory.hp_style == style and config.space == {}
+    assert config.dataset.source == "digits"
