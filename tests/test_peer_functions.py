@@ -128,7 +128,7 @@ def test_optunas_create_model_draws_its_suggestions_as_trial_parameters_and_is_p
     assert _exported_estimator(run["tmp"] / "out").hp_values == best["params"]  # what a refit replays
 
 
-def test_optunas_create_model_runs_on_the_random_backend_with_seeded_draws(studies):
+def test_optunas_create_model_runs_on_the_random_backend_its_refit_replaying_the_draws(studies):
     run = studies["trial_random"]
     assert run["code"] == 0
     logged = _logged(run["tmp"])
