@@ -237,11 +237,10 @@ class _KerasMLPMixin(InitParameters, FitSteps):
             if isinstance(callback, ValidationListener):
                 callback.validation = validation
         callbacks = [cb for cb in (validation, nan_stop, stopper, schedule, *extra_callbacks) if cb is not None]
-        history = self.model_.fit(
-            array_dataset((self._network_input(X), y, sample_weight), int(self.batch_size), shuffle=True, seed=seed),
+        history = self._fit_network(
+            (self._network_input(X), y, sample_weight), seed,
             epochs=int(initial_epoch) + int(epochs),
             initial_epoch=int(initial_epoch),
-            shuffle=False,  # the dataset shuffles itself
             verbose=self.verbose,
             callbacks=callbacks,
         )
@@ -261,6 +260,12 @@ class _KerasMLPMixin(InitParameters, FitSteps):
             # With min_delta > 0 the early-stopping best (whose weights are restored) is not the argmin.
             self.best_epoch_, self.best_score_ = int(stopper.best_epoch) + 1, float(stopper.best)
         self.has_validation_ = valid is not None
+
+    def _fit_network(self, rows, seed, **settings):
+        """``model_.fit`` on a seeded, shuffled ``tf.data`` pipeline of ``rows`` (X, y, sample_weight) in
+        batches of ``batch_size``; its History."""
+        return self.model_.fit(array_dataset(rows, int(self.batch_size), shuffle=True, seed=seed),
+                               shuffle=False, **settings)  # the dataset shuffles itself
 
     # ---- predict ------------------------------------------------------------------------------------
     def _network_outputs(self, X):

@@ -30,7 +30,9 @@ from estimators.common.targets import OneHotTargets, is_one_hot_loss, logits_to_
 from estimators.compat.keras import skip_single_replica_all_reduce
 from estimators.mlp.build import make_optimizer
 from estimators.mlp.estimators import _ClassifierParts, _KerasMLPMixin, _RegressorParts
-from estimators.own_model.factory import FACTS, Factory, FactoryError, resolve
+from estimators.own_model.define_by_run import fit_through, user_fit
+from estimators.own_model.factory import FACTS, HP_VALUES, Factory, FactoryError, resolve
+from estimators.own_model.keras_tuner_hp import HyperParameters
 
 __all__ = ["KerasModelClassifier", "KerasModelRegressor", "model_factory"]
 
@@ -243,6 +245,15 @@ class _KerasModelMixin(_KerasMLPMixin):
         return super().fit(X, y, sample_weight, validation_data=validation_data, callbacks=callbacks)
 
     _tokens: int | None = None
+
+    def _fit_network(self, rows, seed, **settings):
+        """Through a hypermodel class's ``fit`` when it has one (``define_by_run.fit_through``), else ours."""
+        factory = self._factory()
+        fit = user_fit(factory.function, factory.hp_style) if factory.takes_hp else None
+        if fit is None:
+            return super()._fit_network(rows, seed, **settings)
+        hp = HyperParameters(values=getattr(self, HP_VALUES))
+        return fit_through(fit, hp, self.model_, rows, int(self.batch_size), seed, factory.label, **settings)
 
     def _network_input(self, X):
         """The rows as the model takes them: with ``inputs``, a dict of column groups keyed by input name."""

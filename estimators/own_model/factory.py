@@ -72,6 +72,9 @@ class Factory:
     #: a KerasTuner hypermodel ``build(hp)``: its one argument is KerasTuner's ``hp``, and its parameter is
     #: ``hp_values`` (the values it drew, replayed by :class:`estimators.own_model.keras_tuner_hp.HyperParameters`)
     takes_hp: bool = False
+    #: with ``takes_hp``, how it is given ``hp``: ``hp`` (``build(hp)``), ``trial`` (an Optuna ``create_model(trial)``)
+    #: or ``class`` (a KerasTuner ``HyperModel`` class): :mod:`estimators.own_model.define_by_run`
+    hp_style: str = "hp"
 
     @property
     def name(self) -> str:
@@ -120,12 +123,18 @@ class Factory:
                 f"{'them' if len(missing) > 1 else 'it'} to the estimator (or in the study's model: or space:)"
             )
         if self.takes_hp:
-            model = self.function(_replaying_hp(given.get(HP_VALUES)))
+            model = self.build_with(_replaying_hp(given.get(HP_VALUES)))
         else:
             model = self.function(**given)
         if not isinstance(model, keras.Model):
             raise TypeError(f"{self.label} returned {type(model).__name__}, not a Keras model")
         return model
+
+    def build_with(self, hp: Any) -> Any:
+        """What a define-by-run factory (``takes_hp``) returns when given ``hp``, whichever its style."""
+        from estimators.own_model.define_by_run import build_with
+
+        return build_with(self.function, self.hp_style, hp, self.label)
 
 
 #: the parameter of a KerasTuner hypermodel's estimator: the values its ``hp`` gives, by name
@@ -142,10 +151,11 @@ def _replaying_hp(values: Any) -> Any:
 
 
 def is_hypermodel(signature: inspect.Signature) -> bool:
-    """Whether a signature is KerasTuner's ``build(hp)``: one argument, named ``hp``."""
-    parameters = list(signature.parameters.values())
-    return (len(parameters) == 1 and parameters[0].name == "hp"
-            and parameters[0].kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD))
+    """Whether a signature is define-by-run: one argument, named ``hp`` (KerasTuner's ``build(hp)``) or
+    ``trial`` (an Optuna model function)."""
+    from estimators.own_model.define_by_run import style_of
+
+    return style_of(signature) is not None
 
 
 def resolve(build: Any, base_dir: str | Path | None = None) -> Factory:
@@ -271,8 +281,16 @@ def _describe(function: Callable[..., Any], label: str) -> Factory:
         raise FactoryError(f"build {label}: cannot read its arguments: {exc}") from None
     module = sys.modules.get(module_name)
     source = _source_file(function, module)
-    if is_hypermodel(signature):
-        return Factory(function, label, module_name, source, (_HP_PARAMETER,), takes_hp=True)
+    from estimators.own_model.define_by_run import class_problem, is_hypermodel_class, style_of
+
+    if is_hypermodel_class(function):  # a KerasTuner HyperModel (or any class with build(hp))
+        problem = class_problem(function)
+        if problem:
+            raise FactoryError(f"build {label}: {problem}")
+        return Factory(function, label, module_name, source, (_HP_PARAMETER,), takes_hp=True, hp_style="class")
+    style = style_of(signature)
+    if style is not None:
+        return Factory(function, label, module_name, source, (_HP_PARAMETER,), takes_hp=True, hp_style=style)
     reserved = reserved_names()
     own, facts, fact_defaults, kwargs = [], [], {}, False
     for parameter in signature.parameters.values():

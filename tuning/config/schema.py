@@ -283,8 +283,10 @@ class StudyConfig(_Model):
         errors = []
         if factory.takes_hp:  # a KerasTuner hypermodel: its space is its own hp.Int / hp.Choice ... calls
             if "space" in self.model_fields_set:
-                errors.append(_error(("space",), f"{factory.label} takes hp (a KerasTuner hypermodel): it draws its "
-                                     "own space with hp.Int, hp.Float, hp.Choice ...; leave space: out", None))
+                how = ("trial (an Optuna model function): it draws its own space with trial.suggest_int, "
+                       "suggest_float, suggest_categorical" if factory.hp_style == "trial" else
+                       "hp (a KerasTuner hypermodel): it draws its own space with hp.Int, hp.Float, hp.Choice ...")
+                errors.append(_error(("space",), f"{factory.label} takes {how}; leave space: out", None))
             # not marked as given: a dump (overrides, the workers' study file) leaves space: out, as the file did
             self.__dict__["space"] = {}
             return errors

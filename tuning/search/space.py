@@ -145,17 +145,20 @@ def first_values(space: Space) -> dict[str, Any]:
 
 
 def draw(trial: Any, config: Any) -> dict[str, Any]:
-    """One trial's values: the space's suggestions, or the values a KerasTuner hypermodel draws when called
-    with an ``hp`` bound to ``trial`` (in this process; a factory that raises leaves the values drawn until
-    then, and the trial builds it again and fails with the factory's own error)."""
+    """One trial's values: the space's suggestions, or the values a define-by-run factory draws when called
+    with an ``hp`` bound to ``trial`` (a KerasTuner ``build(hp)``, an Optuna ``create_model(trial)``, a
+    HyperModel class's ``build`` and ``fit``; in this process; a factory that raises leaves the values drawn
+    until then, and the trial builds it again and fails with the factory's own error)."""
     factory = config.model.factory
     if factory is None or not factory.takes_hp:
         return suggest(trial, config.space)
+    from estimators.own_model.define_by_run import rehearse_fit
     from estimators.own_model.keras_tuner_hp import HyperParameters, optuna_suggester
 
     hp = HyperParameters(suggest=optuna_suggester(trial))
     try:
-        factory.function(hp)
+        model = factory.build_with(hp)
+        rehearse_fit(factory.function, factory.hp_style, hp, model)  # a HyperModel class's fit draws too
     except Exception:
         pass
     finally:
