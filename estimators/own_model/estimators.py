@@ -33,6 +33,7 @@ from estimators.mlp.estimators import _ClassifierParts, _KerasMLPMixin, _Regress
 from estimators.own_model.define_by_run import fit_through, user_fit
 from estimators.own_model.factory import FACTS, HP_VALUES, Factory, FactoryError, resolve
 from estimators.own_model.keras_tuner_hp import HyperParameters
+from estimators.own_model.scikeras_args import compile_kwargs, meta_of, task_loss
 
 __all__ = ["KerasModelClassifier", "KerasModelRegressor", "model_factory"]
 
@@ -205,22 +206,37 @@ class _KerasModelMixin(_KerasMLPMixin):
     def _keras_build_fn(self):
         factory = self._factory()
         arguments = {name: value for name, value in self.get_params().items() if factory.takes(name)}
-        model = factory.build(arguments, self._facts())
+        model = factory.build(arguments, {**self._facts(), **self._scikeras_facts(factory)})
         self._check_input_names(model)
         if model.compiled:
             # the user's optimizer, kept as compiled; the fix that stops every fit leaking its graph applies
             skip_single_replica_all_reduce(model.optimizer)
         else:
             model.compile(
-                loss=self._default_loss(model),
-                optimizer=make_optimizer(self._knob("optimizer"), float(self._knob("learning_rate")),
-                                         float(self._knob("momentum")), self._knob("weight_decay")),
-                metrics=["accuracy"] if self._task != "regression" else [],
+                loss=self._model_params.get("loss") or self._default_loss(model),  # scikeras' loss=, if given
+                optimizer=self._optimizer(),
+                metrics=self._model_params.get("metrics", ["accuracy"] if self._task != "regression" else []),
                 steps_per_execution=int(self._knob("steps_per_execution")),
             )
         if self._task != "regression" and is_one_hot_loss(model.loss):
             self.target_encoder_ = OneHotTargets(self.target_encoder_, int(self.n_classes_))
         return model
+
+    def _optimizer(self) -> keras.optimizers.Optimizer:
+        return make_optimizer(self._knob("optimizer"), float(self._knob("learning_rate")),
+                              float(self._knob("momentum")), self._knob("weight_decay"))
+
+    def _scikeras_facts(self, factory: Factory) -> dict[str, Any]:
+        """scikeras' ``meta`` and ``compile_kwargs``, for a factory that takes them
+        (:mod:`estimators.own_model.scikeras_args`)."""
+        out: dict[str, Any] = {}
+        if "meta" in factory.facts:
+            out["meta"] = meta_of(self)
+        if "compile_kwargs" in factory.facts:
+            loss = self._model_params.get("loss") or task_loss(self._model_task(), getattr(self, "n_classes_", None))
+            metrics = self._model_params.get("metrics", ["accuracy"] if self._task != "regression" else None)
+            out["compile_kwargs"] = compile_kwargs(self._optimizer(), loss, metrics)
+        return out
 
     def _facts(self) -> dict[str, Any]:
         """What the factory is given from the data (:data:`estimators.own_model.factory.FACTS`)."""

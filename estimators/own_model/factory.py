@@ -31,8 +31,10 @@ __all__ = ["FACTS", "HP_VALUES", "Factory", "FactoryError", "import_file", "is_h
 #: shape; with ``inputs`` a dict), of classes (None for regression), the task
 #: (``regression``/``binary``/``multiclass``), the fit's seed (an int, or None), and for rows of token ids
 #: the vocabulary size (ids are 0 to ``vocab_size - 1``; the largest id + 1 unless the estimator is given
-#: it) and the sequence length (None for other data).
-FACTS: tuple[str, ...] = ("input_shape", "n_features", "n_classes", "task", "seed", "vocab_size", "sequence_length")
+#: it) and the sequence length (None for other data); and scikeras' own two, ``meta`` and ``compile_kwargs``
+#: (:mod:`estimators.own_model.scikeras_args`), so that a model function written for scikeras runs unchanged.
+FACTS: tuple[str, ...] = ("input_shape", "n_features", "n_classes", "task", "seed", "vocab_size", "sequence_length",
+                          "meta", "compile_kwargs")
 
 
 class FactoryError(ValueError):

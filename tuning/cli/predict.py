@@ -56,20 +56,24 @@ def read_input(path: str | Path, sep: str = ",", header: bool = True) -> Any:
 
 def load_any(model: str) -> Any:
     """The fitted pipeline from an export directory or an MLflow model URI."""
+    from tuning.export.shipped_code import ShippedCodeError
+
     path = Path(model)
     if path.is_dir() and (path / "pipeline.joblib").is_file():
         from tuning.export.files import load_model
 
-        return load_model(path)
+        try:
+            return load_model(path)
+        except ShippedCodeError as exc:  # a shipped code file changed since the export: not imported
+            raise PredictError(str(exc)) from None
     if path.exists() and not (path / "MLmodel").is_file():
         raise PredictError(f"'{model}' is neither an export directory (no pipeline.joblib) nor an MLflow model")
     try:
-        import mlflow.sklearn
+        from tuning.export.mlflow_model import load_verified
 
-        from tuning.export.old_paths import old_module_paths
-
-        with old_module_paths():  # a model logged before the estimators moved into folders
-            return mlflow.sklearn.load_model(model)
+        return load_verified(model)
+    except ShippedCodeError as exc:
+        raise PredictError(str(exc)) from None
     except Exception as exc:
         raise PredictError(f"cannot load the model '{model}': {exc}") from exc
 

@@ -9,10 +9,10 @@ from importlib import metadata
 from typing import Any
 
 from tuning.compat.mlflow import global_tracking_uri
-from tuning.export.shipped_code import code_paths, ship_code
+from tuning.export.shipped_code import code_paths, manifest, ship_code, verify_shipped_code
 from tuning.tracking.model_schema import column_schema, feature_types, raw_example
 
-__all__ = ["log_model", "model_requirements"]
+__all__ = ["load_verified", "log_model", "model_requirements"]
 
 
 def model_requirements() -> list[str]:
@@ -57,7 +57,25 @@ def log_model(tracker: Any, pipeline: Any, X_example: Any, registered_model_name
                 registered_model_name=registered_model_name,
                 serialization_format="cloudpickle",
                 pip_requirements=model_requirements(),  # inferring them costs ~20 s per study
-                metadata={"feature_types": feature_types(X_example)},
+                # the shipped files' sha256, as code.json records them (checked by load_verified)
+                metadata={"feature_types": feature_types(X_example), "shipped_code": manifest(code_root)},
                 code_paths=code_paths(code_root) or None,
             )
             mlflow.set_tag("model.uri", info.model_uri)
+
+
+def load_verified(uri: str) -> Any:
+    """``mlflow.sklearn.load_model(uri)``, the model's shipped code first checked against the sha256 its
+    metadata records (``shipped_code``; a changed file raises
+    :class:`~tuning.export.shipped_code.ShippedCodeError`). A model logged before the hashes were recorded
+    loads unchecked, as MLflow's own loaders load every model."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    from tuning.export.old_paths import old_module_paths
+
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    verify_shipped_code(local, (Model.load(local).metadata or {}).get("shipped_code") or [])
+    with old_module_paths():  # a model logged before the estimators moved into folders
+        return mlflow.sklearn.load_model(local)

@@ -11,6 +11,10 @@ export of such a model (alone or as an ensemble's members) carries the factory's
 - ``code.json``: ``{"modules": [{"module", "function", "file", "sha256"}]}``, one entry per shipped module
   (``file`` relative to the export directory, ``sha256`` of the file as the model was trained with it).
 
+Loading runs that code (and unpickles the pipeline): load only exports you trust. Each file is checked against
+its recorded sha256 before it is imported (:func:`verify_shipped_code`), which catches a file changed after the
+export, not a forger who rewrites ``code.json`` too.
+
 :func:`import_shipped_code` imports each file under its module name (unless a module of that name is already
 imported) before the pipeline is unpickled; MLflow gets the top entries of ``code/`` as ``code_paths``
 (:func:`code_paths`), which it copies under the model's own ``code/`` folder and puts on ``sys.path`` when it
@@ -24,14 +28,18 @@ import hashlib
 import json
 import shutil
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CODE_DIR", "CODE_FILE", "code_paths", "import_shipped_code", "model_factories", "ship_code"]
+__all__ = ["CODE_DIR", "CODE_FILE", "ShippedCodeError", "code_paths", "import_shipped_code", "manifest",
+           "model_factories", "ship_code", "verify_shipped_code"]
 
 CODE_DIR = "code"
 CODE_FILE = "code.json"
+
+
+class ShippedCodeError(ValueError):
+    """A shipped code file that does not match the sha256 its export recorded: it is not imported."""
 
 
 def _members(model: Any) -> list[Any]:
@@ -103,26 +111,48 @@ def _entries(export_dir: Path) -> list[dict[str, str]]:
     return list(json.loads(manifest.read_text()).get("modules", []))
 
 
+def verify_shipped_code(root: str | Path, entries: list[dict[str, Any]]) -> None:
+    """Check each shipped file under ``root`` against the sha256 its entry records, before anything imports
+    it; a changed, missing or unrecorded file raises :class:`ShippedCodeError` naming it. (Every export that
+    ships code has recorded the sha256 since code was first shipped, so an entry without one was edited.)"""
+    root = Path(root)
+    for entry in entries:
+        name = entry.get("file", "?")
+        path = root / name
+        if not entry.get("sha256"):
+            raise ShippedCodeError(f"{path}: {CODE_FILE} records no sha256 for it, so it cannot be verified; "
+                                   "export the model again")
+        if not path.is_file():
+            raise ShippedCodeError(f"{path}: the shipped code file is missing")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != entry["sha256"]:
+            raise ShippedCodeError(f"{path} changed since the export (sha256 {digest[:12]}, recorded "
+                                   f"{entry['sha256'][:12]} in {CODE_FILE}); refusing to import it: export the "
+                                   "model again, or restore the file")
+
+
 def import_shipped_code(export_dir: str | Path) -> list[str]:
     """Import the factory modules an export ships (``code.json``), each under its recorded name unless a
-    module of that name is already imported; return the names imported here. A file whose sha256 differs
-    from the recorded one is imported with a warning (the model was trained with another version)."""
+    module of that name is already imported; return the names imported here. Every shipped file is first
+    checked against its recorded sha256 (:func:`verify_shipped_code`): a changed one is refused."""
     from estimators.own_model.factory import import_file
 
     export_dir = Path(export_dir)
+    entries = _entries(export_dir)
+    verify_shipped_code(export_dir, entries)
     imported = []
-    for entry in _entries(export_dir):
+    for entry in entries:
         module = entry["module"]
         if module in sys.modules:
             continue
-        path = export_dir / entry["file"]
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if entry.get("sha256") and digest != entry["sha256"]:
-            warnings.warn(f"{entry['file']} in {export_dir} changed since the export (sha256 {digest[:12]}, "
-                          f"exported {entry['sha256'][:12]})", stacklevel=2)
-        import_file(path, module)
+        import_file(export_dir / entry["file"], module)
         imported.append(module)
     return imported
+
+
+def manifest(code_root: str | Path) -> list[dict[str, Any]]:
+    """The entries of ``code_root/code.json`` (empty when nothing is shipped)."""
+    return _entries(Path(code_root))
 
 
 def code_paths(code_root: str | Path) -> list[str]:

@@ -84,6 +84,7 @@ def preflight(config: StudyConfig, split: DatasetSplit, data: Any = None,
         X = {name: X[:, columns] for name, columns in inputs.items()}
     facts = facts_of(X_train[:2], split.y_train, split.task, config.search.seed, inputs, split.vocab_size)
     values = first_values(config)
+    facts.update(_scikeras_facts(factory, X_train[:2], split.y_train, split.task, values))
     arguments = {name: value for name, value in values.items() if factory.takes(name)}
     study = config.source.path if config.source is not None else config.name
     where = f"{study}: model.build {factory.label}"
@@ -108,7 +109,8 @@ def preflight(config: StudyConfig, split: DatasetSplit, data: Any = None,
         _clear()
     if model.compiled:
         unused = [name for name in dict.fromkeys([*values, *knobs])
-                  if name in _compile_names() and not factory.takes(name)]
+                  if name in _compile_names() and not factory.takes(name)
+                  and not ("compile_kwargs" in factory.facts and name in _OPTIMIZER_KNOBS)]
         if unused:
             names = ", ".join(unused)
             raise StudyConfigError(
@@ -128,6 +130,30 @@ def _check_input_names(model: Any, inputs: dict[str, list[int]] | None, where: s
         raise StudyConfigError(
             f"{where}: model.inputs names {sorted(inputs)}, but the model's inputs are named {sorted(names)}; "
             "name each keras.Input(name=...) as a key of model.inputs (or rename the keys)")
+
+
+#: compile knobs a factory taking scikeras' ``compile_kwargs`` uses: they make its ``optimizer``
+_OPTIMIZER_KNOBS = ("optimizer", "learning_rate", "momentum", "weight_decay")
+
+
+def _scikeras_facts(factory: Factory, X: np.ndarray, y: np.ndarray, task: str, values: dict[str, Any]) -> dict:
+    """scikeras' ``meta`` and ``compile_kwargs`` for a factory that takes them, as the estimators give them."""
+    from estimators.own_model import scikeras_args
+
+    out: dict[str, Any] = {}
+    if "meta" in factory.facts or "compile_kwargs" in factory.facts:
+        meta = scikeras_args.meta_from_data(X, y, task)
+        out["meta"] = meta
+        if "compile_kwargs" in factory.facts:
+            from estimators.mlp.build import make_optimizer
+
+            knob = {name: values.get(name, hyperparams.HYPERPARAMS[name].default) for name in _OPTIMIZER_KNOBS}
+            optimizer = make_optimizer(str(knob["optimizer"]), float(knob["learning_rate"]),
+                                       float(knob["momentum"]), knob["weight_decay"])
+            loss = scikeras_args.task_loss(task, meta.get("n_classes_"))
+            out["compile_kwargs"] = scikeras_args.compile_kwargs(
+                optimizer, loss, None if task == "regression" else ["accuracy"])
+    return out
 
 
 def _compile_names() -> set[str]:
