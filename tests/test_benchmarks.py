@@ -1,8 +1,8 @@
 """Smoke runs of the benchmark scripts (tiny data, seconds): they keep working, and what they write adds up.
 
-The four scripts run once, at the same time, each in its own process (``sys.executable``), started by one
-module fixture; the tests read the files each script wrote (``results.jsonl``, the markdown tables, the
-plots, the CSV and JSON files) and check that the figures printed and tabulated are the ones computed from
+The scripts run once, in two processes at the same time (``GROUPS``), started by one module fixture; the
+tests read the files each script wrote (``results.jsonl``, the markdown tables, the plots, the CSV and JSON
+files) and check that the figures printed and tabulated are the ones computed from
 the recorded numbers. No timing is asserted. The output folders of vs_classic.py and levers.py start with a
 stale row of an earlier run under each key a run writes: the run replaces it.
 """
@@ -64,26 +64,41 @@ def _png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+# The smoke runs in two processes side by side, each running its scripts one after the other (as
+# ``python SCRIPT ARGS`` would: tests.helpers.in_one_process): a TensorFlow and MLflow start-up saved per
+# script. memory.py's two runs start a process each, first in it, so that each checks its fix in a fresh
+# process (the user's-factory run must get the fix without the MLP run having applied anything before).
+GROUPS = (("memory", "vs_classic", "overhead", "epoch_scoring"), ("memory_own", "levers", "minimal"))
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> dict:
-    """name -> (CompletedProcess, output folder) of every script's one --smoke run (run in parallel)."""
+    """name -> (CompletedProcess, output folder) of every script's one --smoke run (two processes in parallel)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.helpers import in_one_process
+
     tmp = tmp_path_factory.mktemp("bench")
     for folder, rows in STALE.items():
         (tmp / folder).mkdir()
         (tmp / folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    procs = {}
-    for name, (script, *args) in SMOKE.items():
-        cmd = [sys.executable, str(BENCH / script), *(a.format(tmp=tmp) for a in args)]
-        procs[name] = subprocess.Popen(cmd, cwd=tmp, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
+    env = {**_env(), "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))}
+
+    def run_group(index: int) -> list[dict]:
+        cwd = tmp / f"process{index}"  # each process its own runner file (and MLflow folders); outputs in tmp
+        cwd.mkdir()
+        commands = [("script", BENCH / SMOKE[name][0], [a.format(tmp=tmp) for a in SMOKE[name][1:]], {})
+                    for name in GROUPS[index]]
+        return in_one_process(commands, cwd, env)
+
+    with ThreadPoolExecutor(len(GROUPS)) as pool:
+        results = list(pool.map(run_group, range(len(GROUPS))))
+    assert sorted(n for group in GROUPS for n in group) == sorted(SMOKE)
     out = {}
-    for name, proc in procs.items():
-        try:
-            stdout, stderr = proc.communicate(timeout=600)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, stderr = proc.communicate()
-        out[name] = (subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), tmp)
+    for group, done in zip(GROUPS, results, strict=True):
+        for name, result in zip(group, done, strict=True):
+            stderr = result["stderr"] + (result["error"] or "")
+            out[name] = (subprocess.CompletedProcess(SMOKE[name], result["code"], result["stdout"], stderr), tmp)
     return out
 
 
