@@ -80,6 +80,7 @@ def test_an_entry_without_a_sha256_is_refused(fitted):
 def test_the_predict_command_checks_a_logged_mlflow_model(fitted, tmp_path, monkeypatch, capsys):
     from mlflow import MlflowClient
 
+    from tuning.compat.mlflow import global_tracking_uri
     from tuning.export.mlflow_model import log_model
     from tuning.tracking.tracker import MlflowTracker
 
@@ -91,16 +92,18 @@ def test_the_predict_command_checks_a_logged_mlflow_model(fitted, tmp_path, monk
     tracker.parent_run_id = client.create_run(experiment).info.run_id
     log_model(tracker, fitted["pipeline"], fitted["rows"], None)
     model_uri = client.get_run(tracker.parent_run_id).data.tags["model.uri"]
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    target = tmp_path / "predictions.csv"
-    assert predict([model_uri, str(fitted["tmp"] / "rows.csv"), "-o", str(target)]) == 0
-    np.testing.assert_allclose(pd.read_csv(target)["prediction"], fitted["expected"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what the command's own process reads
+    # MLflow's global URI too: an earlier test of this process may have left it set, and it wins over the variable
+    with global_tracking_uri(uri):
+        target = tmp_path / "predictions.csv"
+        assert predict([model_uri, str(fitted["tmp"] / "rows.csv"), "-o", str(target)]) == 0
+        np.testing.assert_allclose(pd.read_csv(target)["prediction"], fitted["expected"])
 
-    shipped = [p for p in (tmp_path / "artifacts").rglob("checked_factory.py") if p.parent.name == "code"]
-    assert shipped, "the logged model ships the factory under code/"
-    for path in shipped:
-        path.write_text(path.read_text() + "# changed\n")
-    capsys.readouterr()
-    assert predict([model_uri, str(fitted["tmp"] / "rows.csv")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "checked_factory.py changed since the export" in err and len(err.splitlines()) == 1
+        shipped = [p for p in (tmp_path / "artifacts").rglob("checked_factory.py") if p.parent.name == "code"]
+        assert shipped, "the logged model ships the factory under code/"
+        for path in shipped:
+            path.write_text(path.read_text() + "# changed\n")
+        capsys.readouterr()
+        assert predict([model_uri, str(fitted["tmp"] / "rows.csv")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "checked_factory.py changed since the export" in err and len(err.splitlines()) == 1
