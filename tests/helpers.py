@@ -48,6 +48,22 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{db}"
 
 
+def log_model_in_a_run(uri: str, experiment_id: str, pipeline: Any, rows: Any) -> str:
+    """``pipeline`` logged as the study would log it (``tuning.export.mlflow_model.log_model``), in a new
+    parent run of ``experiment_id`` in the store at ``uri``; the logged model's URI."""
+    from mlflow import MlflowClient
+
+    from tuning.export.mlflow_model import log_model
+    from tuning.tracking.tracker import MlflowTracker
+
+    client = MlflowClient(uri)
+    tracker = MlflowTracker(uri, client.get_experiment(experiment_id).name, background=False)
+    tracker.experiment_id = experiment_id
+    tracker.parent_run_id = client.create_run(experiment_id).info.run_id
+    log_model(tracker, pipeline, rows, None)
+    return client.get_run(tracker.parent_run_id).data.tags["model.uri"]
+
+
 def study_dict(tmp_path: Path, **changes: Any) -> dict:
     """A tiny study with its MLflow store and output directory inside ``tmp_path``."""
     data = merge(BASE, changes)

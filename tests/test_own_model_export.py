@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import no_pictures, tracking_uri
+from tests.helpers import log_model_in_a_run, no_pictures, tracking_uri
 from tuning.export.files import export_model, make_pipeline
 from tuning.export.shipped_code import CODE_DIR, CODE_FILE, code_paths, ship_code
 from tuning.report import html as report_html
@@ -56,8 +56,6 @@ def exported(tmp_path_factory) -> dict:
     from estimators.common.ensemble import AveragingRegressor
     from estimators.own_model.estimators import KerasModelRegressor
     from estimators.own_model.factory import resolve
-    from tuning.export.mlflow_model import log_model
-    from tuning.tracking.tracker import MlflowTracker
 
     tmp = tmp_path_factory.mktemp("own_model")
     X, y = housing_rows()
@@ -78,13 +76,9 @@ def exported(tmp_path_factory) -> dict:
     for name, estimator in (("handson", handson), ("wide_deep", wide_deep), ("ensemble", ensemble)):
         pipeline = make_pipeline(scaler, estimator)
         export_model(pipeline, tmp / "exports" / name, {"trial": 0}, {"test": {}})
-        tracker = MlflowTracker(uri, "own-model", background=False)
-        tracker.experiment_id = experiment
-        tracker.parent_run_id = client.create_run(experiment).info.run_id
-        log_model(tracker, pipeline, X.iloc[:5], None)
         out["models"][name] = {
             "dir": tmp / "exports" / name,
-            "uri": client.get_run(tracker.parent_run_id).data.tags["model.uri"],
+            "uri": log_model_in_a_run(uri, experiment, pipeline, X.iloc[:5]),
             "expected": np.asarray(pipeline.predict(rows), dtype=np.float64),
         }
     return out
@@ -342,9 +336,7 @@ def three_ways(tmp_path_factory) -> dict:
 
     from estimators import KerasModelRegressor
     from tuning.export import load_model, save_model
-    from tuning.export.mlflow_model import log_model
     from tuning.study import run_study
-    from tuning.tracking.tracker import MlflowTracker
 
     tmp = tmp_path_factory.mktemp("three_ways")
     X, y = housing_rows(300)
@@ -365,11 +357,8 @@ def three_ways(tmp_path_factory) -> dict:
     uri = tracking_uri(tmp)
     client = MlflowClient(uri)
     experiment = client.create_experiment("search", artifact_location=(tmp / "artifacts").as_uri())
-    tracker = MlflowTracker(uri, "search", background=False)
-    tracker.experiment_id = experiment
-    tracker.parent_run_id = client.create_run(experiment).info.run_id
-    log_model(tracker, load_model(tmp / "search"), X.iloc[:5], None)
-    ways = {"search": {"dir": tmp / "search", "uri": client.get_run(tracker.parent_run_id).data.tags["model.uri"],
+    ways = {"search": {"dir": tmp / "search", "uri": log_model_in_a_run(uri, experiment, load_model(tmp / "search"),
+                                                                         X.iloc[:5]),
                        "expected": search.best_estimator_.predict(rows)}}
     for backend in ("optuna", "random"):
         with pytest.MonkeyPatch.context() as patch:  # the report's charts: tested in test_report

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import tracking_uri
+from tests.helpers import log_model_in_a_run, tracking_uri
 from tuning.cli.predict import main as predict
 from tuning.export.files import load_model, save_model
 from tuning.export.shipped_code import CODE_FILE, ShippedCodeError
@@ -81,17 +81,10 @@ def test_the_predict_command_checks_a_logged_mlflow_model(fitted, tmp_path, monk
     from mlflow import MlflowClient
 
     from tuning.compat.mlflow import global_tracking_uri
-    from tuning.export.mlflow_model import log_model
-    from tuning.tracking.tracker import MlflowTracker
 
     uri = tracking_uri(tmp_path)
-    client = MlflowClient(uri)
-    experiment = client.create_experiment("checked", artifact_location=(tmp_path / "artifacts").as_uri())
-    tracker = MlflowTracker(uri, "checked", background=False)
-    tracker.experiment_id = experiment
-    tracker.parent_run_id = client.create_run(experiment).info.run_id
-    log_model(tracker, fitted["pipeline"], fitted["rows"], None)
-    model_uri = client.get_run(tracker.parent_run_id).data.tags["model.uri"]
+    experiment = MlflowClient(uri).create_experiment("checked", artifact_location=(tmp_path / "artifacts").as_uri())
+    model_uri = log_model_in_a_run(uri, experiment, fitted["pipeline"], fitted["rows"])
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # what the command's own process reads
     # MLflow's global URI too: an earlier test of this process may have left it set, and it wins over the variable
     with global_tracking_uri(uri):

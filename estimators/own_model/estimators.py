@@ -33,7 +33,7 @@ from estimators.mlp.estimators import _ClassifierParts, _KerasMLPMixin, _Regress
 from estimators.own_model.define_by_run import fit_through, user_fit
 from estimators.own_model.factory import FACTS, HP_VALUES, Factory, FactoryError, resolve
 from estimators.own_model.keras_tuner_hp import HyperParameters
-from estimators.own_model.scikeras_args import compile_kwargs, meta_of, task_loss
+from estimators.own_model.scikeras_args import compile_kwargs, meta_of, task_loss, task_metrics
 
 __all__ = ["KerasModelClassifier", "KerasModelRegressor", "model_factory"]
 
@@ -213,14 +213,28 @@ class _KerasModelMixin(_KerasMLPMixin):
             skip_single_replica_all_reduce(model.optimizer)
         else:
             model.compile(
-                loss=self._model_params.get("loss") or self._default_loss(model),  # scikeras' loss=, if given
+                loss=self._compile_loss(model),
                 optimizer=self._optimizer(),
-                metrics=self._model_params.get("metrics", ["accuracy"] if self._task != "regression" else []),
+                metrics=self._compile_metrics(),
                 steps_per_execution=int(self._knob("steps_per_execution")),
             )
         if self._task != "regression" and is_one_hot_loss(model.loss):
             self.target_encoder_ = OneHotTargets(self.target_encoder_, int(self.n_classes_))
         return model
+
+    def _compile_loss(self, model: Any = None) -> Any:
+        """The estimator's ``loss=`` (scikeras'), else the task's: read off the model's output when it is
+        built, else from the classes (what ``compile_kwargs`` gives before the model exists)."""
+        given = self._model_params.get("loss")
+        if given:
+            return given
+        if model is not None:
+            return self._default_loss(model)
+        return task_loss(self._model_task(), getattr(self, "n_classes_", None))
+
+    def _compile_metrics(self) -> Any:
+        """The estimator's ``metrics=`` (scikeras'), else accuracy for a classifier and none for a regressor."""
+        return self._model_params.get("metrics", task_metrics(self._task))
 
     def _optimizer(self) -> keras.optimizers.Optimizer:
         return make_optimizer(self._knob("optimizer"), float(self._knob("learning_rate")),
@@ -233,9 +247,7 @@ class _KerasModelMixin(_KerasMLPMixin):
         if "meta" in factory.facts:
             out["meta"] = meta_of(self)
         if "compile_kwargs" in factory.facts:
-            loss = self._model_params.get("loss") or task_loss(self._model_task(), getattr(self, "n_classes_", None))
-            metrics = self._model_params.get("metrics", ["accuracy"] if self._task != "regression" else None)
-            out["compile_kwargs"] = compile_kwargs(self._optimizer(), loss, metrics)
+            out["compile_kwargs"] = compile_kwargs(self._optimizer(), self._compile_loss(), self._compile_metrics())
         return out
 
     def _facts(self) -> dict[str, Any]:

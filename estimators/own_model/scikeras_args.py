@@ -12,7 +12,7 @@ Both are facts of :mod:`estimators.own_model.factory`: given, never tuned nor re
 - ``compile_kwargs``: ``optimizer`` (an optimizer instance, with the estimator's optimizer, learning rate,
   momentum and weight decay), ``loss`` (the estimator's ``loss`` when given, else the task's: ``mse``,
   ``binary_crossentropy`` for two classes, ``sparse_categorical_crossentropy`` for more) and ``metrics``
-  (the estimator's ``metrics`` when given, else ``["accuracy"]`` for a classifier, None for a regressor).
+  (the estimator's ``metrics`` when given, else ``["accuracy"]`` for a classifier, ``[]`` for a regressor).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SCIKERAS_ARGUMENTS", "compile_kwargs", "meta_from_data", "meta_of", "task_loss"]
+__all__ = ["SCIKERAS_ARGUMENTS", "compile_kwargs", "meta_from_data", "meta_of", "task_loss", "task_metrics"]
 
 #: the factory arguments scikeras fills in itself
 SCIKERAS_ARGUMENTS: tuple[str, ...] = ("meta", "compile_kwargs")
@@ -55,6 +55,11 @@ def task_loss(task: str, n_classes: int | None) -> str:
     if task == "regression":
         return "mse"
     return "binary_crossentropy" if (n_classes or 2) <= 2 else "sparse_categorical_crossentropy"
+
+
+def task_metrics(task: str) -> list[str]:
+    """The metrics a model is compiled with when the estimator is given none: accuracy for a classifier."""
+    return [] if task == "regression" else ["accuracy"]
 
 
 def compile_kwargs(optimizer: Any, loss: Any, metrics: Any) -> dict[str, Any]:

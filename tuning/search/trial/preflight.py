@@ -151,8 +151,7 @@ def _scikeras_facts(factory: Factory, X: np.ndarray, y: np.ndarray, task: str, v
             optimizer = make_optimizer(str(knob["optimizer"]), float(knob["learning_rate"]),
                                        float(knob["momentum"]), knob["weight_decay"])
             loss = scikeras_args.task_loss(task, meta.get("n_classes_"))
-            out["compile_kwargs"] = scikeras_args.compile_kwargs(
-                optimizer, loss, None if task == "regression" else ["accuracy"])
+            out["compile_kwargs"] = scikeras_args.compile_kwargs(optimizer, loss, scikeras_args.task_metrics(task))
     return out
 
 
