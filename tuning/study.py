@@ -214,7 +214,8 @@ def export_best(session: Session, result: StudyResult) -> None:
     best_info = {"trial": best.number, "params": best.params, f"valid_{runner.metric}": best.value,
                  "metric": runner.metric}
     if result.choice is not None:  # several objectives: the chosen point of the Pareto front, and why
-        best_info.update(objectives=result.choice["objectives"], choice=result.choice)
+        best_info.update(objectives=result.choice["objectives"],
+                         choice={k: v for k, v in result.choice.items() if k != "objectives"})
     valid = {runner.metric: best.value}
     ensemble_config = session.config.export.ensemble
     if ensemble_config.enabled:
