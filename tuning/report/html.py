@@ -9,8 +9,8 @@ one still running, and for ``--workers`` studies (they share one parent run). Th
 ``tuning.run``) and are logged to the parent run under ``report/``:
 
 * ``optimization_history``, ``param_importances``, ``parallel_coordinates``, ``slices``,
-  ``best_learning_curve``, ``top_learning_curves``: one ``.png`` each (matplotlib, the one drawing of a
-  chart: what the MLflow UI shows and the report embeds);
+  ``best_learning_curve``, ``top_learning_curves`` (and ``pareto_front`` first, for several objectives):
+  one ``.png`` each (matplotlib, the one drawing of a chart: what the MLflow UI shows and the report embeds);
 * ``data.json`` (the data each picture draws) and ``report.html`` (summary, pictures as data URIs, under
   each the values it draws as a table to unfold, every trial; no script, no external resource), rendered
   from the Jinja2 template this package ships (``templates/report.html.j2``) with autoescaping.
@@ -52,7 +52,8 @@ REPORT_FILE = "report.html"
 DATA_FILE = "data.json"
 #: Every file a report may write (a picture that cannot be drawn yet leaves no stale file behind).
 CHART_NAMES = ("optimization_history", "param_importances", "parallel_coordinates", "slices",
-               "best_learning_curve", "top_learning_curves", "pareto_front")
+               "best_learning_curve", "top_learning_curves")
+PARETO_CHART = "pareto_front"  #: first among them for a study of several objectives (tuning.report.pareto)
 
 
 class ReportError(StudyError):
@@ -227,7 +228,7 @@ def write_pictures(study: StudyRun, out_dir: Path) -> list:
     from tuning.report import plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in CHART_NAMES:
+    for name in (*CHART_NAMES, PARETO_CHART):
         for suffix in (".png", ".html"):  # .html: the interactive pages of earlier versions
             (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
     optuna_study = plots.optuna_study(study.records, study.space, study.direction)
