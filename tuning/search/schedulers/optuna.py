@@ -147,7 +147,6 @@ class OptunaScheduler(TrialScheduler):
 
         return report
 
-
     def rule_reporter(self) -> Callable[[int, float], None]:
         """Several objectives: our median rule on the first (:class:`~tuning.search.store.objectives.MedianRule`:
         Optuna's pruners take one value), asked after every epoch from the warm-up on."""
