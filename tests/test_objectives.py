@@ -158,6 +158,7 @@ def test_the_report_draws_and_logs_the_front(study):
     assert (report / "pareto_front.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((report / "data.json").read_text())["pareto_front"]["data"]
     assert set(data["front"]) == my_front(trials) and data["chosen"] == best["trial"]
+    assert data["where"] == {"n_params": f"<= {BOUND}"}
     assert "Pareto front" in (report / "report.html").read_text()
     client = MlflowClient(config.mlflow.tracking_uri)
     logged = [f.path for f in client.list_artifacts(result.parent_run_id, "report")]

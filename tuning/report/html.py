@@ -237,7 +237,9 @@ def write_pictures(study: StudyRun, out_dir: Path) -> list:
         from tuning.report.pareto import pareto_chart
 
         best = study.best
-        charts.insert(0, pareto_chart(study.records, study.objectives, None if best is None else best.number))
+        prefix = "export.choose.where."  # the bounds, as the parent run logged the settings
+        where = {k[len(prefix):]: v for k, v in study.settings.items() if k.startswith(prefix)}
+        charts.insert(0, pareto_chart(study.records, study.objectives, None if best is None else best.number, where))
     for chart in charts:
         if chart.figure is not None:
             plots.save_png(chart.figure, out_dir / f"{chart.name}.png")

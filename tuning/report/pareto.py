@@ -3,13 +3,14 @@
 Optuna draws it (``optuna.visualization.matplotlib.plot_pareto_front``) from an in-memory multi-objective
 study rebuilt from the finished trials: every trial a point of its first two objectives (the study's metric
 and the next), the front's trials (non-dominated on *all* objectives) in red; ours: the exported trial
-circled, and the chart's data and table (each finished trial's objectives, whether it is on the front).
+circled, the bounds of ``export.choose.where`` on those two dashed, and the chart's data and table (each finished trial's objectives, whether it is on the front).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tuning.config.sections import parse_bound
 from tuning.figures.chart import Chart
 from tuning.records import TrialRecord, objective_values, pareto_front
 
@@ -28,17 +29,20 @@ def _study(records: Sequence[TrialRecord], objectives: list[tuple[str, str]]):
     return study
 
 
-def pareto_chart(records: Sequence[TrialRecord], objectives: list[tuple[str, str]], chosen: int | None) -> Chart:
-    """Optuna's Pareto-front picture of the first two objectives, the exported trial (``chosen``) circled."""
+def pareto_chart(records: Sequence[TrialRecord], objectives: list[tuple[str, str]], chosen: int | None,
+                 where: dict[str, str] | None = None) -> Chart:
+    """Optuna's Pareto-front picture of the first two objectives, the exported trial (``chosen``) circled and
+    the bounds ``export.choose.where`` sets on them dashed."""
     names = [name for name, _ in objectives]
     more = f" (the front is computed on all {len(names)} objectives)" if len(names) > 2 else ""
     chart = Chart("pareto_front", "Pareto front",
                   f"Each finished trial by validation {names[0]} and {names[1]}{more}; the Pareto front (no other "
                   "trial is at least as good in every objective and better in one) in red, the exported trial "
-                  "circled.")
+                  "circled, the bounds it was chosen under dashed.")
     front = {r.number for r in pareto_front(list(records), objectives)}
     done = [(r, v) for r in records if (v := objective_values(r, objectives)) is not None]
     chart.data = {"objectives": [list(o) for o in objectives], "front": sorted(front), "chosen": chosen,
+                  "where": dict(where or {}),
                   "trials": [{"trial": r.number, "values": list(v)} for r, v in done]}
     if not done:
         chart.note = "no trial has all its objectives measured yet"
@@ -57,7 +61,12 @@ def pareto_chart(records: Sequence[TrialRecord], objectives: list[tuple[str, str
         if point is not None:
             ax.scatter([point[0]], [point[1]], s=220, facecolors="none", edgecolors="black", linewidths=1.5,
                        gid="chosen", label=f"exported (trial {chosen})", zorder=5)
-            ax.legend(loc="best")
+        for axis, name in zip("xy", names[:2], strict=True):
+            if name in (where or {}):
+                line = ax.axvline if axis == "x" else ax.axhline
+                line(parse_bound(where[name])[1], color="0.3", linestyle="--", linewidth=1, gid=f"bound_{name}",
+                     label=f"{name} {where[name]}")
+        ax.legend(loc="best")
         ax.figure.set_size_inches(7, 4.8)
     chart.figure = ax.figure
     return chart

@@ -18,7 +18,6 @@ from tuning.search.store import objectives
 from tuning.search.store.budget import SURPLUS, WORKER, Budget, SurplusTrial
 from tuning.search.store.optuna import OptunaStore
 from tuning.search.store.sampling import min_resource, pruning_steps
-from tuning.search.trial.epoch_scoring import valid_key
 
 if TYPE_CHECKING:
     from tuning.search.trial.runner import TrialRunner
@@ -117,6 +116,9 @@ class OptunaScheduler(TrialScheduler):
             trial.set_user_attr("reason", record.reason)
         others = self.config.search.other_objectives()
         if others:  # several objectives: what the pruning rule reads, the other objectives' values
+            # (imported here: the module loads Keras, which a command starts only once it has quieted it)
+            from tuning.search.trial.epoch_scoring import valid_key
+
             trial.set_user_attr(objectives.EPOCH_VALUES, record.history.get(valid_key(record.metric), []))
             if record.state == PRUNED and record.value is not None:
                 trial.set_user_attr(objectives.PRUNED_VALUE, record.value)  # Optuna keeps none for a pruned one
