@@ -209,6 +209,37 @@ def test_pareto_front_keeps_ties_and_drops_the_dominated():
     assert [r.number for r in front] == [1]  # 2.0 with 5 parameters beats 2.0 with 10
 
 
+def test_choose_picks_under_the_bounds_and_falls_back_to_the_front_s_best():
+    from tuning.config.sections import ChooseConfig
+    from tuning.export.choice import choose
+
+    def record(number, value, latency):
+        return TrialRecord(number, {}, state=COMPLETE, value=value, measures={"latency_ms": latency})
+
+    records = [record(0, 0.20, 9.0), record(1, 0.25, 3.0), record(2, 0.22, 5.0), record(3, 0.30, 1.0),
+               record(4, 0.26, 4.0)]  # 4 is dominated by 1
+    objectives = [("mse", "minimize"), ("latency_ms", "minimize")]
+    chosen, info = choose(records, objectives, ChooseConfig(where={"latency_ms": "<= 4"}))
+    assert chosen.number == 1 and info["met"] and info["front"] == [0, 1, 2, 3] and "note" not in info
+    assert info["objectives"] == {"mse": 0.25, "latency_ms": 3.0}
+    chosen, info = choose(records, objectives, ChooseConfig(best="latency_ms", where={"mse": "< 0.25"}))
+    assert chosen.number == 2
+    chosen, info = choose(records, objectives, None)
+    assert chosen.number == 0 and info["best"] == "mse" and info["where"] == {}
+    chosen, info = choose(records, objectives, ChooseConfig(where={"latency_ms": "< 0.5"}))
+    assert chosen.number == 0 and not info["met"] and "no trial of the Pareto front meets latency_ms < 0.5" in info["note"]
+    chosen, info = choose(records, objectives[:1], None)  # one objective: the best trial, no choice
+    assert chosen.number == 0 and info is None
+
+
+def test_the_shipped_latency_study_loads():
+    from tuning.config.schema import load_study
+
+    config = load_study(Path(__file__).resolve().parent.parent / "studies" / "housing_latency.yaml")
+    assert config.search.objective_list("regression") == [("mse", "minimize"), ("latency_ms", "minimize")]
+    assert config.export.choose.where == {"latency_ms": "<= 4.0"} and config.search.workers == 1
+
+
 def test_median_rule():
     rule = MedianRule("minimize", warmup=2, n_startup=3)
     done = [[5.0, 4.0, 3.0], [6.0, 5.0, 4.0], [7.0, 6.0, 5.0]]
