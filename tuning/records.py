@@ -25,7 +25,9 @@ class TrialRecord:
     epoch (of the first fold when cross-validating). For ensembles, a complete trial also carries
     ``best_epoch`` (its best validation epoch, whose weights early stopping restores), ``learning_rates`` (the rate of each epoch up to it)
     and ``valid_output`` (its predictions, or class probabilities, on the validation rows, float32), so
-    the exporting process can select and retrain members it did not train itself.
+    the exporting process can select and retrain members it did not train itself. With several objectives
+    (``search.objectives``) a complete trial's ``measures`` hold the other objectives, measured on its fitted
+    pipeline (``n_params``, ``model_bytes``, ``latency_ms`` and ``latency_ms_b256``).
     """
 
     number: int
@@ -43,6 +45,7 @@ class TrialRecord:
     best_epoch: int = 0
     learning_rates: list[float] = field(default_factory=list)
     valid_output: Any = None
+    measures: dict[str, float] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -94,3 +97,30 @@ def best_record(records: list[TrialRecord], direction: str) -> TrialRecord | Non
         if record.finished and (best is None or better(record.value, best.value, direction)):
             best = record
     return best
+
+
+def objective_values(record: TrialRecord, objectives: list[tuple[str, str]]) -> tuple[float, ...] | None:
+    """A finished trial's value of each of ``objectives`` ((name, direction), the metric first: its
+    ``value``; the others from its ``measures``), or None when it lacks one."""
+    if not record.finished:
+        return None
+    values = [record.value, *(record.measures.get(name) for name, _ in objectives[1:])]
+    if any(v is None or not math.isfinite(v) for v in values):
+        return None
+    return tuple(float(v) for v in values)
+
+
+def dominates(a: tuple[float, ...], b: tuple[float, ...], directions: list[str]) -> bool:
+    """Whether objective values ``a`` are at least as good as ``b`` in every objective and better in one."""
+    signs = [1.0 if d == "minimize" else -1.0 for d in directions]
+    pairs = [(s * x, s * y) for s, x, y in zip(signs, a, b, strict=True)]
+    return all(x <= y for x, y in pairs) and any(x < y for x, y in pairs)
+
+
+def pareto_front(records: list[TrialRecord], objectives: list[tuple[str, str]]) -> list[TrialRecord]:
+    """The finished trials no other finished trial dominates on ``objectives``, by trial number (trials with
+    equal values are all kept)."""
+    directions = [direction for _, direction in objectives]
+    points = [(r, v) for r in records if (v := objective_values(r, objectives)) is not None]
+    front = [r for r, v in points if not any(dominates(w, v, directions) for _, w in points)]
+    return sorted(front, key=lambda r: r.number)

@@ -29,6 +29,7 @@ from tuning.data.sources import DatasetSplit
 from tuning.errors import ExportFailed
 from tuning.export import mlflow_model
 from tuning.export.baseline import fit_baseline
+from tuning.export.choice import choose
 from tuning.export.ensembling import build_ensemble, exported_model
 from tuning.export.files import export_model, make_pipeline, test_metrics
 from tuning.export.results import StudyResult, stored_result
@@ -42,7 +43,7 @@ from tuning.search.schedulers import StudyStore, TrialScheduler, make_scheduler,
 from tuning.search.store.base import FACTORY_DIGEST, PARENT_RUN, SPACE_DIGEST, resume_problem
 from tuning.search.trial.keeper import ModelKeeper
 from tuning.search.trial.runner import StudyObserver, TrialRunner, make_runner
-from tuning.tracking.progress import ProgressDisplay
+from tuning.tracking.progress import ProgressDisplay, choice_text
 from tuning.tracking.tracker import MlflowTracker
 
 __all__ = ["RunOptions", "StudyResult", "run_study"]
@@ -212,6 +213,9 @@ def export_best(session: Session, result: StudyResult) -> None:
     runner, split, best, out_dir = session.runner, session.split, result.best, session.config.export_dir
     best_info = {"trial": best.number, "params": best.params, f"valid_{runner.metric}": best.value,
                  "metric": runner.metric}
+    if result.choice is not None:  # several objectives: the chosen point of the Pareto front, and why
+        best_info.update(objectives=result.choice["objectives"],
+                         choice={k: v for k, v in result.choice.items() if k != "objectives"})
     valid = {runner.metric: best.value}
     ensemble_config = session.config.export.ensemble
     if ensemble_config.enabled:
@@ -223,6 +227,7 @@ def export_best(session: Session, result: StudyResult) -> None:
                  "weights renormalised" for d in best_info["ensemble"].get("dropped", [])]
     else:
         model, notes = exported_model(runner, best, keeper=session.keeper, train_on=session.config.export.train_on)
+    notes = [note for note in [(result.choice or {}).get("note")] if note] + notes
     if notes:
         best_info["notes"] = notes
         if not session.options.quiet:
@@ -266,7 +271,10 @@ def finish(session: Session, completed: bool) -> StudyResult:
     else:
         close_orphan_runs(tracker, session.store)
         result.records = session.store.records()
-        result.best = best_record(result.records, direction)
+        result.objectives = session.config.search.objective_list(session.split.task)
+        result.best, result.choice = choose(result.records, result.objectives, session.config.export.choose)
+        if result.choice is not None and not session.options.worker:  # several objectives: the Pareto front
+            tracker.log_front(result.choice["front"], choice_text(result.choice))
         if not session.options.worker:
             if result.best is not None and session.store.export_due():
                 export_best(session, result)

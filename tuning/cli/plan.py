@@ -37,12 +37,17 @@ def describe_plan(config: StudyConfig) -> Table:
     table.add_row("fixed model args", ", ".join(f"{k}={v}" for k, v in fixed.items()) or "(estimator defaults)")
     for name, spec in config.space.items():
         table.add_row(f"space {name}", _space_line(spec))
-    backend = f"{s.backend}" + (f", sampler {s.sampler}, pruner {s.pruner}" if s.backend == "optuna" else "")
+    pruner = "median" if s.multi_objective and s.pruner != "none" else s.pruner
+    backend = f"{s.backend}" + (f", sampler {s.sampler}, pruner {pruner}" if s.backend == "optuna" else "")
     table.add_row("search", f"{backend}, {s.n_trials} trials, cv {s.cv}, seed {s.seed}, n_jobs {s.n_jobs}, "
                   f"workers {s.workers}"
                   + (f", stack {s.stack} (trials trained {s.stack} at a time as one model)" if s.stack > 1 else "")
                   + (f", timeout {s.timeout:g} s" if s.timeout else ""))
     table.add_row("metric", s.metric)
+    if s.multi_objective:
+        others = ", ".join(f"{name} ({direction})" for name, direction in s.other_objectives())
+        pruner = "" if s.pruner == "none" else "; pruned on the metric by a median rule across trials"
+        table.add_row("objectives", f"the metric, then {others}: a Pareto front{pruner}")
     es = t.early_stopping
     table.add_row("training", f"epochs {t.epochs}, batch {t.batch_size}, early stopping "
                   + (f"on {es.monitor}, patience {es.patience}" if es.enabled else "off"))
@@ -50,5 +55,10 @@ def describe_plan(config: StudyConfig) -> Table:
     e = config.export.ensemble
     model = (f"{e.method} ensemble of {e.size}" + (f" picks among the {e.candidates} best trials" if e.method == "greedy"
              else " best trials") if e.enabled else "the best trial")
+    if s.multi_objective:
+        choose = config.export.choose
+        where = ", ".join(f"{k} {v}" for k, v in (choose.where if choose else {}).items())
+        best = (choose.best if choose else None) or "the metric"
+        model = f"the Pareto front's best {best}" + (f" where {where}" if where else "")
     table.add_row("export", f"{config.export_dir}: {model}, trained on {config.export.train_on}")
     return table

@@ -129,7 +129,8 @@ def _fill(given: dict[str, Any], recipe: dict[str, Any], prefix: str = "") -> li
 
 def _fit_to_study(recipe: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
     """The recipe without what would contradict the study's own keys: space entries the study fixes in
-    ``model`` (or embedding knobs without the embedding), the ensemble where trials are scored by K folds."""
+    ``model`` (or embedding knobs without the embedding), the ensemble where trials are scored by K folds or
+    where several objectives leave one point of a front to export."""
     model = {**recipe.get("model", {}), **given.get("model", {})}
     space = recipe.get("space")
     if space is not None:
@@ -138,6 +139,8 @@ def _fit_to_study(recipe: dict[str, Any], given: dict[str, Any]) -> dict[str, An
                            and (name != "frequency_scale" or model.get("numeric_embedding") == "periodic")}
     if given.get("search", {}).get("cv", "validation") != "validation":
         recipe.pop("export", None)  # the ensemble and retraining read the trials' validation predictions
+    if len(given.get("search", {}).get("objectives") or ()) > 1:
+        recipe.get("export", {}).pop("ensemble", None)  # several objectives: one chosen point is exported
     return recipe
 
 

@@ -14,7 +14,7 @@ from tuning.config.dataset import SHAPED
 from tuning.config.paramspec import CategoricalParam, FloatParam, grid_size, uniform_grid
 from tuning.config.validation import error as _error
 
-__all__ = ["RECIPE_MODEL", "combination_errors", "is_set"]
+__all__ = ["RECIPE_MODEL", "combination_errors", "is_set", "objective_errors"]
 
 #: What the table recipe (tuning.config.recipe) gives our MLP's model section.
 RECIPE_MODEL: dict[str, str] = {"optimizer": "adam", "lr_schedule": "plateau"}
@@ -29,7 +29,7 @@ def is_set(config: Any, dotted: str) -> bool:
 def combination_errors(config: Any) -> list[InitErrorDetails]:
     """Every rule of this module that ``config`` breaks."""
     return [*sampler_errors(config), *train_on_errors(config), *input_shape_errors(config),
-            *grid_budget_errors(config), *stack_errors(config)]
+            *grid_budget_errors(config), *stack_errors(config), *objective_errors(config)]
 
 
 def sampler_errors(config: Any) -> list[InitErrorDetails]:
@@ -120,3 +120,46 @@ def input_shape_errors(config) -> list[InitErrorDetails]:
         return [_error(("model", "inputs"), f"inputs maps table columns to model inputs; with dataset.shape "
                        f"'{shape}' the rows are not a table", None)]
     return []
+
+
+def objective_errors(config) -> list[InitErrorDetails]:
+    """``search.objectives`` (several: a Pareto front, pruned on the first by our own rule) and
+    ``export.choose`` (a point of that front): the metric they start with, and what they cannot be combined
+    with."""
+    search, choose = config.search, config.export.choose
+    errors = []
+    objectives = search.objectives or []
+    first = objectives[0] if objectives else None
+    first = next(iter(first)) if isinstance(first, dict) else first
+    if first is not None and search.metric not in ("auto", first):
+        errors.append(_error(("search", "objectives"), f"the first objective is the study's metric: search.metric "
+                             f"is {search.metric}, but objectives start with {first}; make them the same (or leave "
+                             "search.metric out)", first))
+    if choose is not None and not search.multi_objective:
+        errors.append(_error(("export", "choose"), "choose picks a point of the Pareto front of several "
+                             "objectives: list them in search.objectives (e.g. [mse, latency_ms]), or remove "
+                             "export.choose", None))
+    elif choose is not None:
+        names = [next(iter(e)) if isinstance(e, dict) else e for e in objectives]
+        if search.metric != "auto":
+            names[0] = search.metric
+        for key, name in [("best", choose.best), *(("where", n) for n in choose.where)]:
+            if name is not None and name not in names:
+                errors.append(_error(("export", "choose", key), f"'{name}' is none of the study's objectives "
+                                     f"({', '.join(names)})", name))
+    if not search.multi_objective:
+        return errors
+    refuse = [
+        (search.stack > 1, ("search", "stack"), "stacked trials cannot have several objectives; set "
+         "search.stack: 1 or keep one objective", search.stack),
+        (config.export.ensemble.enabled, ("export", "ensemble", "size"), "with several objectives the export "
+         "is one chosen point of the Pareto front (export.choose), not an ensemble; set size: 0",
+         config.export.ensemble.size),
+        (search.sampler == "cmaes", ("search", "sampler"), "CMA-ES optimises one objective; with several use "
+         "tpe, nsga2, random or grid", search.sampler),
+        (search.pruner in ("hyperband", "successive_halving") and is_set(config, "search.pruner"),
+         ("search", "pruner"), "with several objectives trials are pruned on the first by a median rule of our "
+         "own (Optuna's pruners take one value): use median or none", search.pruner),
+    ]
+    errors += [_error(loc, message, value) for wrong, loc, message, value in refuse if wrong]
+    return errors

@@ -272,6 +272,11 @@ class StudyConfig(_Model):
         problem = metric_problem(self.search.metric, self.dataset.task)
         if problem:
             errors.append(_error(("search", "metric"), problem, self.search.metric))
+        first = (self.search.objectives or [None])[0]
+        first = next(iter(first)) if isinstance(first, dict) else first
+        problem = metric_problem(first, self.dataset.task) if first and self.search.metric == "auto" else None
+        if problem:
+            errors.append(_error(("search", "objectives"), problem, first))
         _raise_errors("StudyConfig", errors)
         return self
 

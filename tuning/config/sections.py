@@ -3,12 +3,13 @@
 may optimise. Their defaults and bounds, where a section sets an estimator argument, come from
 `estimators.common.hyperparams`; `tuning.config.schema` assembles them into a `StudyConfig`."""
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator
 
 from estimators.common import hyperparams
-from tuning.config.validation import Float, Int
+from tuning.config.validation import Float, Int, suggest
 from tuning.config.validation import StrictModel as _Model
 from tuning.errors import StudyConfigError
 
@@ -26,6 +27,8 @@ __all__ = [
     "SearchConfig",
     "TrainingConfig",
     "metric_problem",
+    "ChooseConfig",
+    "SECONDARY_OBJECTIVES",
 ]
 
 Metric = Literal["auto", "mse", "rmse", "mae", "r2", "accuracy", "log_loss", "roc_auc"]
@@ -36,6 +39,10 @@ TUNABLE_PARAMS: frozenset[str] = hyperparams.tunable()
 REGRESSION_METRICS: frozenset[str] = frozenset({"mse", "rmse", "mae", "r2"})
 CLASSIFICATION_METRICS: frozenset[str] = frozenset({"accuracy", "log_loss", "roc_auc"})
 _MINIMIZED_METRICS = frozenset({"mse", "rmse", "mae", "log_loss"})
+#: What a study may optimise besides its metric (``search.objectives``), each with its default direction:
+#: measured on every complete trial's fitted pipeline (tuning.search.trial.objectives)
+SECONDARY_OBJECTIVES: dict[str, str] = {"n_params": "minimize", "latency_ms": "minimize", "model_bytes": "minimize"}
+_DIRECTIONS = ("minimize", "maximize")
 
 
 class PreprocessingConfig(_Model):
@@ -53,6 +60,37 @@ class PreprocessingConfig(_Model):
 # --------------------------------------------------------------------------------------- other sections
 
 
+def _objective_entry(index: int, entry: Any) -> tuple[str, str | None]:
+    """One ``search.objectives`` entry (``name`` or ``{name: direction}``) as (name, direction or None)."""
+    if isinstance(entry, str):
+        name, direction = entry, None
+    elif isinstance(entry, dict) and len(entry) == 1:
+        name, direction = next(iter(entry.items()))
+    else:
+        raise ValueError(f"entry {index + 1}: give a name (latency_ms) or one name: direction pair "
+                         f"({{latency_ms: minimize}}), got {entry!r}")
+    allowed = [*sorted(REGRESSION_METRICS | CLASSIFICATION_METRICS), *SECONDARY_OBJECTIVES]
+    if not isinstance(name, str) or name not in allowed:
+        hint = suggest(str(name), allowed) or f"; allowed: {', '.join(allowed)}"
+        raise ValueError(f"entry {index + 1}: unknown objective {name!r}{hint}")
+    if direction is not None and direction not in _DIRECTIONS:
+        raise ValueError(f"entry {index + 1}: the direction of {name} must be minimize or maximize, got {direction!r}")
+    if index == 0 and name in SECONDARY_OBJECTIVES:
+        raise ValueError(f"the first objective is the study's metric (trials are validated, ranked and pruned on it), "
+                         f"not {name}: put the metric first, e.g. [mse, {name}]")
+    if index > 0 and name not in SECONDARY_OBJECTIVES:
+        raise ValueError(f"entry {index + 1}: only the first objective may be a metric; the others are "
+                         f"{', '.join(SECONDARY_OBJECTIVES)}, not {name}")
+    if index == 0 and direction is not None and direction != _metric_direction(name):
+        raise ValueError(f"{name} is {_metric_direction(name)}d; leave its direction out or give "
+                         f"{_metric_direction(name)}, not {direction}")
+    return name, direction
+
+
+def _metric_direction(metric: str) -> str:
+    return "minimize" if metric in _MINIMIZED_METRICS else "maximize"
+
+
 def _check_cv(value: Any) -> Any:
     if value == "validation":
         return value
@@ -67,7 +105,7 @@ class SearchConfig(_Model):
     backend: Literal["optuna", "random"] = "optuna"
     n_trials: Int = Field(20, ge=1)
     timeout: Float | None = Field(None, gt=0)
-    sampler: Literal["tpe", "random", "cmaes", "grid"] = "tpe"
+    sampler: Literal["tpe", "random", "cmaes", "grid", "nsga2"] = "tpe"
     pruner: Literal["hyperband", "median", "successive_halving", "none"] = "hyperband"
     cv: Annotated[int | Literal["validation"], BeforeValidator(_check_cv)] = "validation"
     seed: Int = 42
@@ -81,6 +119,39 @@ class SearchConfig(_Model):
     # trials trained side by side as one Keras model (tuning.search.schedulers.stacking): the sampler proposes this
     # many at once; 1 trains each trial alone. Our MLP with Adam, cv: validation only
     stack: Int = Field(1, ge=1)
+    # several objectives: the metric first (pruned on), then any of SECONDARY_OBJECTIVES, each a name or
+    # {name: direction}; None (or the metric alone): one objective, the metric
+    objectives: list[str | dict[str, str]] | None = None
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, value: list[Any] | None) -> list[Any] | None:
+        if value is None:
+            return value
+        if not value:
+            raise ValueError("give at least the metric (e.g. [mse, latency_ms]), or leave objectives out")
+        names = [_objective_entry(i, entry)[0] for i, entry in enumerate(value)]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(repeated)} listed more than once")
+        return value
+
+    @property
+    def multi_objective(self) -> bool:
+        """Whether the study has several objectives (a Pareto front) rather than its metric alone."""
+        return len(self.objectives or ()) > 1
+
+    def objective_list(self, task: str) -> list[tuple[str, str]]:
+        """(name, direction) of each objective, the study's metric first."""
+        return [(self.resolved_metric(task), self.direction(task)), *self.other_objectives()]
+
+    def other_objectives(self) -> list[tuple[str, str]]:
+        """(name, direction) of each objective after the metric (none for a study of one objective)."""
+        out = []
+        for i, entry in enumerate((self.objectives or [])[1:], start=1):
+            name, direction = _objective_entry(i, entry)
+            out.append((name, direction or SECONDARY_OBJECTIVES[name]))
+        return out
 
     @field_validator("n_jobs")
     @classmethod
@@ -90,7 +161,10 @@ class SearchConfig(_Model):
         return value
 
     def resolved_metric(self, task: str) -> str:
-        """The metric to score with: `auto` is mse for regression, accuracy for classification."""
+        """The metric to score with: `auto` is the first of ``objectives`` if given, else mse for regression,
+        accuracy for classification."""
+        if self.metric == "auto" and self.objectives:
+            return _objective_entry(0, self.objectives[0])[0]
         if self.metric == "auto":
             return "mse" if task == "regression" else "accuracy"
         problem = metric_problem(self.metric, task)
@@ -100,7 +174,7 @@ class SearchConfig(_Model):
 
     def direction(self, task: str) -> Literal["minimize", "maximize"]:
         """Whether the resolved metric is minimised or maximised."""
-        return "minimize" if self.resolved_metric(task) in _MINIMIZED_METRICS else "maximize"
+        return _metric_direction(self.resolved_metric(task))
 
 
 def metric_problem(metric: str, task: str | None) -> str | None:
@@ -165,6 +239,44 @@ class EnsembleConfig(_Model):
         return self.candidates if self.method == "greedy" else self.size
 
 
+_BOUND = re.compile(r"^\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def parse_bound(text: str) -> tuple[str, float]:
+    """``"<= 0.5"`` as ("<=", 0.5); ValueError for anything else."""
+    match = _BOUND.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"a bound is a comparison and a number, such as '<= 0.5' or '> 0.8', got {text!r}")
+    return match.group(1), float(match.group(2))
+
+
+def meets(value: float, bound: str) -> bool:
+    """Whether ``value`` meets ``bound`` (``"<= 0.5"``)."""
+    op, limit = parse_bound(bound)
+    return {"<=": value <= limit, "<": value < limit, ">=": value >= limit, ">": value > limit}[op]
+
+
+class ChooseConfig(_Model):
+    """Which point of the Pareto front is exported (several objectives): the best ``best`` (default: the
+    first objective) among the front's trials that meet every bound of ``where``."""
+
+    best: str | None = None
+    where: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("where")
+    @classmethod
+    def _bounds(cls, value: dict[str, Any]) -> dict[str, str]:
+        for name, bound in value.items():
+            if isinstance(bound, bool) or not isinstance(bound, str):
+                raise ValueError(f"where.{name}: a bound is a quoted comparison and a number, such as "
+                                 f"'<= 0.5', got {bound!r}")
+            try:
+                parse_bound(bound)
+            except ValueError as exc:
+                raise ValueError(f"where.{name}: {exc}") from None
+        return value
+
+
 class ExportConfig(_Model):
     """Where the best model goes; dir None means exports/<study name>."""
 
@@ -177,3 +289,6 @@ class ExportConfig(_Model):
     # HistGradientBoosting (defaults) fitted on the same rows beside the export, for the summary
     # (tuning.export.baseline; never for images, word ids or inputs wider than 2,000 columns x classes)
     baseline: bool = True
+    # several objectives (search.objectives): the point of the Pareto front exported; None: the front's best
+    # first objective
+    choose: ChooseConfig | None = None

@@ -31,6 +31,16 @@ class StudyResult:
     already_complete: bool = False  # a re-run of a finished study: nothing trained, results as stored
     n_trials: int = 0  # the budget asked for
     ensemble: dict | None = None  # the exported ensemble's members and validation score, when there is one
+    # several objectives: (name, direction) of each, the metric first; what export.choose chose (its "front":
+    # the Pareto front's trial numbers, "objectives": the chosen trial's values); None for one objective
+    objectives: list[tuple[str, str]] = field(default_factory=list)
+    choice: dict | None = None
+
+    @property
+    def front(self) -> list[TrialRecord]:
+        """The Pareto front's trials (several objectives), by number; [] for one objective."""
+        numbers = set((self.choice or {}).get("front", ()))
+        return [r for r in self.records if r.number in numbers]
 
     def _count(self, state: str) -> int:
         return sum(r.state == state for r in self.records)
@@ -77,6 +87,8 @@ def stored_result(name: str, records: list[TrialRecord], export_dir: Path, n_tri
         best = TrialRecord(best_info.get("trial", -1), best_info.get("params", {}), state=COMPLETE,
                            value=best_info.get(f"valid_{metric}"), metric=metric)
     report = export_dir / "report" / "report.html"
+    choice = best_info.get("choice")
+    objectives = list((choice or {}).get("directions", {}).items())
     return StudyResult(name, records, best, test_metrics=dict(scores.get("test", {})), export_dir=export_dir,
                        report_path=report if report.exists() else None, already_complete=True, n_trials=n_trials,
-                       ensemble=best_info.get("ensemble"))
+                       ensemble=best_info.get("ensemble"), objectives=objectives, choice=choice)

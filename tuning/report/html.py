@@ -9,8 +9,8 @@ one still running, and for ``--workers`` studies (they share one parent run). Th
 ``tuning.run``) and are logged to the parent run under ``report/``:
 
 * ``optimization_history``, ``param_importances``, ``parallel_coordinates``, ``slices``,
-  ``best_learning_curve``, ``top_learning_curves``: one ``.png`` each (matplotlib, the one drawing of a
-  chart: what the MLflow UI shows and the report embeds);
+  ``best_learning_curve``, ``top_learning_curves`` (and ``pareto_front`` first, for several objectives):
+  one ``.png`` each (matplotlib, the one drawing of a chart: what the MLflow UI shows and the report embeds);
 * ``data.json`` (the data each picture draws) and ``report.html`` (summary, pictures as data URIs, under
   each the values it draws as a table to unfold, every trial; no script, no external resource), rendered
   from the Jinja2 template this package ships (``templates/report.html.j2``) with autoescaping.
@@ -38,7 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 from tuning.config.overrides import LOCATION, Overrides, add_arguments
 from tuning.config.schema import CategoricalParam, FloatParam, ParamSpec, SearchConfig, StudyConfig
 from tuning.errors import StudyError
-from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecord, best_record
+from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecord, best_record, pareto_front
 from tuning.search.space import Space
 from tuning.tracking import runlayout as layout
 
@@ -53,6 +53,7 @@ DATA_FILE = "data.json"
 #: Every file a report may write (a picture that cannot be drawn yet leaves no stale file behind).
 CHART_NAMES = ("optimization_history", "param_importances", "parallel_coordinates", "slices",
                "best_learning_curve", "top_learning_curves")
+PARETO_CHART = "pareto_front"  #: first among them for a study of several objectives (tuning.report.pareto)
 
 
 class ReportError(StudyError):
@@ -71,6 +72,18 @@ class StudyRun:
     records: list[TrialRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     experiment: str = ""
+    #: (name, direction) of each objective, the metric first (one, unless search.objectives lists several)
+    objectives: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def others(self) -> list[str]:
+        """The objectives after the metric (several objectives), as the trials table shows them."""
+        return [name for name, _ in self.objectives[1:]]
+
+    @property
+    def front(self) -> set[int]:
+        """The Pareto front's trial numbers (several objectives; empty for one)."""
+        return {r.number for r in pareto_front(self.records, self.objectives)} if len(self.objectives) > 1 else set()
 
     @property
     def name(self) -> str:
@@ -82,7 +95,10 @@ class StudyRun:
 
     @property
     def best(self) -> TrialRecord | None:
-        return best_record(self.records, self.direction)
+        """The exported trial (several objectives: the chosen point, tag ``best.trial``), else the best."""
+        chosen = self.run.data.tags.get(layout.BEST_TRIAL) if len(self.objectives) > 1 else None
+        record = next((r for r in self.records if str(r.number) == chosen), None)
+        return record or best_record(self.records, self.direction)
 
     def count(self, state: str) -> int:
         return sum(r.state == state for r in self.records)
@@ -170,13 +186,15 @@ def logged_space(settings: dict[str, Any], config_space: Space) -> Space | None:
     return {name: space[name] for name in order} or None
 
 
-def study_metric(config: StudyConfig, parent, settings: dict[str, Any]) -> tuple[str, str]:
-    """The objective metric and direction, from the metric and task the study logged (or the config's)."""
+def study_metric(config: StudyConfig, parent, settings: dict[str, Any]) -> tuple[str, str, list[tuple[str, str]]]:
+    """The objective metric, its direction and every objective (name, direction), from the metric, objectives
+    and task the study logged (or the config's)."""
     task = parent.data.tags.get(layout.DATASET_TASK) or config.dataset.task
     if task is None:
         raise ReportError("the study run has no dataset.task tag and the study file does not give the task")
-    search = SearchConfig(metric=settings.get("search.metric", config.search.metric))
-    return search.resolved_metric(task), search.direction(task)
+    search = SearchConfig(metric=settings.get("search.metric", config.search.metric),
+                          objectives=settings.get("search.objectives", config.search.objectives))
+    return search.resolved_metric(task), search.direction(task), search.objective_list(task)
 
 
 def load_study_run(client, config: StudyConfig, run_id: str | None = None) -> StudyRun:
@@ -187,9 +205,9 @@ def load_study_run(client, config: StudyConfig, run_id: str | None = None) -> St
     parent = find_parent_run(client, config, run_id)
     settings = run_settings(parent)
     space = logged_space(settings, config.space) or config.space
-    metric, direction = study_metric(config, parent, settings)
+    metric, direction, objectives = study_metric(config, parent, settings)
     study = StudyRun(parent, metric, direction, space, settings,
-                     experiment=client.get_experiment(parent.info.experiment_id).name)
+                     experiment=client.get_experiment(parent.info.experiment_id).name, objectives=objectives)
     if space != config.space:
         study.notes.append("the study file's search space differs from the one this run used; the report "
                            "shows the run's space")
@@ -210,11 +228,18 @@ def write_pictures(study: StudyRun, out_dir: Path) -> list:
     from tuning.report import plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in CHART_NAMES:
+    for name in (*CHART_NAMES, PARETO_CHART):
         for suffix in (".png", ".html"):  # .html: the interactive pages of earlier versions
             (out_dir / f"{name}{suffix}").unlink(missing_ok=True)
     optuna_study = plots.optuna_study(study.records, study.space, study.direction)
     charts = plots.study_charts(study.records, study.space, study.direction, study.metric, study=optuna_study)
+    if len(study.objectives) > 1:  # several objectives: their Pareto front first
+        from tuning.report.pareto import pareto_chart
+
+        best = study.best
+        prefix = "export.choose.where."  # the bounds, as the parent run logged the settings
+        where = {k[len(prefix):]: v for k, v in study.settings.items() if k.startswith(prefix)}
+        charts.insert(0, pareto_chart(study.records, study.objectives, None if best is None else best.number, where))
     for chart in charts:
         if chart.figure is not None:
             plots.save_png(chart.figure, out_dir / f"{chart.name}.png")
@@ -268,7 +293,14 @@ def summary_pairs(study: StudyRun, config: StudyConfig) -> list[tuple[str, Any]]
     ]
     if best is None:
         return pairs + [("best trial", "no trial completed yet")]
-    pairs += [("best trial", best.number), (f"best validation {study.metric}", best.value)]
+    if len(study.objectives) > 1:
+        pairs += [("objectives", ", ".join(f"{n} ({d})" for n, d in study.objectives)),
+                  ("pareto front", f"{len(study.front)} trials: {', '.join(map(str, sorted(study.front)))}")]
+        pairs += [("chosen trial", best.number), (f"chosen validation {study.metric}", best.value)]
+        pairs += [(f"chosen {k}", v) for k, v in best.measures.items()]
+        pairs.append(("chosen by", run.data.tags.get(layout.PARETO_CHOICE, "")))
+    else:
+        pairs += [("best trial", best.number), (f"best validation {study.metric}", best.value)]
     pairs += [(f"best {k}", v) for k, v in best.params.items()]
     exported = exported_model_text(run, study.metric)
     if exported:

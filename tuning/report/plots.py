@@ -177,6 +177,9 @@ def _optuna_drawing() -> Iterator[None]:
             pyplot.close(number)
 
 
+optuna_drawing = _optuna_drawing  # what the Pareto front's picture (tuning.report.pareto) draws in too
+
+
 def _plain_logs(figure, minor_decades: float = 2) -> None:
     """Plain-number labels (0.01, 20, 50) on every log axis Optuna drew (its own overlap: 2x10^1 3x10^1 ...);
     ``minor_decades``: see :func:`~tuning.figures.chart.plain_log_labels` (narrow axes: fewer)."""

@@ -71,8 +71,9 @@ class ProgressDisplay:
         if not self.quiet:
             params = ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in record.params.items())
             extra = f" ({record.reason})" if record.reason and record.state != COMPLETE else ""
+            measures = "".join(f" {k}={_fmt(v)}" for k, v in record.measures.items())  # several objectives
             self.progress.console.log(escape(  # reasons and parameters are text, never markup
-                f"trial {record.number}: {record.state} {self.metric}={_fmt(record.value)} "
+                f"trial {record.number}: {record.state} {self.metric}={_fmt(record.value)}{measures} "
                 f"epochs={record.epochs_run} {record.duration_s:.1f}s [{params}]{extra}"
             ), highlight=False)
 
@@ -84,16 +85,40 @@ class _PlainTable(Table):
         super().add_row(*(escape(c) if isinstance(c, str) else c for c in cells), **kwargs)
 
 
+def choice_text(choice: dict) -> str:
+    """How a study of several objectives chose its exported point (``export.choose``, as
+    :func:`tuning.export.choice.choose` recorded it), in words: ``best mse where latency_ms <= 0.5``."""
+    where = ", ".join(f"{name} {bound}" for name, bound in choice.get("where", {}).items())
+    met = "" if choice.get("met", True) else " (no trial of the front meets it: the front's best)"
+    return f"best {choice['best']}" + (f" where {where}" if where else "") + met
+
+
+def add_front(table: Table, result: Any) -> None:
+    """Several objectives: how the exported point was chosen, and each trial of the Pareto front with its
+    objectives (``*``: the exported one)."""
+    choice = getattr(result, "choice", None)
+    if not choice:
+        return
+    table.add_row("chosen by", choice_text(choice))
+    names = list(choice.get("directions", {}))
+    table.add_row("pareto front", f"{len(choice['front'])} trials ({', '.join(names)})")
+    chosen = result.best.number if result.best is not None else None
+    for record in result.front:
+        values = [record.value, *(record.measures.get(name) for name in names[1:])]
+        mark = " *" if record.number == chosen else ""
+        table.add_row(f"  trial {record.number}{mark}", "  ".join(_fmt(v) for v in values))
+
+
 def summary_table(result: Any) -> Table:
     """The final table: best params, validation and test scores (the exported model's: the ensemble's when
-    there is one), epochs, wall time, export."""
+    there is one), epochs, the Pareto front (several objectives), wall time, export."""
     table = _PlainTable(title=f"study {escape(result.name)}", show_header=False)
     best = result.best
     table.add_row("trials", f"{result.n_complete} complete, {result.n_pruned} pruned, {result.n_failed} failed")
     if best is None:
         table.add_row("best", "no trial completed")
     else:
-        table.add_row("best trial", str(best.number))
+        table.add_row("chosen trial" if getattr(result, "choice", None) else "best trial", str(best.number))
         for key, value in best.params.items():
             table.add_row(f"  {key}", _fmt(value) if isinstance(value, float) else str(value))
         table.add_row(f"validation {best.metric}", _fmt(best.value))
@@ -105,6 +130,7 @@ def summary_table(result: Any) -> Table:
         for key, value in result.test_metrics.items():
             table.add_row(f"test {key}", _fmt(value))
         table.add_row("epochs (best trial)", str(best.epochs_run))
+    add_front(table, result)
     if getattr(result, "already_complete", False):
         table.add_row("wall time", "nothing run: the study was already complete")
     else:

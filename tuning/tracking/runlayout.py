@@ -6,7 +6,10 @@ params with dotted keys; ``version.*`` params; ``dataset.*`` tags; at the end ``
 the report under ``report/``; ended FAILED or KILLED, the tag ``study.reason``) with one *trial run* per trial nested under it (tags
 ``mlflow.parentRunId``, ``tuning.role`` = ``trial``, ``trial.number``, ``trial.state``,
 ``trial.reason``; the trial's parameters as params; per-epoch curves as step metrics; summary metrics
-``objective_<metric>``, ``epochs_run``, ``duration_s``, ``fold_<i>_<metric>``).
+``objective_<metric>``, ``epochs_run``, ``duration_s``, ``fold_<i>_<metric>``; with several objectives
+the measured ``n_params``, ``model_bytes``, ``latency_ms``, ``latency_ms_b256`` and, once the study ends,
+the tag ``pareto`` on each complete trial, ``pareto.size`` / ``pareto.trials`` / ``pareto.choice`` on the
+parent run).
 
 :func:`trial_params` / :func:`trial_outcome` turn a :class:`TrialRecord` into that layout and
 :func:`record_from_run` turns a trial run back into the record.
@@ -35,6 +38,9 @@ BEST_TRIAL = "best.trial"
 EXPORT_DIR = "export.dir"
 EXPORT_NOTES = "export.notes"  # what the export decided for the user (a diverged ensemble member dropped ...)
 MODEL_URI = "model.uri"
+PARETO = "pareto"  # on a complete trial's run of a study of several objectives: "true" on the Pareto front
+PARETO_SIZE, PARETO_TRIALS = "pareto.size", "pareto.trials"  # on the parent run: the front's size and trials
+PARETO_CHOICE = "pareto.choice"  # on the parent run: how the exported point was chosen (export.choose)
 # ---- params ---------------------------------------------------------------------------------------------
 BEST_PARAM = "best.params."  # prefix of the best trial's parameters on the parent run (tags)
 VERSION_PARAM = "version."  # prefix of the library versions
@@ -42,6 +48,8 @@ SPACE_PARAM = "space."  # prefix of the logged search space (space.<name>.<field
 # ---- metrics --------------------------------------------------------------------------------------------
 EPOCHS_RUN, DURATION = "epochs_run", "duration_s"
 SUMMARY_METRICS = (EPOCHS_RUN, DURATION)
+#: a trial's other objectives (search.objectives), as measured on its fitted pipeline
+MEASURES = ("n_params", "model_bytes", "latency_ms", "latency_ms_b256")
 TEST_PREFIX = "test_"
 BASELINE_PREFIX = "baseline_test_"  #: the baseline's test scores on the parent run (tuning.export.baseline)
 BASELINE_FIT_S = "baseline_fit_s"
@@ -95,6 +103,7 @@ def trial_outcome(record: TrialRecord) -> tuple[list[tuple[str, float, int]], di
         summary[objective_key(record.metric)] = record.value
     if len(record.fold_scores) > 1:
         summary.update({fold_key(i, record.metric): s for i, s in enumerate(record.fold_scores)})
+    summary.update(record.measures)
     metrics += [(k, float(v), 0) for k, v in summary.items() if v is not None and v == v]
     tags = {TRIAL_STATE: record.state}
     if record.reason:
@@ -104,7 +113,7 @@ def trial_outcome(record: TrialRecord) -> tuple[list[tuple[str, float, int]], di
 
 def is_curve(key: str) -> bool:
     """Whether a trial-run metric is a per-epoch curve (not a summary)."""
-    return key not in SUMMARY_METRICS and not key.startswith(("objective", "fold_"))
+    return key not in SUMMARY_METRICS and key not in MEASURES and not key.startswith(("objective", "fold_"))
 
 
 def now_ms() -> int:
@@ -167,6 +176,7 @@ def record_from_run(client, run, metric: str, parse=lambda name, text: _decode(t
         duration_s=float(metrics.get(DURATION, 0.0)),
         reason=tags.get(TRIAL_REASON),
         started_at=(run.info.start_time or 0) / 1000,
+        measures={key: metrics[key] for key in MEASURES if key in metrics},
     )
 
 

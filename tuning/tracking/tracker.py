@@ -314,6 +314,7 @@ class MlflowTracker:
         for key in stale:  # an earlier best's parameters that this one has not (a conditional space)
             self.client.delete_tag(self.parent_run_id, key)
         metrics = [Metric(layout.best_valid_key(best.metric), float(best.value), now, 0)]
+        metrics += [Metric(f"best_{k}", float(v), now, 0) for k, v in best.measures.items()]  # several objectives
         if ensemble:
             metrics.append(Metric(f"ensemble_valid_{best.metric}", float(ensemble[f"valid_{best.metric}"]), now, 0))
             tags.append(RunTag("ensemble_members", " ".join(f"{m['trial']}:{m['weight']:.3g}"
@@ -327,6 +328,19 @@ class MlflowTracker:
         if export_dir is not None:
             tags.append(RunTag(layout.EXPORT_DIR, str(Path(export_dir).resolve())))
         self.client.log_batch(self.parent_run_id, metrics=metrics, tags=tags)
+
+    def log_front(self, front: list[int], choice: str = "") -> None:
+        """Several objectives: the Pareto front's trials ``front`` as the tag ``pareto`` (``true`` / ``false``)
+        on every complete trial's run, and ``pareto.size`` / ``pareto.trials`` / ``pareto.choice`` (how the
+        exported point was chosen) on the parent run."""
+        members = set(front)
+        for run in layout.search_all(self.client, [self.experiment_id], layout.children_filter(self.parent_run_id)):
+            number = layout.trial_number(run)
+            if number is not None and run.data.tags.get(layout.TRIAL_STATE) == COMPLETE:
+                self.client.set_tag(run.info.run_id, layout.PARETO, str(number in members).lower())
+        self.client.log_batch(self.parent_run_id, tags=[RunTag(layout.PARETO_SIZE, str(len(front))),
+                                                        RunTag(layout.PARETO_TRIALS, " ".join(map(str, front))),
+                                                        RunTag(layout.PARETO_CHOICE, choice)])
 
     def log_notes(self, notes: list[str]) -> None:
         """What the export decided for the user (a diverged member dropped ...): tag ``export.notes`` on the

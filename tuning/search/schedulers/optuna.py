@@ -14,9 +14,10 @@ import optuna
 from tuning.records import COMPLETE, PRUNED, PruneTrial, TrialRecord, encode_output
 from tuning.search.schedulers.base import TrialScheduler
 from tuning.search.space import draw
+from tuning.search.store import objectives
 from tuning.search.store.budget import SURPLUS, WORKER, Budget, SurplusTrial
 from tuning.search.store.optuna import OptunaStore
-from tuning.search.store.sampling import pruning_steps
+from tuning.search.store.sampling import min_resource, pruning_steps
 
 if TYPE_CHECKING:
     from tuning.search.trial.runner import TrialRunner
@@ -113,10 +114,22 @@ class OptunaScheduler(TrialScheduler):
                 trial.set_user_attr("valid_output", encode_output(record.valid_output))
         if record.reason:
             trial.set_user_attr("reason", record.reason)
+        others = self.config.search.other_objectives()
+        if others:  # several objectives: what the pruning rule reads, the other objectives' values
+            # (imported here: the module loads Keras, which a command starts only once it has quieted it)
+            from tuning.search.trial.epoch_scoring import valid_key
+
+            trial.set_user_attr(objectives.EPOCH_VALUES, record.history.get(valid_key(record.metric), []))
+            if record.state == PRUNED and record.value is not None:
+                trial.set_user_attr(objectives.PRUNED_VALUE, record.value)  # Optuna keeps none for a pruned one
+            if record.state == COMPLETE:
+                trial.set_user_attr(objectives.MEASURES, record.measures)
         if record.state == PRUNED:
             raise optuna.TrialPruned(record.reason)
         if record.state != COMPLETE:
             raise TrialFailed(record.reason)
+        if others:
+            return [float(record.value), *(float(record.measures[name]) for name, _ in others)]
         return float(record.value)
 
     def reporter(self, trial: optuna.Trial) -> Callable[[int, float], None] | None:
@@ -124,12 +137,27 @@ class OptunaScheduler(TrialScheduler):
         no pruner looks at any epoch)."""
         if self.steps == frozenset():
             return None
+        if self.config.search.multi_objective:
+            return self.rule_reporter()
 
         def report(epoch: int, value: float) -> None:
             if self.steps is not None and epoch + 1 not in self.steps:
                 return
             trial.report(value, step=epoch + 1)
             if trial.should_prune():
+                raise PruneTrial()
+
+        return report
+
+    def rule_reporter(self) -> Callable[[int, float], None]:
+        """Several objectives: our median rule on the first (:class:`~tuning.search.store.objectives.MedianRule`:
+        Optuna's pruners take one value), asked after every epoch from the warm-up on."""
+        rule = objectives.MedianRule(self.store.study.directions[0].name.lower(), min_resource(self.config))
+        values: list[float] = []
+
+        def report(epoch: int, value: float) -> None:
+            values.append(value)
+            if epoch + 1 >= rule.warmup and rule.should_prune(epoch + 1, values, rule.completed(self.store.trials())):
                 raise PruneTrial()
 
         return report

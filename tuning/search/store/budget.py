@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuning.records import COMPLETE, FAILED, KILLED, PRUNED, RUNNING, TrialRecord, decode_output
+from tuning.search.store.objectives import MEASURES, PRUNED_VALUE
 
 WORKER = "worker"  # user attr: the WorkerId of the process running the trial
 SURPLUS = "surplus"  # user attr: the trial started after the budget was full; it trained nothing
@@ -31,11 +32,12 @@ def to_record(trial: optuna.trial.FrozenTrial, metric: str) -> TrialRecord:
     reason = attrs.get("reason")
     if trial.state == TrialState.FAIL and reason is None:
         state, reason = KILLED, "interrupted: its worker stopped (parameters queued again)"
+    values = trial.values  # several for a study of several objectives: the metric's first
     return TrialRecord(
         number=trial.number,
         params=dict(trial.params),
         state=state,
-        value=trial.value if trial.value is not None else attrs.get("value"),
+        value=values[0] if values else attrs.get(PRUNED_VALUE),
         metric=metric,
         fold_scores=list(attrs.get("fold_scores", [])),
         epochs_run=int(attrs.get("epochs_run", 0)),
@@ -45,6 +47,7 @@ def to_record(trial: optuna.trial.FrozenTrial, metric: str) -> TrialRecord:
         best_epoch=int(attrs.get("best_epoch", 0)),
         learning_rates=list(attrs.get("learning_rates", [])),
         valid_output=decode_output(attrs.get("valid_output")),
+        measures=dict(attrs.get(MEASURES, {})),
     )
 
 

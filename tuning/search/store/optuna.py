@@ -35,6 +35,7 @@ from tuning.errors import StudyError
 from tuning.parallel.sqlite import checkpoint
 from tuning.parallel.workers import group_alive, is_alive
 from tuning.records import TrialRecord
+from tuning.search.store import objectives
 from tuning.search.store.base import EXPORTED, SPACE_DIGEST, StudyStore
 from tuning.search.store.budget import SURPLUS, WORKER, counts_toward_budget, holds_slot, to_record
 from tuning.search.store.sampling import make_pruner, make_sampler
@@ -108,12 +109,15 @@ class OptunaStore(StudyStore):
                 optuna.delete_study(study_name=name, storage=self.rdb)
             except KeyError:
                 pass
-        try:
-            self.study = optuna.create_study(study_name=name, storage=self.rdb, direction=direction)
+        wanted = objectives.directions(self.config, direction)
+        try:  # several objectives: a multi-objective study (its sampler is told every value, no pruner)
+            self.study = optuna.create_study(study_name=name, storage=self.rdb, directions=wanted)
             self.created = True
+            if len(wanted) > 1:
+                self.set_attr(objectives.OBJECTIVES, objectives.names(self.config, metric))
         except optuna.exceptions.DuplicatedStudyError:  # the storage decides who creates it
             self.study = optuna.load_study(study_name=name, storage=self.rdb)
-            self._check_direction(direction)
+            self._check_direction(wanted)
         if not self.created:
             self.wait_attr(SPACE_DIGEST, 5.0)  # its creator stores it right after creating the study
         self.check_space()
@@ -128,11 +132,18 @@ class OptunaStore(StudyStore):
         """The pruner of ``search.pruner``."""
         return make_pruner(self.config)
 
-    def _check_direction(self, direction: str) -> None:
-        stored = self.study.direction.name.lower()
-        if stored != direction:
-            raise StudyError(f"study '{self.config.name}' in {self.location} was created to {stored} its metric, "
-                             f"but {self.metric} is to {direction}; pass --fresh or rename the study")
+    def _check_direction(self, wanted: list[str]) -> None:
+        stored = objectives.stored_directions(self.study)
+        if len(stored) == len(wanted) == 1 and stored != wanted:
+            raise StudyError(f"study '{self.config.name}' in {self.location} was created to {stored[0]} its metric, "
+                             f"but {self.metric} is to {wanted[0]}; pass --fresh or rename the study")
+        names = objectives.names(self.config, self.metric)
+        stored_names = self.wait_attr(objectives.OBJECTIVES, 5.0) if len(stored) > 1 else [self.metric]
+        if stored != wanted or (len(wanted) > 1 and stored_names != names):
+            was = ", ".join(f"{n} ({d})" for n, d in zip(stored_names or ["?"] * len(stored), stored, strict=False))
+            now = ", ".join(f"{n} ({d})" for n, d in zip(names, wanted, strict=True))
+            raise StudyError(f"study '{self.config.name}' in {self.location} was created with the objectives "
+                             f"{was}, not {now}; pass --fresh or rename the study")
 
     def _seed(self, n_existing: int) -> int:
         """The sampler seed: the study's seed for a fresh single-worker run (reproducible); shifted by the

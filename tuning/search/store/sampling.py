@@ -18,6 +18,8 @@ def make_sampler(config, seed: int | None = None) -> optuna.samplers.BaseSampler
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "grid":
         return optuna.samplers.GridSampler(grid(config.space), seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
     with quiet_experimental():  # multivariate / group TPE: "experimental" in Optuna, supported here
         # constant_liar: a stack's trials are asked together, so the pending ones must not be proposed again
         return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
@@ -30,8 +32,16 @@ def min_resource(config) -> int:
     return max(1, config.training.epochs // 20)
 
 
-def make_pruner(config) -> optuna.pruners.BasePruner:
+def pruner_name(config) -> str:
+    """The pruner a study runs: ``search.pruner``; with several objectives ``median`` (our rule on the first,
+    :class:`tuning.search.store.objectives.MedianRule`) unless it is ``none``."""
     name = config.search.pruner
+    return "median" if config.search.multi_objective and name != "none" else name
+
+
+def make_pruner(config) -> optuna.pruners.BasePruner:
+    """Optuna's pruner of ``search.pruner`` (none for several objectives: Optuna cannot prune those)."""
+    name = "none" if config.search.multi_objective else config.search.pruner
     epochs = config.training.epochs
     if name == "none":
         return optuna.pruners.NopPruner()
@@ -49,7 +59,7 @@ def pruning_steps(config) -> frozenset[int] | None:
     a power of 3), so reporting other epochs to the storage (two database round trips an epoch, ~10% of a
     small model's training time) changes nothing but the cost. The median pruner looks at every epoch.
     """
-    name = config.search.pruner
+    name = pruner_name(config)
     if name == "none":
         return frozenset()
     if name in ("hyperband", "successive_halving"):

@@ -31,6 +31,7 @@ from tuning.search.trial import metrics
 from tuning.search.trial.epoch_scoring import EpochScorer, valid_key
 from tuning.search.trial.keeper import ModelKeeper
 from tuning.search.trial.maker import EstimatorMaker
+from tuning.search.trial.objectives import ObjectiveMeter
 
 Report = Callable[[int, float], None]
 
@@ -116,8 +117,11 @@ class TrialRunner:
     :class:`TrialSettings` (:func:`make_runner` builds them from a study's config and data)."""
 
     def __init__(self, data: PreparedData, maker: EstimatorMaker, settings: TrialSettings,
-                 observers: list[TrialObserver] | None = None, keeper: ModelKeeper | None = None):
+                 observers: list[TrialObserver] | None = None, keeper: ModelKeeper | None = None,
+                 meter: ObjectiveMeter | None = None):
         self.data, self.maker, self.settings = data, maker, settings
+        #: the study's other objectives (``search.objectives``), measured on each complete trial; None: none
+        self.meter = meter
         self.task, self.metric, self.direction = settings.task, settings.metric, settings.direction
         self.observers = list(observers or [])
         #: where complete trials' fitted models go (the export reuses them); None: nowhere
@@ -259,10 +263,17 @@ class TrialRunner:
         if self.settings.cv == "validation":
             estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid),
                           callbacks=[self.epoch_scorer(estimator, on_epoch)])
-            return self.score_fitted(record, estimator)
+            return self.measure(record, self.score_fitted(record, estimator))
         record.fold_scores, estimator = self._cross_validate(estimator, on_epoch)
         self._set_value(record)
+        self.measure(record, estimator)  # fold 0's model: the trial's network, trained on part of its rows
         return None  # fold 0's model, trained on part of the training rows: not the trial's model
+
+    def measure(self, record: TrialRecord, estimator) -> Any:
+        """The study's other objectives of ``estimator`` (fitted) into ``record.measures``; returns it."""
+        if self.meter is not None:
+            record.measures = self.meter.measure(estimator)
+        return estimator
 
     def _describe_fit(self, record: TrialRecord, estimator) -> None:
         """What retraining on more rows and ensemble selection need from a complete trial: the epoch it
@@ -308,7 +319,10 @@ class TrialRunner:
 def make_runner(config: StudyConfig, split: DatasetSplit, observers: list[TrialObserver] | None = None,
                 keeper: ModelKeeper | None = None) -> TrialRunner:
     """The runner of ``config``'s trials on ``split``: the split prepared (preprocessing fitted on its
-    training rows), the estimator maker and the trial settings of the study."""
+    training rows), the estimator maker, the trial settings of the study and the meter of its other
+    objectives (``search.objectives``)."""
     data = PreparedData.from_split(split, config.preprocessing, getattr(config.model, "inputs", None))
     maker = EstimatorMaker.for_study(config, split.task, data, split.vocab_size)
-    return TrialRunner(data, maker, TrialSettings.of(config, split.task), observers, keeper)
+    others = [name for name, _ in config.search.objective_list(split.task)[1:]]
+    meter = ObjectiveMeter(others, data.scaler, split.X_valid) if others else None
+    return TrialRunner(data, maker, TrialSettings.of(config, split.task), observers, keeper, meter)
