@@ -6,7 +6,9 @@ params with dotted keys; ``version.*`` params; ``dataset.*`` tags; at the end ``
 the report under ``report/``; ended FAILED or KILLED, the tag ``study.reason``) with one *trial run* per trial nested under it (tags
 ``mlflow.parentRunId``, ``tuning.role`` = ``trial``, ``trial.number``, ``trial.state``,
 ``trial.reason``; the trial's parameters as params; per-epoch curves as step metrics; summary metrics
-``objective_<metric>``, ``epochs_run``, ``duration_s``, ``fold_<i>_<metric>``).
+``objective_<metric>``, ``epochs_run``, ``duration_s``, ``fold_<i>_<metric>``). A trial that went on from
+the checkpoint of an earlier attempt (``tuning.search.trial.resume``) has that attempt's run, renumbered,
+with the tags ``trial.resumed_from`` (the earlier attempts' numbers) and ``trial.resumed_at_epoch``.
 
 :func:`trial_params` / :func:`trial_outcome` turn a :class:`TrialRecord` into that layout and
 :func:`record_from_run` turns a trial run back into the record.
@@ -29,6 +31,8 @@ PARENT = "mlflow.parentRunId"
 TRIAL_NUMBER = "trial.number"
 TRIAL_STATE = "trial.state"
 TRIAL_REASON = "trial.reason"
+TRIAL_RESUMED_FROM = "trial.resumed_from"  # a resumed trial's earlier attempts (numbers, space-separated)
+TRIAL_RESUMED_AT = "trial.resumed_at_epoch"  # the epochs its checkpoint had done
 STUDY_REASON = "study.reason"  # on a parent run ended FAILED or KILLED: why (gone once the study runs again)
 DATASET_NAME, DATASET_DIGEST, DATASET_SHAPES, DATASET_TASK = "dataset.name", "dataset.digest", "dataset.shapes", "dataset.task"
 BEST_TRIAL = "best.trial"
@@ -86,10 +90,11 @@ def trial_params(params: dict[str, Any]) -> dict[str, str]:
     return {k: param_text(v) for k, v in params.items()}
 
 
-def trial_outcome(record: TrialRecord) -> tuple[list[tuple[str, float, int]], dict[str, str]]:
-    """The metrics (key, value, step) and tags a finished trial's run gets."""
+def trial_outcome(record: TrialRecord, logged: int = 0) -> tuple[list[tuple[str, float, int]], dict[str, str]]:
+    """The metrics (key, value, step) and tags a finished trial's run gets (its curves from epoch ``logged``
+    + 1: the run of a resumed trial may have the epochs before)."""
     metrics = [(key, float(v), step) for key, values in record.history.items()
-               for step, v in enumerate(values, start=1) if v == v]
+               for step, v in enumerate(values, start=1) if v == v and step > logged]
     summary: dict[str, Any] = {EPOCHS_RUN: record.epochs_run, DURATION: record.duration_s}
     if record.value is not None:
         summary[objective_key(record.metric)] = record.value
