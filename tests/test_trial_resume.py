@@ -62,18 +62,19 @@ def assert_same_fit(whole, resumed):
 
 def test_a_resumed_fit_keeps_early_stopping_and_the_schedule_and_ends_as_the_uninterrupted_one(tmp_path):
     """Adam, dropout, a plateau schedule and early stopping with best weights restored: the checkpoint at
-    epoch 6 holds early stopping's wait, best value, best epoch and best weights and the schedule's state;
-    the fit resumed from it stops at the same epoch with the same weights, curves and learning rates."""
+    epoch 9 (its best epoch 8 before it, early stopping's count started) holds early stopping's wait, best
+    value, best epoch and best weights and the schedule's state; the fit resumed from it stops at the same
+    epoch (12) with the same (best epoch's) weights, curves and learning rates."""
     def make():
         return KerasMLPRegressor(n_hidden=2, n_neurons=16, optimizer="adam", learning_rate=0.03, dropout=0.2,
                                  lr_schedule="plateau", patience=4, epochs=60, batch_size=32, random_state=3)
 
-    whole, state, resumed = interrupted_then_resumed(make, tmp_path / "fit.npz", stop_at=8, every=3)
-    assert state.epochs == 6 and 6 < whole.n_epochs_ < 60  # resumed before early stopping ended it
+    whole, state, resumed = interrupted_then_resumed(make, tmp_path / "fit.npz", stop_at=11, every=3)
+    assert state.epochs == 9 and 9 < whole.n_epochs_ < 60  # resumed before early stopping ended it
     stopping = state.callbacks["EarlyStopping"]
     val_loss = np.asarray(state.history["val_loss"])
     assert stopping["best"] == pytest.approx(val_loss.min()) and stopping["best_epoch"] == int(val_loss.argmin())
-    assert stopping["wait"] == 6 - 1 - int(val_loss.argmin())
+    assert 0 < stopping["wait"] == 9 - 1 - int(val_loss.argmin())  # the best epoch before the checkpoint
     assert state.best_weights is not None and len(state.best_weights) == len(whole.model_.get_weights())
     assert set(state.callbacks["ReduceLROnPlateau"]) == {"wait", "best", "cooldown_counter"}
     assert_same_fit(whole, resumed)
@@ -212,6 +213,41 @@ def test_no_checkpoint_is_written_when_they_are_off(runners):
     with pytest.raises(KeyboardInterrupt):
         runner.run(0, PARAMS, report=stop_after_5)
     assert not list(runner.out_dir.parent.rglob("trial-*.npz*"))
+
+
+def test_a_resumed_trial_continues_its_first_attempts_run_and_logs_each_epoch_once(tmp_path):
+    """The run of attempt 0 (stopped by Ctrl-C after epoch 8, its curves logged) goes on as trial 3's (from
+    the checkpoint of epoch 6): one run, renumbered, with steps 1..12 of each curve, none twice."""
+    from mlflow import MlflowClient
+
+    from tests.helpers import tracking_uri
+    from tuning.records import KILLED, TrialRecord
+    from tuning.tracking.tracker import MlflowTracker
+
+    uri = tracking_uri(tmp_path)
+    tracker = MlflowTracker(uri, "resumed", background=False)
+    tracker.start_study("resumed", {}, None, "name: resumed")
+    tracker.on_trial_start(0, {"a": 1})
+    tracker.on_trial_end(TrialRecord(0, {"a": 1}, state=KILLED, reason="interrupted by the user",
+                                     history={"loss": [9.0] * 8, "valid_mse": [9.0] * 8}, epochs_run=8))
+    tracker.on_trial_start(1, {"a": 2})  # another trial's run
+    tracker.on_trial_end(TrialRecord(1, {"a": 2}, state=COMPLETE, value=1.0, history={"loss": [1.0]}))
+    tracker.on_trial_resume(3, {"a": 1}, (0,), 6)
+    curve = [float(i) for i in range(12)]
+    tracker.on_trial_end(TrialRecord(3, {"a": 1}, state=COMPLETE, value=0.5, epochs_run=12,
+                                     history={"loss": curve, "valid_mse": curve}))
+    client = MlflowClient(uri)
+    runs = client.search_runs([tracker.experiment_id], "tags.`tuning.role` = 'trial'")
+    (run,) = [r for r in runs if r.data.tags["trial.number"] == "3"]
+    assert sorted(r.data.tags["trial.number"] for r in runs) == ["1", "3"]
+    assert run.info.run_id == tracker.trial_runs[0] == tracker.trial_runs[3] and run.info.run_name == "trial-003"
+    assert run.info.status == "FINISHED" and run.data.tags["trial.state"] == COMPLETE
+    assert "trial.reason" not in run.data.tags and run.data.tags["trial.resumed_from"] == "0"
+    assert run.data.tags["trial.resumed_at_epoch"] == "6"
+    for key in ("loss", "valid_mse"):
+        history = sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)
+        assert [m.step for m in history] == list(range(1, 13))
+        assert [m.value for m in history] == [9.0] * 8 + curve[8:]  # what the first attempt logged stays
 
 
 # ---- kill -9 mid-trial, then the same command ---------------------------------------------------------------
