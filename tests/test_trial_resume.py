@@ -345,3 +345,14 @@ def test_kill_9_mid_trial_then_the_same_command_trains_only_the_epochs_left(tmp_
     exported = load_model(out).named_steps["model"]
     for a, b in zip(whole.model_.get_weights(), exported.model_.get_weights(), strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=0)
+
+
+def test_the_trial_schedulers_import_no_keras():
+    """The schedulers name a trial's attempts (tuning.search.trial.resume) without loading Keras: a command that
+    only looks at a stored study (a dry run, a finished study, a refused resume) starts no TensorFlow, and a
+    study starts it quietly once its settings are applied (tests/test_cli.py)."""
+    import subprocess
+
+    code = ("import sys, tuning.search.schedulers.optuna, tuning.search.schedulers.random, tuning.coordination; "
+            "sys.exit(int('keras' in sys.modules or 'tensorflow' in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -43,6 +43,7 @@ def describe_plan(config: StudyConfig) -> Table:
                   + (f", stack {s.stack} (trials trained {s.stack} at a time as one model)" if s.stack > 1 else "")
                   + (f", timeout {s.timeout:g} s" if s.timeout else ""))
     table.add_row("metric", s.metric)
+    table.add_row("checkpoints", _checkpoint_line(s.checkpoint, s.cv, s.stack))
     es = t.early_stopping
     table.add_row("training", f"epochs {t.epochs}, batch {t.batch_size}, early stopping "
                   + (f"on {es.monitor}, patience {es.patience}" if es.enabled else "off"))
@@ -52,3 +53,14 @@ def describe_plan(config: StudyConfig) -> Table:
              else " best trials") if e.enabled else "the best trial")
     table.add_row("export", f"{config.export_dir}: {model}, trained on {config.export.train_on}")
     return table
+
+
+def _checkpoint_line(setting, cv, stack: int) -> str:
+    """How often a trial writes a checkpoint (search.checkpoint), and which trials resume from one."""
+    if setting is None:
+        return "off: a killed trial starts over"
+    every = " or ".join(part for part in (f"{setting.every_epochs} epochs" if setting.every_epochs else "",
+                                          f"{setting.every_s:g} s" if setting.every_s else "") if part)
+    if cv != "validation" or stack > 1:
+        return f"none written ({'cv ' + str(cv) if cv != 'validation' else 'stacked trials'}: a killed trial starts over)"
+    return f"every {every} of training, whichever first: a killed trial resumes from its last one"

@@ -22,10 +22,12 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from estimators.common.checkpoint import FitCheckpoint, FitState, read_checkpoint, remove_checkpoint
 from tuning.config.schema import StudyConfig
+
+if TYPE_CHECKING:  # Keras loads with it: not when a command only looks at a stored study
+    from estimators.common.checkpoint import FitCheckpoint, FitState
 
 FOLDER = "checkpoints"
 
@@ -66,6 +68,8 @@ class CheckpointPolicy:
     def resumable(self, attempt: Attempt, params: dict[str, Any]) -> FitState | None:
         """The checkpoint ``attempt`` goes on from: its first attempt's, when it is a retry and the checkpoint
         was written for the same ``params``; None otherwise (a stale file of a first attempt is removed)."""
+        from estimators.common.checkpoint import read_checkpoint, remove_checkpoint
+
         path = self.path(attempt)
         if not attempt.earlier:
             remove_checkpoint(path)
@@ -77,9 +81,13 @@ class CheckpointPolicy:
 
     def callback(self, attempt: Attempt, extra, resume: FitState | None) -> FitCheckpoint:
         """The fit's checkpoint callback (``extra()``: the trial's state to store with it)."""
+        from estimators.common.checkpoint import FitCheckpoint
+
         return FitCheckpoint(self.path(attempt), self.every_epochs, self.every_s, extra=extra, resume=resume)
 
     def remove(self, attempt: Attempt) -> None:
+        from estimators.common.checkpoint import remove_checkpoint
+
         remove_checkpoint(self.path(attempt))
 
 
@@ -92,6 +100,8 @@ def same_params(stored: Any, params: dict[str, Any]) -> bool:
 def clear(config: StudyConfig, keep: set[int] | None = None) -> None:
     """Remove the study's checkpoints (a fresh start, a search that ended), but those of the trial keys in
     ``keep`` (trials still running or queued); the folder goes once empty."""
+    from estimators.common.checkpoint import remove_checkpoint
+
     folder = Path(config.export_dir) / FOLDER
     if not keep:
         shutil.rmtree(folder, ignore_errors=True)
