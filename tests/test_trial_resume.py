@@ -202,6 +202,30 @@ def test_a_first_attempt_never_resumes_and_a_pruned_retry_leaves_nothing(runners
     assert not path.parent.exists()
 
 
+def test_a_checkpoint_that_does_not_fit_the_network_is_dropped_and_the_trial_starts_over(runners):
+    from estimators.common.checkpoint import FitState
+
+    runner = runners[True]
+    path = runner.settings.checkpoint.path(Attempt(4))
+    history = {"loss": [1.0] * 3, "val_loss": [1.0] * 3, "valid_mse": [1.0] * 3}
+    write_checkpoint(path, FitState(3, [np.zeros(5)], [np.zeros(1)], history=history,
+                                    extra={"params": PARAMS, "history": history, "elapsed_s": 1.0}))
+    trained = []
+    hook = runner.epoch_hook
+
+    def counting(record, report, reported):
+        on_epoch = hook(record, report, reported)
+        return lambda epoch, logs: trained.append(epoch) or on_epoch(epoch, logs)
+
+    runner.epoch_hook = counting
+    try:
+        record = runner.run(5, PARAMS, attempt=Attempt(5, (4,)))
+    finally:
+        del runner.epoch_hook
+    assert record.state == COMPLETE and trained == list(range(12)) and record.epochs_run == 12
+    assert len(record.history["loss"]) == 12 and record.history["loss"][:3] != [1.0] * 3 and not path.exists()
+
+
 def test_no_checkpoint_is_written_when_they_are_off(runners):
     runner = runners[False]
     assert runner.settings.checkpoint is None and runners[True].settings.checkpoint.folder.name == FOLDER
