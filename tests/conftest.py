@@ -41,6 +41,7 @@ SLOWEST_FIRST = [
     "test_distributed.py",
     "test_estimator_checks.py",
     "test_resume.py",
+    "test_trial_resume.py",
     "test_own_model_inputs.py",
     "test_quality_knobs.py",
     "test_study.py",

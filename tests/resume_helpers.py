@@ -150,8 +150,10 @@ def mlflow_runs(tracking_uri: str, experiment: str) -> tuple[list[Any], list[Any
 
 
 def check_one_run_per_trial(trials: list[Any], runs: list[Any], parent_id: str) -> dict[int, Any]:
-    """Exactly one MLflow run per (non-surplus) Optuna trial, all children of ``parent_id``, none RUNNING."""
-    wanted = {t.number for t in trials if "surplus" not in t.user_attrs}
+    """Exactly one MLflow run per (non-surplus) Optuna trial, all children of ``parent_id``, none RUNNING; a
+    trial resumed from the checkpoint of earlier attempts has their run (tag ``trial.resumed_from``)."""
+    resumed = {int(n) for r in runs for n in r.data.tags.get("trial.resumed_from", "").split()}
+    wanted = {t.number for t in trials if "surplus" not in t.user_attrs} - resumed
     numbers = Counter(int(r.data.tags["trial.number"]) for r in runs)
     assert set(numbers) == wanted, (sorted(numbers), sorted(wanted))
     assert max(numbers.values()) == 1, numbers

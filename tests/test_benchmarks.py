@@ -26,6 +26,8 @@ BENCH = ROOT / "benchmarks"
 SMOKE = {
     "vs_classic": ["vs_classic.py", "--smoke", "--out", "{tmp}/vs"],
     "overhead": ["overhead.py", "--smoke", "--out", "{tmp}/overhead.txt", "--json", "{tmp}/overhead.json"],
+    "checkpoint": ["overhead.py", "--smoke", "--checkpoint", "--out", "{tmp}/checkpoint.txt", "--json",
+                   "{tmp}/checkpoint.json"],
     "epoch_scoring": ["epoch_scoring.py", "--smoke", "--json", "{tmp}/epoch_scoring.json"],
     "memory": ["memory.py", "--smoke", "--csv", "{tmp}/rss.csv"],
     # the user's-factory variant: the Hands-On factory compiles its own SGD, which must get the fix too
@@ -68,7 +70,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 # ``python SCRIPT ARGS`` would: tests.helpers.in_one_process): a TensorFlow and MLflow start-up saved per
 # script. memory.py's two runs start a process each, first in it, so that each checks its fix in a fresh
 # process (the user's-factory run must get the fix without the MLP run having applied anything before).
-GROUPS = (("memory", "vs_classic", "overhead", "epoch_scoring"), ("memory_own", "levers", "minimal"))
+GROUPS = (("memory", "vs_classic", "overhead", "epoch_scoring"), ("memory_own", "levers", "minimal", "checkpoint"))
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +185,25 @@ def test_overhead_smoke(smoke):
     assert lines[1] == (f"search loop through the runner {m['loop_s']:.2f} s, bare fits {m['bare_s']:.2f} s, "
                         f"per trial harness cost {per_trial:.0f} ms")
     assert lines[3] == f"harness ratio {m['ratio']:.3f} (target <= 1.05)"
+
+
+def test_checkpoint_cost_smoke(smoke):
+    """Two networks of the study fitted for 3 epochs with a checkpoint after each (but the last) and without:
+    the printed cost is the recorded one."""
+    done, tmp = smoke["checkpoint"]
+    stdout = _check(done, "overhead.py --checkpoint")
+    m = json.loads((tmp / "checkpoint.json").read_text())
+    assert (m["smoke"], m["target"], m["fits"], m["epochs"], m["writes"]) == (True, 0.01, 2, 3, 4)
+    assert m["on_s"] > 0 and m["off_s"] > 0 and m["write_s"] > 0 and m["bytes"] > 1000
+    assert m["epoch_ms"] == pytest.approx(m["off_s"] / 6 * 1000, rel=1e-12)
+    assert m["write_ms"] == pytest.approx(m["write_s"] / 4 * 1000, rel=1e-12)
+    assert m["default_cost"] == pytest.approx(m["write_ms"] / m["default_every"] / m["epoch_ms"], rel=1e-12)
+    lines = (tmp / "checkpoint.txt").read_text().splitlines()
+    assert lines == stdout.splitlines()[-3:]
+    met = "met" if m["default_cost"] <= 0.01 else "NOT met"
+    assert lines[2] == (f"checkpoint cost per epoch: every epoch {100 * m['every_epoch']:.2f}% of fit time, default "
+                        f"(every {m['default_every']:.0f} epochs here) {100 * m['default_cost']:.2f}% "
+                        f"(target <= 1%: {met})")
 
 
 def test_epoch_scoring_smoke(smoke):

@@ -366,3 +366,14 @@ def test_dry_run_names_the_workers_and_the_exported_model(tmp_path, capsys):
     assert "workers 2" in out
     assert "greedy ensemble of 10 picks among the 6 best trials, trained on train+valid" in out
 
+
+
+def test_dry_run_says_how_often_a_trial_writes_checkpoints(tmp_path, capsys):
+    for search, expected in (({}, "every 10 epochs or 60 s of training, whichever first: a killed trial resumes"),
+                             ({"checkpoint": {"every_epochs": None, "every_s": 30}}, "every 30 s of training"),
+                             ({"checkpoint": False}, "off: a killed trial starts over"),
+                             ({"cv": 3}, "none written (cv 3: a killed trial starts over)")):
+        path = write_study(tmp_path, search=search)
+        assert main([str(path), "--dry-run"]) == 0
+        out = re.sub(r"[\s│]+", " ", capsys.readouterr().out)
+        assert f"checkpoints {expected}" in out, out

@@ -188,6 +188,37 @@ def test_keras_sums_one_replicas_gradients_in_a_private_method_that_leaks_and_th
     assert gradient_registry_size() == before
 
 
+def test_keras_fit_makes_iterators_per_epoch_iterators_of_a_dataset_and_each_draws_the_next_order():
+    """iterators_per_epoch: the orders a 3-epoch fit trains on are the pipeline's orders 0, k and 2k (k =
+    iterators_per_epoch()), and a fit resumed after one epoch on a pipeline that skipped k orders trains on
+    orders k and 2k."""
+    import keras
+
+    from estimators.common.data_pipeline import array_dataset
+    from estimators.compat.keras import iterators_per_epoch
+
+    X = np.arange(8, dtype="float32").reshape(-1, 1)
+    pipeline = lambda skip=0: array_dataset((X, X[:, 0]), 8, shuffle=True, seed=3, skip_orders=skip)  # noqa: E731
+    dataset = pipeline()
+    orders = [next(iter(dataset))[1].numpy().tolist() for _ in range(7)]
+    assert len({tuple(o) for o in orders}) == 7  # every new iterator draws another order
+    seen = []
+
+    class Seeing(keras.Sequential):
+        def train_step(self, data):
+            seen.append(data[1].numpy().tolist())
+            return super().train_step(data)
+
+    k = iterators_per_epoch()
+    model = Seeing([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse", run_eagerly=True)
+    model.fit(pipeline(), epochs=3, verbose=0, shuffle=False)
+    assert seen == [orders[0], orders[k], orders[2 * k]]
+    seen.clear()
+    model.fit(pipeline(skip=k), epochs=3, initial_epoch=1, verbose=0, shuffle=False)
+    assert seen == [orders[k], orders[2 * k]]
+
+
 def test_tensorflow_gradient_registry_counts_each_traced_custom_gradient():
     """gradient_registry_size: len(tensorflow.python.framework.ops._gradient_registry._registry), one more per
     tf.custom_gradient traced in a graph."""

@@ -316,6 +316,27 @@ def test_bad_cv_and_name(tmp_path: Path) -> None:
     assert "search.cv (line 11): cv must be an integer >= 2" in msg
 
 
+def test_checkpoint_setting(tmp_path: Path) -> None:
+    defaults = load_study(write(tmp_path, MINIMAL)).search.checkpoint
+    assert (defaults.every_epochs, defaults.every_s) == (10, 60.0)
+    for text, expected in (("false", None), ("null", None), ("true", (10, 60.0)), ("{every_epochs: 5}", (5, 60.0)),
+                           ("{every_epochs: null, every_s: 30}", (None, 30.0))):
+        setting = load_study(write(tmp_path, MINIMAL + f"search:\n  checkpoint: {text}\n")).search.checkpoint
+        assert (setting if setting is None else (setting.every_epochs, setting.every_s)) == expected, text
+    path = tmp_path / "study.yaml"
+    for text, message in (
+        ("5", "search.checkpoint (line 11): checkpoint must be false, true or a mapping {every_epochs: N, every_s: S}"),
+        ("{every_epochs: 0}", "search.checkpoint.every_epochs (line 11): Input should be greater than or equal to 1"),
+        ("{every_s: -1}", "search.checkpoint.every_s (line 11): Input should be greater than 0"),
+        ("{every_epochs: true}", "search.checkpoint.every_epochs (line 11): Input should be a number, not a boolean"),
+        ("{every_epochs: null, every_s: null}", "search.checkpoint (line 11): give every_epochs or every_s (or both), "
+                                                "or write checkpoint: false"),
+        ("{every: 3}", "search.checkpoint.every (line 11): unknown key 'every'"),
+    ):
+        msg = error_of(tmp_path, MINIMAL + f"search:\n  checkpoint: {text}\n")
+        assert msg.startswith(f"{path}: 1 error\n") and message in msg, (text, msg)
+
+
 def test_error_is_a_study_error(tmp_path: Path) -> None:
     with pytest.raises(StudyError):
         load_study_dict({"name": "x"})

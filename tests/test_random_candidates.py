@@ -131,7 +131,7 @@ def run(config, workers: int = 1, train: bool = True):
     from tuning.search.trial.runner import TrialRunner
     from tuning.study import run_study
 
-    def untrained(runner, record, report, reported):
+    def untrained(runner, record, report, reported, checkpoint=None):
         record.fold_scores, record.value, record.state = [1.0], 1.0, COMPLETE
 
     with pytest.MonkeyPatch.context() as patch, without_charts():

@@ -31,9 +31,10 @@ BACKENDS = ["optuna", "random"]
 def test_kill_9_mid_trial_then_rerun_resumes(tmp_path, backend):
     """Completed trials are kept, the killed one is FAIL and its parameters retried, n_trials end counted,
     and MLflow has one run per trial (the killed one KILLED) under one parent run. The random backend runs
-    each seeded candidate exactly once (the killed one's in its retry)."""
+    each seeded candidate exactly once (the killed one's in its retry). Without checkpoints the retry starts
+    over (with them it goes on from the last one, in the killed trial's run: tests/test_trial_resume.py)."""
     n_trials = 4
-    study = write_study(tmp_path, "resume", backend=backend, n_trials=n_trials, epochs=30)
+    study = write_study(tmp_path, "resume", backend=backend, n_trials=n_trials, epochs=30, checkpoint=False)
     tracking = f"sqlite:///{mlflow_db(tmp_path)}"
     storage = f"sqlite:///{tmp_path / 'out' / 'optuna.db'}"
     cmd = cli(study, "--tracking-uri", tracking, "--output-dir", str(tmp_path / "out"))

@@ -97,9 +97,9 @@ def watched(patch, seen: dict, observer: Observer, fold_models: dict, refits: li
     open_trial, close_trial = TrialRunner.open_trial, TrialRunner.close_trial
     make_estimator, after_epoch = TrialRunner.make_estimator, stacking.StackedTrials.after_epoch
 
-    def open_watched(self, number, params, check=True):
+    def open_watched(self, number, params, check=True, **kwargs):
         opened["number"] = opened["first"] = number
-        return open_trial(self, number, params, check)
+        return open_trial(self, number, params, check, **kwargs)
 
     def close_watched(self, record, *args, **kwargs):
         opened.pop("number", None)

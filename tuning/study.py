@@ -41,6 +41,7 @@ from tuning.report.html import report_safely
 from tuning.search import lr_bounds
 from tuning.search.schedulers import StudyStore, TrialScheduler, make_scheduler, make_store
 from tuning.search.store.base import FACTORY_DIGEST, PARENT_RUN, SPACE_DIGEST, resume_problem
+from tuning.search.trial import resume
 from tuning.search.trial.keeper import ModelKeeper
 from tuning.search.trial.runner import StudyObserver, TrialRunner, make_runner
 from tuning.tracking.progress import ProgressDisplay, choice_text
@@ -169,6 +170,8 @@ def prepare(plan: StudyPlan, options: RunOptions, started: float) -> Session:
             observer.attach(runner)
         store = make_store(config, config.export_dir, storage=options.storage)
         store.open(direction, metric, fresh=options.fresh and not options.worker)
+        if options.fresh and not options.worker:
+            resume.clear(config)  # an earlier study's checkpoints
         lr_files = lr_bounds.save(lr_step)  # once the store accepted the space: what resumes reuse
         open_parent_run(tracker, store, config, flat_settings(config), split)
         tracker.log_files(lr_files, "lr_range")
@@ -276,6 +279,7 @@ def finish(session: Session, completed: bool) -> StudyResult:
         if result.choice is not None and not session.options.worker:  # several objectives: the Pareto front
             tracker.log_front(result.choice["front"], choice_text(result.choice))
         if not session.options.worker:
+            resume.clear(session.config, keep=session.store.pending_keys())  # none left behind
             if result.best is not None and session.store.export_due():
                 export_best(session, result)
             result.report_path = report_safely(session.config, tracker.tracking_uri, tracker.parent_run_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def array_dataset(arrays, batch_size: int, shuffle: bool = False, seed: int | None = None):
+def array_dataset(arrays, batch_size: int, shuffle: bool = False, seed: int | None = None, skip_orders: int = 0):
     """A ``tf.data`` pipeline over in-memory arrays ``(X, y[, sample_weight])``, built once per fit.
 
     Keras's own array adapter gathers a freshly shuffled index for every batch, which for small models
@@ -14,6 +14,9 @@ def array_dataset(arrays, batch_size: int, shuffle: bool = False, seed: int | No
     stay reproducible) is about twice as fast per epoch. Without ``shuffle`` the batches are cached
     (validation data). Floats are cast to Keras's floatx, as ``Model.fit`` does; X may have any number of
     dimensions (images, token ids: exact in float32 up to 2**24) or be a dict of arrays keyed by input name.
+    ``skip_orders``: the shuffled pipeline's first orders skipped (creating an iterator draws the next one), so
+    that a resumed fit trains on the orders the uninterrupted one would have (``Model.fit`` makes
+    ``estimators.compat.keras.iterators_per_epoch()`` iterators an epoch).
     """
     import keras
     import tensorflow as tf
@@ -31,8 +34,10 @@ def array_dataset(arrays, batch_size: int, shuffle: bool = False, seed: int | No
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     if not shuffle:
         return ds.batch(batch_size).cache()
-    ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    for _ in range(skip_orders):  # a resumed fit: each new iterator draws the next order
+        iter(ds)
+    return ds
 
 
 def holdout(X, y, sample_weight, fraction: float, seed: int | None, stratified: bool):

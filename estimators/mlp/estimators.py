@@ -21,12 +21,14 @@ from sklearn.utils import ClassifierTags, RegressorTags, check_random_state
 
 from estimators.common import hyperparams
 from estimators.common.callbacks import StopOnInvalidLoss, early_stopping, lr_schedule
+from estimators.common.checkpoint import with_checkpoint
 from estimators.common.data_pipeline import array_dataset, holdout
 from estimators.common.inference import predict_float64
 from estimators.common.parameters import InitParameters, init_params
 from estimators.common.seeding import seeded
 from estimators.common.targets import StandardizedTargetEncoder
 from estimators.common.validation import ValidationListener, ValidationPass
+from estimators.compat.keras import iterators_per_epoch
 from estimators.compat.scikeras import FitSteps, check_after_fit
 from estimators.mlp.build import build_model
 
@@ -236,11 +238,14 @@ class _KerasMLPMixin(InitParameters, FitSteps):
         for callback in extra_callbacks:
             if isinstance(callback, ValidationListener):
                 callback.validation = validation
+        # A checkpoint (last) may resume an earlier fit: Keras' epoch loop starts at the epochs it did
+        extra_callbacks, checkpoint = with_checkpoint(extra_callbacks, int(epochs), stopper, schedule)
+        done = min(checkpoint.start_epoch, int(epochs)) if checkpoint is not None and not initial_epoch else 0
         callbacks = [cb for cb in (validation, nan_stop, stopper, schedule, *extra_callbacks) if cb is not None]
         history = self._fit_network(
-            (self._network_input(X), y, sample_weight), seed,
+            (self._network_input(X), y, sample_weight), seed, done,
             epochs=int(initial_epoch) + int(epochs),
-            initial_epoch=int(initial_epoch),
+            initial_epoch=int(initial_epoch) + done,
             verbose=self.verbose,
             callbacks=callbacks,
         )
@@ -248,6 +253,8 @@ class _KerasMLPMixin(InitParameters, FitSteps):
         new_losses = np.asarray(new.get("loss", []), dtype=float)
         if initial_epoch and hasattr(self, "history_"):  # partial_fit: continue the curves
             new = {key: self.history_.get(key, []) + values for key, values in new.items()}
+        elif done:  # a resumed fit: the epochs before its checkpoint first
+            new = checkpoint.with_prior_history(new)
         self.history_ = new
         self.n_epochs_ = len(self.history_.get("loss", []))
         # The logged loss is the epoch's running mean: once a batch's loss is NaN/inf it stays non-finite,
@@ -261,11 +268,12 @@ class _KerasMLPMixin(InitParameters, FitSteps):
             self.best_epoch_, self.best_score_ = int(stopper.best_epoch) + 1, float(stopper.best)
         self.has_validation_ = valid is not None
 
-    def _fit_network(self, rows, seed, **settings):
+    def _fit_network(self, rows, seed, epochs_done=0, **settings):
         """``model_.fit`` on a seeded, shuffled ``tf.data`` pipeline of ``rows`` (X, y, sample_weight) in
-        batches of ``batch_size``; its History."""
-        return self.model_.fit(array_dataset(rows, int(self.batch_size), shuffle=True, seed=seed),
-                               shuffle=False, **settings)  # the dataset shuffles itself
+        batches of ``batch_size``, reshuffled as after ``epochs_done`` epochs (a resumed fit); its History."""
+        rows = array_dataset(rows, int(self.batch_size), shuffle=True, seed=seed,
+                             skip_orders=epochs_done * iterators_per_epoch())
+        return self.model_.fit(rows, shuffle=False, **settings)  # the dataset shuffles itself
 
     # ---- predict ------------------------------------------------------------------------------------
     def _network_outputs(self, X):

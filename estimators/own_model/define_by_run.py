@@ -201,16 +201,18 @@ class _TrainingModel:
     shuffle=..., **kwargs)`` trains the estimator's model on a seeded ``tf.data`` pipeline of ``x, y``; every
     other attribute is the model's."""
 
-    def __init__(self, model: Any, batch_size: int, seed: int | None) -> None:
+    def __init__(self, model: Any, batch_size: int, seed: int | None, epochs_done: int = 0) -> None:
         self._model, self._batch_size, self._seed = model, batch_size, seed
+        self._epochs_done = epochs_done  # a resumed fit: the pipeline reshuffles as after these epochs
         self.trained: Any = None  # the History of the last fit
 
     def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, shuffle: bool = True,
             sample_weight: Any = None, **kwargs: Any) -> Any:
         from estimators.common.data_pipeline import array_dataset
+        from estimators.compat.keras import iterators_per_epoch
 
         rows = array_dataset((x, y, sample_weight), int(batch_size or self._batch_size), shuffle=bool(shuffle),
-                             seed=self._seed)
+                             seed=self._seed, skip_orders=self._epochs_done * iterators_per_epoch() if shuffle else 0)
         self.trained = self._model.fit(rows, shuffle=False, **kwargs)
         return self.trained
 
@@ -219,13 +221,14 @@ class _TrainingModel:
 
 
 def fit_through(fit: Callable[..., Any], hp: Any, model: Any, rows: tuple[Any, Any, Any], batch_size: int,
-                seed: int | None, label: str, **settings: Any) -> Any:
+                seed: int | None, label: str, epochs_done: int = 0, **settings: Any) -> Any:
     """Train ``model`` through a hypermodel's ``fit``: ``fit(hp, model, x, y, **settings)`` (with
-    ``sample_weight`` among them when there is one); the History of the ``model.fit`` it made."""
+    ``sample_weight`` among them when there is one); the History of the ``model.fit`` it made.
+    ``epochs_done``: a resumed fit's epochs before its checkpoint (the shuffle goes on from there)."""
     x, y, sample_weight = rows
     if sample_weight is not None:
         settings["sample_weight"] = sample_weight
-    training = _TrainingModel(model, batch_size, seed)
+    training = _TrainingModel(model, batch_size, seed, epochs_done)
     fit(hp, training, x, y, **settings)
     if training.trained is None:
         raise RuntimeError(f"{label}: its fit returned without calling model.fit(...): the study trains the "

@@ -274,14 +274,15 @@ class _KerasModelMixin(_KerasMLPMixin):
 
     _tokens: int | None = None
 
-    def _fit_network(self, rows, seed, **settings):
+    def _fit_network(self, rows, seed, epochs_done=0, **settings):
         """Through a hypermodel class's ``fit`` when it has one (``define_by_run.fit_through``), else ours."""
         factory = self._factory()
         fit = user_fit(factory.function, factory.hp_style) if factory.takes_hp else None
         if fit is None:
-            return super()._fit_network(rows, seed, **settings)
+            return super()._fit_network(rows, seed, epochs_done, **settings)
         hp = HyperParameters(values=getattr(self, HP_VALUES))
-        return fit_through(fit, hp, self.model_, rows, int(self.batch_size), seed, factory.label, **settings)
+        return fit_through(fit, hp, self.model_, rows, int(self.batch_size), seed, factory.label, epochs_done,
+                           **settings)
 
     def _network_input(self, X):
         """The rows as the model takes them: with ``inputs``, a dict of column groups keyed by input name."""

@@ -48,6 +48,7 @@ def describe_plan(config: StudyConfig) -> Table:
         others = ", ".join(f"{name} ({direction})" for name, direction in s.other_objectives())
         pruner = "" if s.pruner == "none" else "; pruned on the metric by a median rule across trials"
         table.add_row("objectives", f"the metric, then {others}: a Pareto front{pruner}")
+    table.add_row("checkpoints", _checkpoint_line(s.checkpoint, s.cv, s.stack))
     es = t.early_stopping
     table.add_row("training", f"epochs {t.epochs}, batch {t.batch_size}, early stopping "
                   + (f"on {es.monitor}, patience {es.patience}" if es.enabled else "off"))
@@ -62,3 +63,14 @@ def describe_plan(config: StudyConfig) -> Table:
         model = f"the Pareto front's best {best}" + (f" where {where}" if where else "")
     table.add_row("export", f"{config.export_dir}: {model}, trained on {config.export.train_on}")
     return table
+
+
+def _checkpoint_line(setting, cv, stack: int) -> str:
+    """How often a trial writes a checkpoint (search.checkpoint), and which trials resume from one."""
+    if setting is None:
+        return "off: a killed trial starts over"
+    every = " or ".join(part for part in (f"{setting.every_epochs} epochs" if setting.every_epochs else "",
+                                          f"{setting.every_s:g} s" if setting.every_s else "") if part)
+    if cv != "validation" or stack > 1:
+        return f"none written ({'cv ' + str(cv) if cv != 'validation' else 'stacked trials'}: a killed trial starts over)"
+    return f"every {every} of training, whichever first: a killed trial resumes from its last one"

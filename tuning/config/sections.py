@@ -6,7 +6,7 @@ may optimise. Their defaults and bounds, where a section sets an estimator argum
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from estimators.common import hyperparams
 from tuning.config.validation import Float, Int, suggest
@@ -15,6 +15,7 @@ from tuning.errors import StudyConfigError
 
 __all__ = [
     "CLASSIFICATION_METRICS",
+    "CheckpointConfig",
     "OPTIMIZERS",
     "REGRESSION_METRICS",
     "TUNABLE_PARAMS",
@@ -99,6 +100,32 @@ def _check_cv(value: Any) -> Any:
     raise ValueError("cv must be an integer >= 2 (K-fold cross-validation on train) or 'validation'")
 
 
+class CheckpointConfig(_Model):
+    """A trial's checkpoints (tuning.search.trial.resume): after every ``every_epochs`` epochs or ``every_s``
+    seconds of training, whichever comes first (null: not on that count), so that a trial killed mid-way
+    goes on from its last checkpoint when the study runs again."""
+
+    every_epochs: Int | None = Field(10, ge=1)
+    every_s: Float | None = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _some_interval(self) -> "CheckpointConfig":
+        if self.every_epochs is None and self.every_s is None:
+            raise ValueError("give every_epochs or every_s (or both), or write checkpoint: false")
+        return self
+
+
+def _check_checkpoint(value: Any) -> Any:
+    """``false`` (or null) turns checkpoints off, ``true`` keeps the default intervals."""
+    if value is False or value is None:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, (dict, CheckpointConfig)):
+        return value
+    raise ValueError("checkpoint must be false, true or a mapping {every_epochs: N, every_s: S}")
+
+
 class SearchConfig(_Model):
     """How the search runs: backend, budget, sampler/pruner, scoring."""
 
@@ -122,6 +149,9 @@ class SearchConfig(_Model):
     # several objectives: the metric first (pruned on), then any of SECONDARY_OBJECTIVES, each a name or
     # {name: direction}; None (or the metric alone): one objective, the metric
     objectives: list[str | dict[str, str]] | None = None
+    # a trial's checkpoints, so that a trial killed mid-way resumes from its last one (false: none)
+    checkpoint: Annotated[CheckpointConfig | None, BeforeValidator(_check_checkpoint)] = Field(
+        default_factory=CheckpointConfig)
 
     @field_validator("objectives")
     @classmethod

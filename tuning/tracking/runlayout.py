@@ -9,7 +9,9 @@ the report under ``report/``; ended FAILED or KILLED, the tag ``study.reason``) 
 ``objective_<metric>``, ``epochs_run``, ``duration_s``, ``fold_<i>_<metric>``; with several objectives
 the measured ``n_params``, ``model_bytes``, ``latency_ms``, ``latency_ms_b256`` and, once the study ends,
 the tag ``pareto`` on each complete trial, ``pareto.size`` / ``pareto.trials`` / ``pareto.choice`` on the
-parent run).
+parent run). A trial that went on from the checkpoint of an earlier attempt (``tuning.search.trial.resume``)
+has that attempt's run, renumbered, with the tags ``trial.resumed_from`` (the earlier attempts' numbers)
+and ``trial.resumed_at_epoch``.
 
 :func:`trial_params` / :func:`trial_outcome` turn a :class:`TrialRecord` into that layout and
 :func:`record_from_run` turns a trial run back into the record.
@@ -32,6 +34,8 @@ PARENT = "mlflow.parentRunId"
 TRIAL_NUMBER = "trial.number"
 TRIAL_STATE = "trial.state"
 TRIAL_REASON = "trial.reason"
+TRIAL_RESUMED_FROM = "trial.resumed_from"  # a resumed trial's earlier attempts (numbers, space-separated)
+TRIAL_RESUMED_AT = "trial.resumed_at_epoch"  # the epochs its checkpoint had done
 STUDY_REASON = "study.reason"  # on a parent run ended FAILED or KILLED: why (gone once the study runs again)
 DATASET_NAME, DATASET_DIGEST, DATASET_SHAPES, DATASET_TASK = "dataset.name", "dataset.digest", "dataset.shapes", "dataset.task"
 BEST_TRIAL = "best.trial"
@@ -94,10 +98,11 @@ def trial_params(params: dict[str, Any]) -> dict[str, str]:
     return {k: param_text(v) for k, v in params.items()}
 
 
-def trial_outcome(record: TrialRecord) -> tuple[list[tuple[str, float, int]], dict[str, str]]:
-    """The metrics (key, value, step) and tags a finished trial's run gets."""
+def trial_outcome(record: TrialRecord, logged: int = 0) -> tuple[list[tuple[str, float, int]], dict[str, str]]:
+    """The metrics (key, value, step) and tags a finished trial's run gets (its curves from epoch ``logged``
+    + 1: the run of a resumed trial may have the epochs before)."""
     metrics = [(key, float(v), step) for key, values in record.history.items()
-               for step, v in enumerate(values, start=1) if v == v]
+               for step, v in enumerate(values, start=1) if v == v and step > logged]
     summary: dict[str, Any] = {EPOCHS_RUN: record.epochs_run, DURATION: record.duration_s}
     if record.value is not None:
         summary[objective_key(record.metric)] = record.value

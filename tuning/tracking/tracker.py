@@ -131,6 +131,7 @@ class MlflowTracker:
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
         self._children: dict[int, str] = {}
+        self._logged: dict[int, int] = {}  # a resumed trial -> the epochs its run already has curves of
         self.trial_runs: dict[int, str] = {}  # trial number -> its run, for every trial started here
         # Learning-curve pictures drawn and logged by a writer thread (flush()/close() wait for them);
         # False: in line, as the trial ends.
@@ -266,12 +267,39 @@ class MlflowTracker:
         self._children[number] = self.trial_runs[number] = run.info.run_id
         self.client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in layout.trial_params(params).items()])
 
+    def on_trial_resume(self, number: int, params: dict[str, Any], earlier: tuple[int, ...], epochs: int) -> None:
+        """Trial ``number`` goes on from the checkpoint of its ``earlier`` attempts after ``epochs`` epochs: it
+        gets their run back (the first one made, reopened and renumbered), so that the trial has one run
+        and one continuous curve; a new run when there is none."""
+        run = self._earlier_run(earlier)
+        if run is None:
+            self.on_trial_start(number, params)
+            run = self.client.get_run(self._children[number])
+        run_id = run.info.run_id
+        self.client.log_batch(run_id, tags=[RunTag(layout.TRIAL_NUMBER, str(number)),
+                                            RunTag(layout.TRIAL_RESUMED_FROM, " ".join(map(str, earlier))),
+                                            RunTag(layout.TRIAL_RESUMED_AT, str(epochs))])
+        for key in (layout.TRIAL_STATE, layout.TRIAL_REASON):  # what its earlier attempt's end said
+            if key in run.data.tags:
+                self.client.delete_tag(run_id, key)
+        self.client.update_run(run_id, status="RUNNING", name=f"trial-{number:03d}")
+        steps = [m.step for key in run.data.metrics if layout.is_curve(key)
+                 for m in self.client.get_metric_history(run_id, key)]
+        self._logged[number] = max(steps, default=0)  # a Ctrl-C'd attempt logged its curves: not again
+        self._children[number] = self.trial_runs[number] = run_id
+
+    def _earlier_run(self, earlier: tuple[int, ...]):
+        """The first run made for a trial numbered in ``earlier`` (None if none)."""
+        wanted = set(earlier)
+        runs = [self.client.get_run(run_id) for run_id, n in self.trial_runs_of_study().items() if n in wanted]
+        return min(runs, key=lambda run: run.info.start_time) if runs else None
+
     def on_trial_end(self, record: TrialRecord) -> None:
         run_id = self._children.pop(record.number, None)
         if run_id is None:
             return
         now = layout.now_ms()
-        values, tag_values = layout.trial_outcome(record)
+        values, tag_values = layout.trial_outcome(record, self._logged.pop(record.number, 0))
         metrics = [Metric(key, value, now, step) for key, value, step in values]
         tags = [RunTag(k, v) for k, v in tag_values.items()]
         for i in range(0, max(len(metrics), 1), BATCH):

@@ -18,6 +18,8 @@ from tuning.search.store import objectives
 from tuning.search.store.budget import SURPLUS, WORKER, Budget, SurplusTrial
 from tuning.search.store.optuna import OptunaStore
 from tuning.search.store.sampling import min_resource, pruning_steps
+from tuning.search.store.storage import retry_history
+from tuning.search.trial.resume import Attempt
 
 if TYPE_CHECKING:
     from tuning.search.trial.runner import TrialRunner
@@ -91,8 +93,15 @@ class OptunaScheduler(TrialScheduler):
         self._current = trial.number
         if not self.claim(trial):
             raise SurplusTrial()
-        record = runner.run(trial.number, draw(trial, self.config), report=self.reporter(trial))
+        record = runner.run(trial.number, draw(trial, self.config), report=self.reporter(trial),
+                            attempt=self.attempt(trial))
         return self.outcome(trial, record)
+
+    def attempt(self, trial: optuna.Trial) -> Attempt:
+        """Which attempt of its trial ``trial`` is: a retry of a dead worker's (or a Ctrl-C'd) trial lists the
+        attempts before it, whose checkpoint it goes on from (tuning.search.trial.resume)."""
+        stored = self.store.trial(trial.number)
+        return Attempt(trial.number, tuple(retry_history(stored)) if stored is not None else ())
 
     def claim(self, trial: optuna.Trial) -> bool:
         """Mark ``trial`` as this worker's; False (marked surplus: it trains nothing) when the trials

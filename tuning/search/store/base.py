@@ -156,6 +156,11 @@ class StudyStore(ABC):
         """Numbers of the trials some live worker is running right now."""
         return set()
 
+    def pending_keys(self) -> set[int]:
+        """The checkpoint keys (a trial's first attempt's number: ``tuning.search.trial.resume``) of the trials
+        running or queued to run: their checkpoints are still wanted."""
+        return set()
+
     def take_interrupted(self) -> dict[int, dict[str, Any]]:
         """Trials this process marked as interrupted since the last call (a dead worker's or its own
         Ctrl-C'd trial): number -> parameters. Each such trial is handled by exactly one process."""

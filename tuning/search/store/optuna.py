@@ -45,6 +45,7 @@ from tuning.search.store.storage import (
     holds_studies,
     make_storage,
     quiet_experimental,
+    retry_history,
     safe_url,
     storage_url,
 )
@@ -211,6 +212,10 @@ class OptunaStore(StudyStore):
     def running_numbers(self) -> set[int]:
         return {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                 if SURPLUS not in t.user_attrs}
+
+    def pending_keys(self) -> set[int]:
+        pending = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        return {(retry_history(t) or [t.number])[0] for t in pending if SURPLUS not in t.user_attrs}
 
     def take_interrupted(self) -> dict[int, dict]:
         failed, self.retry.failed = self.retry.failed, {}

@@ -75,6 +75,12 @@ def quiet_experimental() -> Iterator[None]:
         yield
 
 
+def retry_history(trial: optuna.trial.FrozenTrial) -> list[int]:
+    """The numbers of the attempts a retried trial follows, oldest first ([] for a first attempt)."""
+    with quiet_experimental():
+        return list(optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(trial))
+
+
 class RetryInterrupted:
     """Queue an interrupted trial's parameters again as a fresh attempt, and remember the trial.
 

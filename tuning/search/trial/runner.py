@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import logging
 import time
 import traceback
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.model_selection import check_cv
 
+from estimators.common.checkpoint import CheckpointMismatch
 from tuning.config.schema import StudyConfig
 from tuning.data.prepared import PreparedData, target_needs_scaling  # noqa: F401  (re-exported)
 from tuning.data.preprocessing import make_scaler  # noqa: F401  (re-export)
@@ -32,8 +34,10 @@ from tuning.search.trial.epoch_scoring import EpochScorer, valid_key
 from tuning.search.trial.keeper import ModelKeeper
 from tuning.search.trial.maker import EstimatorMaker
 from tuning.search.trial.objectives import ObjectiveMeter
+from tuning.search.trial.resume import Attempt, CheckpointPolicy
 
 Report = Callable[[int, float], None]
+logger = logging.getLogger(__name__)
 
 
 class TrialObserver(Protocol):
@@ -49,6 +53,10 @@ class TrialObserver(Protocol):
     def on_trial_start(self, number: int, params: dict[str, Any]) -> None: ...
 
     def on_trial_end(self, record: TrialRecord) -> None: ...
+
+    # Optional: ``on_trial_resume(number, params, earlier, epochs)``, told instead of ``on_trial_start`` when
+    # trial ``number`` goes on from the checkpoint of its ``earlier`` attempts after ``epochs`` epochs
+    # (tuning.search.trial.resume); an observer without it hears ``on_trial_start``.
 
 
 class StudyObserver(TrialObserver, Protocol):
@@ -92,8 +100,8 @@ def fit_fold(estimator, data: PreparedData, fold, metric: str, callbacks=()) -> 
 class TrialSettings:
     """What a runner knows of its study besides the data and the estimators: the task, the metric and its
     direction, how a trial is validated (``cv``: the validation rows, or K folds of the training rows with
-    ``n_jobs`` processes) and whether a complete trial keeps its outputs on the validation rows (an ensemble
-    selects its members from them)."""
+    ``n_jobs`` processes), whether a complete trial keeps its outputs on the validation rows (an ensemble
+    selects its members from them) and where and how often a trial writes checkpoints (None: never)."""
 
     task: str
     metric: str
@@ -101,13 +109,14 @@ class TrialSettings:
     cv: int | str = "validation"
     n_jobs: int | None = 1
     keep_outputs: bool = False
+    checkpoint: CheckpointPolicy | None = None
 
     @classmethod
     def of(cls, config: StudyConfig, task: str) -> TrialSettings:
         """The settings of ``config``'s trials on data of ``task``."""
         search = config.search
         return cls(task, search.resolved_metric(task), search.direction(task), search.cv, search.n_jobs,
-                   config.export.ensemble.enabled)
+                   config.export.ensemble.enabled, CheckpointPolicy.of(config))
 
 
 class TrialRunner:
@@ -146,14 +155,16 @@ class TrialRunner:
         return self.maker(params, portable)
 
     # ---- one trial -------------------------------------------------------------------------------
-    def run(self, number: int, params: dict[str, Any], report: Report | None = None) -> TrialRecord:
+    def run(self, number: int, params: dict[str, Any], report: Report | None = None,
+            attempt: Attempt | None = None) -> TrialRecord:
         """Train and score ``params``; never raises for a bad configuration (the record says why).
 
         ``report(epoch, value)`` is given the study's metric on the validation rows after every epoch
         (:mod:`tuning.search.trial.epoch_scoring`); when it raises :class:`PruneTrial`, the trial is pruned and keeps
-        the value it was last given.
+        the value it was last given. ``attempt``: the trial's earlier attempts, whose checkpoint it goes on
+        from (:mod:`tuning.search.trial.resume`); None: a first attempt.
         """
-        outcome = self.run_trial(number, params, report)
+        outcome = self.run_trial(number, params, report, attempt)
         record = outcome.record
         # Keras' state is cleared once nothing holds the fitted model any more: cleared while the model
         # lives, its traced functions outlive the clearing and are freed later, inside the next trial
@@ -161,33 +172,67 @@ class TrialRunner:
         self.release_memory()
         return record
 
-    def run_trial(self, number: int, params: dict[str, Any], report: Report | None = None) -> TrialOutcome:
+    def run_trial(self, number: int, params: dict[str, Any], report: Report | None = None,
+                  attempt: Attempt | None = None) -> TrialOutcome:
         """:meth:`run`, returning the fitted estimator with the record; the keeper (if any) is offered
         the estimator before the observers hear that the trial ended. The caller calls
         :meth:`release_memory` once it has let go of the estimator (:meth:`run` does)."""
-        record = self.open_trial(number, params)
+        attempt = attempt or Attempt(number)
+        policy = self.settings.checkpoint if self.settings.cv == "validation" else None
+        resume = policy.resumable(attempt, to_python(params)) if policy is not None else None
+        record = self.open_trial(number, params, resumed=None if resume is None else (attempt.earlier, resume.epochs))
         reported: list[float] = []  # the per-epoch values given to report, in order
         start = time.perf_counter()
+        earlier_s = float(resume.extra.get("elapsed_s", 0.0)) if resume is not None else 0.0
         estimator, error = None, None
         try:
-            estimator = self._run(record, report, reported)
+            checkpoint = None
+            if policy is not None:
+
+                def extra() -> dict[str, Any]:  # the trial's state stored with each checkpoint
+                    return {"params": record.params, "history": record.history,
+                            "elapsed_s": earlier_s + time.perf_counter() - start}
+
+                checkpoint = policy.callback(attempt, extra, resume)
+                self._replay(record, resume, report, reported)
+            estimator = self._run(record, report, reported, checkpoint)
         except (Exception, KeyboardInterrupt) as exc:
             error = exc
-        outcome = self.close_trial(record, estimator, error, reported, time.perf_counter() - start)
+        outcome = self.close_trial(record, estimator, error, reported, earlier_s + time.perf_counter() - start)
+        if policy is not None and record.state != KILLED:  # Ctrl-C: its retry goes on from the checkpoint
+            policy.remove(attempt)
         if isinstance(error, KeyboardInterrupt):
             raise error
         return outcome
 
+    def _replay(self, record: TrialRecord, resume, report: Report | None, reported: list[float]) -> None:
+        """A resumed trial's epochs before its checkpoint: its curves into ``record``, the values reported
+        then given to ``report`` again (the pruner sees the whole curve; it may prune the trial here)."""
+        if resume is None:
+            return
+        record.history = {key: [float(v) for v in values] for key, values in resume.extra.get("history", {}).items()}
+        record.epochs_run = resume.epochs
+        for epoch, value in enumerate(record.history.get(valid_key(self.metric), [])):
+            if report is not None and np.isfinite(value):
+                reported.append(value)
+                report(epoch, value)
+
     # ---- the steps of a trial (run_trial; the stacked trials of tuning.search.schedulers.stacking) -------------
-    def open_trial(self, number: int, params: dict[str, Any], check: bool = True) -> TrialRecord:
+    def open_trial(self, number: int, params: dict[str, Any], check: bool = True,
+                   resumed: tuple[tuple[int, ...], int] | None = None) -> TrialRecord:
         """A new record for trial ``number``; the observers hear that it started (``check``: first raise
-        KeyboardInterrupt if a stop was requested)."""
+        KeyboardInterrupt if a stop was requested), or, ``resumed``: that it goes on from the checkpoint of
+        its earlier attempts after that many epochs (``(earlier, epochs)``)."""
         if check:
             interrupt.check()
         params = to_python(params)
         record = TrialRecord(number=number, params=params, metric=self.metric, started_at=time.time())
         for observer in self.observers:
-            observer.on_trial_start(number, params)
+            on_resume = getattr(observer, "on_trial_resume", None)
+            if resumed is not None and on_resume is not None:
+                on_resume(number, params, *resumed)
+            else:
+                observer.on_trial_start(number, params)
         return record
 
     def close_trial(self, record: TrialRecord, estimator: Any = None, error: BaseException | None = None,
@@ -255,14 +300,22 @@ class TrialRunner:
             raise ValueError(f"the {self.metric} is not finite")
         record.state = COMPLETE
 
-    def _run(self, record: TrialRecord, report: Report | None, reported: list[float]) -> Any:
-        """Fit and score into ``record``; the fitted estimator worth keeping (validation cv), else None."""
+    def _run(self, record: TrialRecord, report: Report | None, reported: list[float], checkpoint=None) -> Any:
+        """Fit and score into ``record``; the fitted estimator worth keeping (validation cv), else None.
+        ``checkpoint``: the fit's :class:`~estimators.common.checkpoint.FitCheckpoint` (validation cv)."""
         d = self.data
         on_epoch = self.epoch_hook(record, report, reported)
         estimator = self.make_estimator(record.params)
         if self.settings.cv == "validation":
-            estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid),
-                          callbacks=[self.epoch_scorer(estimator, on_epoch)])
+            callbacks = [self.epoch_scorer(estimator, on_epoch)] + ([checkpoint] if checkpoint is not None else [])
+            try:
+                estimator.fit(d.X_train, d.y_train, validation_data=(d.X_valid, d.y_valid), callbacks=callbacks)
+            except CheckpointMismatch as exc:  # the checkpoint is of another network: start over
+                logger.warning("trial %s starts over: %s", record.number, exc)
+                checkpoint.resume = None
+                record.history, record.epochs_run = {}, 0
+                reported.clear()
+                return self._run(record, report, reported, checkpoint)
             return self.measure(record, self.score_fitted(record, estimator))
         record.fold_scores, estimator = self._cross_validate(estimator, on_epoch)
         self._set_value(record)
