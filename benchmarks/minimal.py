@@ -4,7 +4,10 @@ What a new user writes for their own table is a name and the file. This runs exa
 and seed (``--seed`` as the command line overrides ``search.seed``; the split is the study's default), and
 scikit-learn's HistGradientBoosting with its defaults and native categoricals
 (``categorical_features="from_dtype"``) fitted on the same training + validation rows and scored on the
-same test rows. Each run is a child process, one after the other.
+same test rows; and HistGradientBoosting tuned as hard as ours (``hgb-tuned``: 50 Optuna TPE trials over
+``learning_rate``, ``max_leaf_nodes``, ``min_samples_leaf`` and ``l2_regularization``, each fitted on the
+study's training rows and scored on its validation rows (RMSE, or log loss), the best refitted on training +
+validation rows and scored on the same test rows). Each run is a child process, one after the other.
 
 Tables: the shared UCI regression sets (concrete, kin8nm, power-plant; protein-tertiary-structure with
 ``--protein``) as shipped (whitespace-separated, no header), the shared cereal CSV (target ``rating``),
@@ -15,13 +18,16 @@ column and ISO dates; written to a CSV under ``--out`` as pandas reads the JSON)
 absent is skipped with the reason.
 
 Score: regression test RMSE, classification test accuracy; the ratio ours / HGB is RMSE ours / RMSE HGB,
-or accuracy HGB / accuracy ours (1/accuracy), lower is better: below 1 the minimal study wins. The table
+or accuracy HGB / accuracy ours (1/accuracy), lower is better: below 1 the minimal study wins (the same for
+ours / tuned HGB). ``--members K`` fixes ``model.members`` in the study and ``--trials N`` its number of
+trials (issue 36's lever measured alone: one ``--out`` per setting). The table
 gives medians over the seeds and each table's wall time (the whole study: loading, search, MLflow,
 ensemble retraining, export, report).
 
     python benchmarks/minimal.py --seeds 42 43 44 --out bench-minimal
     python benchmarks/minimal.py --tables cereal penguins --seeds 42
     python benchmarks/minimal.py --report bench-minimal
+    python benchmarks/minimal.py --tables concrete kin8nm --seeds 42 43 --members 8 --trials 6 --out bench-k8
     python benchmarks/minimal.py --smoke --out /tmp/minimal-smoke   # diabetes as a CSV, 2 trials of 2 epochs
 """
 
@@ -52,6 +58,8 @@ BIG = "protein-tertiary-structure"
 TABLES = (*UCI, "cereal", "credit-g", "ionosphere", "penguins", "cars")
 SMOKE_TABLE = "smoke"
 KEY = ("tool", "table", "seed")
+TOOLS = ("hgb", "hgb-tuned", "ours")
+HGB_TRIALS, SMOKE_HGB_TRIALS = 50, 3
 PLOT = "ratio.png"
 
 
@@ -106,16 +114,20 @@ def pip_table(table: str, out: Path) -> Path:
     return path
 
 
-def study(table: str, seed: int, section: dict, out: Path, smoke: bool):
+def study(table: str, seed: int, section: dict, out: Path, smoke: bool, members: int | None = None,
+          trials: int | None = None):
     """The minimal study of ``table``: name and dataset, ``--seed`` and where its files go (as the command
-    line's options would set them); smoke: 2 trials of 2 epochs in one process."""
+    line's options would set them; ``members``: ``model.members``, ``trials``: ``--n-trials``); smoke: 2 trials
+    of 2 epochs in one process."""
     from tuning.config.schema import load_study_dict
 
     data = {"name": f"minimal-{table}", "dataset": section}
+    if members is not None:
+        data["model"] = {"members": members}
     if smoke:
         data.update(search=dict(SMOKE_SEARCH), training={"epochs": 2})
     run_dir = out / "runs" / f"{table}-{seed}"
-    return load_study_dict(data).with_overrides(seed=seed, output_dir=str(run_dir / "export"),
+    return load_study_dict(data).with_overrides(seed=seed, output_dir=str(run_dir / "export"), n_trials=trials,
                                                 tracking_uri=sqlite_uri(run_dir / "mlflow.db"))
 
 
@@ -126,11 +138,11 @@ def score_name(task: str) -> str:
 # ------------------------------------------------------------------------------------------ runs
 
 
-def run_ours(table: str, seed: int, section: dict, out: Path, smoke: bool) -> dict:
+def run_ours(table: str, seed: int, section: dict, out: Path, smoke: bool, members=None, trials=None) -> dict:
     study_process()
     from tuning.study import run_study
 
-    config = study(table, seed, section, out, smoke)
+    config = study(table, seed, section, out, smoke, members, trials)
     started = time.perf_counter()
     result = run_study(config, quiet=True, fresh=True)
     wall = time.perf_counter() - started
@@ -140,7 +152,7 @@ def run_ours(table: str, seed: int, section: dict, out: Path, smoke: bool) -> di
     name = score_name(task)
     return {"tool": "ours", "score_name": name, "score": result.test_metrics[name], "wall_time_s": wall,
             "task": task, "rows": facts["rows"], "columns": facts["columns"], "n_trials": len(result.records),
-            "ensemble_members": len((result.ensemble or {}).get("members", [])) or 1,
+            "ensemble_members": len((result.ensemble or {}).get("members", [])) or 1, "members": members or 1,
             "in_run_baseline": metrics.get("baseline", {}).get("test", {}).get(name)}
 
 
@@ -174,11 +186,13 @@ def hgb_frames(fit, test):
     return pd.DataFrame(out_fit, index=fit.index), pd.DataFrame(out_test, index=test.index)
 
 
-def run_hgb(table: str, seed: int, section: dict, out: Path, smoke: bool) -> dict:
+def run_hgb(table: str, seed: int, section: dict, out: Path, smoke: bool, tuned: bool = False, **_) -> dict:
+    """HistGradientBoosting on the study's split: its defaults fitted on training + validation rows, or
+    (``tuned``) the best of Optuna TPE trials on the validation rows, refitted there; scored on the test rows."""
     import numpy as np
     import pandas as pd
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import accuracy_score, log_loss
 
     from tuning.data.sources import load_dataset
 
@@ -188,16 +202,38 @@ def run_hgb(table: str, seed: int, section: dict, out: Path, smoke: bool) -> dic
     regression = split.task == "regression"
     cls = HistGradientBoostingRegressor if regression else HistGradientBoostingClassifier
     started = time.perf_counter()
-    model = cls(categorical_features="from_dtype", random_state=seed).fit(X_fit, y_fit)
+    params, n_trials = {}, 0
+    if tuned:
+        import optuna
+
+        X_train, X_valid = hgb_frames(split.frame("train"), split.frame("valid"))
+
+        def objective(trial) -> float:
+            model = cls(categorical_features="from_dtype", random_state=seed,
+                        learning_rate=trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+                        max_leaf_nodes=trial.suggest_int("max_leaf_nodes", 4, 128, log=True),
+                        min_samples_leaf=trial.suggest_int("min_samples_leaf", 2, 100, log=True),
+                        l2_regularization=trial.suggest_float("l2_regularization", 1e-6, 10.0, log=True))
+            model.fit(X_train, split.y_train)
+            if regression:
+                return float(np.sqrt(np.mean((np.asarray(split.y_valid, "float64") - model.predict(X_valid)) ** 2)))
+            return float(log_loss(split.y_valid, model.predict_proba(X_valid), labels=model.classes_))
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        search = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(seed=seed))
+        n_trials = SMOKE_HGB_TRIALS if smoke else HGB_TRIALS
+        search.optimize(objective, n_trials=n_trials)
+        params = search.best_params
+    model = cls(categorical_features="from_dtype", random_state=seed, **params).fit(X_fit, y_fit)
     fit_s = time.perf_counter() - started
     predicted = model.predict(X_test)
     if regression:
         score = float(np.sqrt(np.mean((np.asarray(split.y_test, "float64") - predicted) ** 2)))
     else:
         score = float(accuracy_score(split.y_test, predicted))
-    return {"tool": "hgb", "score_name": score_name(split.task if regression else "classification"),
+    return {"tool": "hgb-tuned" if tuned else "hgb", "score_name": score_name(split.task),
             "score": score, "wall_time_s": fit_s, "task": "regression" if regression else "classification",
-            "rows": len(split.y_train), "columns": X_fit.shape[1]}
+            "rows": len(split.y_train), "columns": X_fit.shape[1], "n_trials": n_trials, "params": params}
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -212,38 +248,63 @@ def ratio(ours: dict, hgb: dict) -> float:
 
 def pairs(results: list[dict]) -> dict[str, list[tuple[dict, dict]]]:
     """Per table, the (ours, hgb) rows of each seed that has both."""
+    return {table: [(o, h) for o, h, _ in rows] for table, rows in triples(results).items()}
+
+
+def triples(results: list[dict]) -> dict[str, list[tuple[dict, dict, dict | None]]]:
+    """Per table, the (ours, hgb, tuned hgb or None) rows of each seed that has ours and hgb."""
     by_key = {(r["tool"], r["table"], r["seed"]): r for r in results}
-    out: dict[str, list[tuple[dict, dict]]] = {}
+    out: dict[str, list[tuple[dict, dict, dict | None]]] = {}
     for (tool, table, seed), row in sorted(by_key.items(), key=lambda kv: (kv[0][1], kv[0][2])):
         if tool == "ours" and ("hgb", table, seed) in by_key:
-            out.setdefault(table, []).append((row, by_key[("hgb", table, seed)]))
+            out.setdefault(table, []).append((row, by_key[("hgb", table, seed)],
+                                              by_key.get(("hgb-tuned", table, seed))))
     return out
+
+
+def _median_text(values: list[float], fmt: str) -> str:
+    return format(statistics.median(values), fmt) if values else "-"
 
 
 def summarize(results: list[dict]) -> tuple[list[str], str]:
     header = ("| table | task | training rows | columns | score | ours (median) | HGB (median) | ours / HGB "
-              "(median) | wins | ours wall (s, median) | HGB fit (s) | seeds |")
-    lines = [header, "|---|---|---:|---:|---|---:|---:|---:|---|---:|---:|---|"]
-    beaten, behind = [], []
-    for table, rows in pairs(results).items():
-        ours, hgb = rows[0]
-        ratios = [ratio(o, h) for o, h in rows]
+              "(median) | tuned HGB (median) | ours / tuned HGB (median) | wins | wins vs tuned | ours wall (s, "
+              "median) | HGB fit (s) | tuned HGB (s) | seeds |")
+    lines = [header, "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|---:|---|"]
+    beaten, behind, beaten_tuned, tuned_tables = [], [], [], 0
+    for table, rows in triples(results).items():
+        ours = rows[0][0]
+        ratios = [ratio(o, h) for o, h, _ in rows]
+        tuned = [(o, t) for o, _, t in rows if t is not None]
+        tuned_ratios = [ratio(o, t) for o, t in tuned]
         median_ratio = statistics.median(ratios)
         (beaten if median_ratio < 1 else behind).append(table)
+        tuned_tables += bool(tuned)
+        if tuned_ratios and statistics.median(tuned_ratios) < 1:
+            beaten_tuned.append(table)
+        tuned_ratio = f"**{statistics.median(tuned_ratios):.3f}**" if tuned_ratios else "-"
         lines.append(
             f"| {table} | {ours['task']} | {ours['rows']:,} | {ours['columns']} | test {ours['score_name']} | "
-            f"{statistics.median(o['score'] for o, _ in rows):.4g} | {statistics.median(h['score'] for _, h in rows):.4g} | "
-            f"**{median_ratio:.3f}** | {sum(r < 1 for r in ratios)}/{len(ratios)} | "
-            f"{statistics.median(o['wall_time_s'] for o, _ in rows):.0f} | "
-            f"{statistics.median(h['wall_time_s'] for _, h in rows):.2f} | {' '.join(str(o['seed']) for o, _ in rows)} |")
+            f"{statistics.median(o['score'] for o, _, _ in rows):.4g} | "
+            f"{statistics.median(h['score'] for _, h, _ in rows):.4g} | **{median_ratio:.3f}** | "
+            f"{_median_text([t['score'] for _, t in tuned], '.4g')} | {tuned_ratio} | "
+            f"{sum(r < 1 for r in ratios)}/{len(ratios)} | {sum(r < 1 for r in tuned_ratios)}/{len(tuned_ratios)} | "
+            f"{statistics.median(o['wall_time_s'] for o, _, _ in rows):.0f} | "
+            f"{statistics.median(h['wall_time_s'] for _, h, _ in rows):.2f} | "
+            f"{_median_text([t['wall_time_s'] for _, t in tuned], '.1f')} | "
+            f"{' '.join(str(o['seed']) for o, _, _ in rows)} |")
     verdict = (f"The minimal study beats HistGradientBoosting (median ratio below 1) on {len(beaten)} of "
                f"{len(beaten) + len(behind)} tables" + (f"; not on: {', '.join(behind)}." if behind else "."))
+    if tuned_tables:
+        verdict += (f" It beats tuned HistGradientBoosting on {len(beaten_tuned)} of {tuned_tables} tables"
+                    + (f" ({', '.join(beaten_tuned)})." if beaten_tuned else "."))
     lines += ["", verdict]
     md = "\n".join(lines) + (
         "\n\nOurs: a study file with only `name` and `dataset` (the table recipe, sized by the rows), `--seed` "
         "per seed. HGB: HistGradientBoosting defaults with native categoricals, fitted on the training + "
-        "validation rows of the same split. Ratio: test RMSE ours / HGB, or accuracy HGB / ours; below 1 "
-        "ours wins. Wall: the whole study (loading, search, MLflow, retraining, export, report).\n")
+        "validation rows of the same split. Tuned HGB: the best of 50 Optuna TPE trials (learning_rate, "
+        "max_leaf_nodes, min_samples_leaf, l2_regularization) on the validation rows, refitted on training + "
+        "validation rows. Ratio: test RMSE ours / HGB, or accuracy HGB / ours; below 1 ours wins. Wall: the whole study (loading, search, MLflow, retraining, export, report).\n")
     return lines, md
 
 
@@ -253,12 +314,14 @@ def plot(results: list[dict], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = pairs(results)
+    data = triples(results)
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(data) + 1.5))
     for i, rows in enumerate(data.values()):
-        ratios = [ratio(o, h) for o, h in rows]
-        ax.scatter(ratios, [i] * len(ratios), color="tab:blue", alpha=0.6)
+        ratios = [ratio(o, h) for o, h, _ in rows]
+        ax.scatter(ratios, [i] * len(ratios), color="tab:blue", alpha=0.6, label="vs HGB defaults" if not i else None)
         ax.scatter([statistics.median(ratios)], [i], color="black", marker="|", s=300)
+        tuned = [ratio(o, t) for o, _, t in rows if t is not None]
+        ax.scatter(tuned, [i - 0.2] * len(tuned), color="tab:orange", marker="x", label="vs tuned HGB" if not i else None)
     ax.axvline(1.0, color="tab:red", linestyle="--", label="HistGradientBoosting")
     ax.set_yticks(range(len(data)), list(data))
     ax.set_xlabel("test RMSE (or 1/accuracy), ours / HGB: below 1 ours wins (dots: seeds, bar: median)")
@@ -284,7 +347,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("bench-minimal"))
     p.add_argument("--smoke", action="store_true", help="diabetes as a CSV, 2 trials of 2 epochs: checks it works")
     p.add_argument("--report", type=Path, metavar="DIR", help="only rebuild the table and plot from DIR")
-    p.add_argument("--worker", choices=("ours", "hgb"), help=argparse.SUPPRESS)
+    p.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS), help="what runs (default: all)")
+    p.add_argument("--members", type=int, help="model.members of the study (default: the recipe's, 1)")
+    p.add_argument("--trials", type=int, help="the study's number of trials (default: the recipe's)")
+    p.add_argument("--worker", choices=TOOLS, help=argparse.SUPPRESS)
     p.add_argument("--table", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -292,9 +358,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def worker(args: argparse.Namespace) -> int:
     section = dataset_section(args.table, args.data, args.out)
-    run = run_ours if args.worker == "ours" else run_hgb
-    result = {**run(args.table, args.seed, section, args.out, args.smoke), "table": args.table, "seed": args.seed,
-              "smoke": args.smoke}
+    if args.worker == "ours":
+        run = run_ours(args.table, args.seed, section, args.out, args.smoke, args.members, args.trials)
+    else:
+        run = run_hgb(args.table, args.seed, section, args.out, args.smoke, tuned=args.worker == "hgb-tuned")
+    result = {**run, "table": args.table, "seed": args.seed, "smoke": args.smoke}
     save_result(args.out, result, key=KEY)
     print(f"{args.worker} {args.table} seed {args.seed}: test {result['score_name']} {result['score']:.4g}, "
           f"{result['wall_time_s']:.1f} s", flush=True)
@@ -318,9 +386,11 @@ def main(argv=None) -> int:
                 if seed == args.seeds[0]:
                     print(f"skipped {table}: {section}")
                 continue
-            for tool in ("hgb", "ours"):
+            for tool in args.tools:
+                options = [f"--{name}={value}" for name, value in (("members", args.members), ("trials", args.trials))
+                           if value is not None and tool == "ours"]
                 code = run_worker(__file__, ["--worker", tool, "--table", table, "--seed", str(seed),
-                                             "--data", str(args.data.resolve()), "--out", str(args.out)]
+                                             "--data", str(args.data.resolve()), "--out", str(args.out), *options]
                                   + (["--smoke"] if args.smoke else []), f"{tool} {table} seed {seed}")
                 if code:
                     failed.append(f"{tool} {table} seed {seed}")

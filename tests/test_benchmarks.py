@@ -41,7 +41,7 @@ STALE = {
     "levers": [{"method": v, "variant": v, "seed": 42, "stale": True, "wall_time_s": 1.0, "test_mse": 99.0}
                for v in ("default", "plain+ensemble")],
     "minimal": [{"tool": t, "table": "smoke", "seed": 42, "stale": True, "score_name": "rmse", "score": 99.0,
-                 "wall_time_s": 1.0, "task": "regression", "rows": 1, "columns": 1} for t in ("hgb", "ours")],
+                 "wall_time_s": 1.0, "task": "regression", "rows": 1, "columns": 1} for t in ("hgb", "hgb-tuned", "ours")],
 }
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -270,15 +270,20 @@ def test_minimal_study_smoke(smoke):
     done, tmp = smoke["minimal"]
     stdout = _check(done, "minimal.py")
     rows = _rows(tmp / "minimal" / "results.jsonl")
-    assert not [r for r in rows if r.get("stale")] and sorted(r["tool"] for r in rows) == ["hgb", "ours"]
+    assert not [r for r in rows if r.get("stale")] and sorted(r["tool"] for r in rows) == ["hgb", "hgb-tuned", "ours"]
     by = {r["tool"]: r for r in rows}
-    ours, hgb = by["ours"], by["hgb"]
+    ours, hgb, tuned = by["ours"], by["hgb"], by["hgb-tuned"]
     assert ours["score_name"] == hgb["score_name"] == "rmse" and ours["n_trials"] == 2 and ours["smoke"] is True
     assert ours["rows"] == hgb["rows"] > 200  # the same training rows (facts the recipe sized the study with)
     assert 0 < ours["score"] < 200 and 0 < hgb["score"] < 200  # diabetes targets: 25-346
     table = (tmp / "minimal" / "results.md").read_text()
     cells = table_cells(table, "smoke")
     assert cells[5:8] == [f"{ours['score']:.4g}", f"{hgb['score']:.4g}", f"**{ours['score'] / hgb['score']:.3f}**"]
+    # tuned HGB: 3 Optuna trials in smoke mode on the validation rows, refitted, scored on the same test rows
+    assert tuned["n_trials"] == 3 and tuned["rows"] == ours["rows"] and 0 < tuned["score"] < 200
+    assert set(tuned["params"]) == {"learning_rate", "max_leaf_nodes", "min_samples_leaf", "l2_regularization"}
+    assert cells[8:10] == [f"{tuned['score']:.4g}", f"**{ours['score'] / tuned['score']:.3f}**"]
+    assert "tuned HistGradientBoosting" in stdout and ours["members"] == 1
     assert ("beats HistGradientBoosting" in stdout) and _png_size(tmp / "minimal" / "ratio.png")[0] > 300
 
 

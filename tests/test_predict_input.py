@@ -104,6 +104,7 @@ def _example_layers():
     the table fails its test below until it has an example here)."""
     import keras
 
+    from estimators.common.batch_ensemble import BatchEnsembleDense, MemberMean
     from estimators.common.embeddings import PeriodicEmbedding
 
     return {
@@ -112,6 +113,10 @@ def _example_layers():
         keras.layers.Dropout: [keras.layers.Dense(5, activation="elu"), keras.layers.Dropout(0.5),
                                keras.layers.Dense(1)],
         PeriodicEmbedding: [PeriodicEmbedding(3, 0.5, 2, seed=0), keras.layers.Dense(2, activation="softmax")],
+        BatchEnsembleDense: [BatchEnsembleDense(5, 3, activation="relu", random_signs=True, seed=0),
+                             BatchEnsembleDense(2, 3)],
+        MemberMean: [BatchEnsembleDense(5, 3, activation="tanh"), keras.layers.Dropout(0.5),
+                     BatchEnsembleDense(3, 3, activation="softmax"), MemberMean()],
     }
 
 

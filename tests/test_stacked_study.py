@@ -388,6 +388,7 @@ REFUSED = {
     "cross-validation": ({"search": {"cv": 3}}, "cv: validation"),
     "cosine": ({"model": {"optimizer": "adam", "lr_schedule": "cosine"}}, "lr_schedule"),
     "weight decay": ({"model": {"optimizer": "adam", "weight_decay": 1e-4}}, "weight_decay"),
+    "members": ({"model": {"optimizer": "adam", "members": 8}}, "members: 1"),
 }
 
 

@@ -202,6 +202,10 @@ HYPERPARAMS: dict[str, HyperParam] = _rows(
                tunable=True, model=True, build=True, aliases=("sigma",)),
     HyperParam("embedding_dim", "int", 16, "periodic embedding: units per feature", ge=1, tunable=True,
                model=True, build=True),
+    HyperParam("members", "int", 1, "an ensemble inside one model (TabM, Gorishniy et al. 2025): `k` members "
+               "share every Dense kernel, each with its own rank-1 scalings and biases (BatchEnsemble); each "
+               "member trains on its own loss, predictions average the members (probabilities for a classifier); "
+               "`1`: one plain MLP", ge=1, tunable=True, model=True, build=True, aliases=("ensemble_size", "k")),
     # ---- training
     HyperParam("epochs", "int", 100, "maximum number of epochs", ge=1, tunable=True, study="training.epochs"),
     HyperParam("batch_size", "int", 32, "rows per gradient step", ge=1, tunable=True,

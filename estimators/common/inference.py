@@ -6,10 +6,10 @@ in a register tile (the last rows of a batch that do not fill a tile take a narr
 alone takes the matrix-vector path). The same row then scores ~1e-7 relative apart in different
 batches, and which rows differ depends on the kernels the processor gets (its vector width). In float64
 the same effect is ~1e-16 relative, so predictions are computed in float64 from the fitted weights: for the
-networks ``build_model`` makes (Dense layers with the usual activations, Dropout, periodic embeddings) by
-a NumPy forward pass, which costs nothing to set up; for any other network (a user's functional model) by a
-float64 copy of the Keras model, built from the current weights at each predict (never stored, so never
-stale and never pickled). A subclassed model, which cannot be copied layer by layer, predicts in float32.
+networks ``build_model`` makes (Dense layers with the usual activations, Dropout, periodic embeddings,
+BatchEnsemble members) by a NumPy forward pass, which costs nothing to set up; for any other network (a
+user's functional model) by a float64 copy of the Keras model, built from the current weights at each
+predict (never stored, so never stale and never pickled). A subclassed model, which cannot be copied layer by layer, predicts in float32.
 """
 
 from __future__ import annotations
@@ -111,11 +111,33 @@ def _dense_step(layer):
     return forward
 
 
+def _batch_ensemble_step(layer):
+    """A BatchEnsembleDense layer's members ``activation(((X * r) @ kernel) * s + bias)`` on ``(rows, k, units)``
+    (plain rows ``(rows, d)`` go to every member); None for an activation outside ACTIVATIONS."""
+    name = layer.get_config().get("activation")
+    activation = ACTIVATIONS.get(name) if isinstance(name, str) else None
+    if activation is None:
+        return None
+    kernel, r, s, bias = (np.asarray(w, dtype=np.float64) for w in layer.get_weights())
+
+    def forward(X: np.ndarray) -> np.ndarray:
+        X = X[:, None, :] if X.ndim == 2 else X
+        return activation(((X * r) @ kernel) * s + bias)
+
+    return forward
+
+
+def _member_mean_step(layer):
+    """The members' mean of ``(rows, k, units)``."""
+    return lambda X: X.mean(axis=1)
+
+
 def numpy_layer_table() -> dict[type, Callable[[Any], Callable[[np.ndarray], np.ndarray] | None]]:
     """The Keras layer types the NumPy forward pass knows (exact types, not subclasses), each with the
     function turning such a layer into its float64 NumPy step, or None when its configuration is not covered."""
     import keras
 
+    from estimators.common.batch_ensemble import BatchEnsembleDense, MemberMean
     from estimators.common.embeddings import PeriodicEmbedding, periodic_embedding_numpy
 
     return {
@@ -123,6 +145,8 @@ def numpy_layer_table() -> dict[type, Callable[[Any], Callable[[np.ndarray], np.
         keras.layers.Dropout: _identity_step,
         keras.layers.Dense: _dense_step,
         PeriodicEmbedding: periodic_embedding_numpy,
+        BatchEnsembleDense: _batch_ensemble_step,
+        MemberMean: _member_mean_step,
     }
 
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 import keras
 
+from estimators.common.batch_ensemble import BatchEnsembleDense, MemberLoss, MemberMean, member_accuracy
 from estimators.common.embeddings import PeriodicEmbedding
 from estimators.common.hyperparams import OPTIMIZERS, build_knobs, layer_widths
 from estimators.compat.keras import skip_single_replica_all_reduce
@@ -65,6 +66,7 @@ def build_model(
     n_frequencies: int = 16,
     frequency_scale: float = 0.1,
     embedding_dim: int = 16,
+    members: int = 1,
     seed: int | None = None,
     steps_per_execution: int = 1,
 ) -> keras.Model:
@@ -75,7 +77,9 @@ def build_model(
     unit and binary cross-entropy for binary, ``n_classes`` softmax units and sparse categorical
     cross-entropy for multi-class. ``n_hidden=0`` gives a linear / logistic model. With
     ``numeric_embedding="periodic"`` the features first go through a :class:`PeriodicEmbedding`
-    (``n_frequencies``, ``frequency_scale``, ``embedding_dim``). With ``seed``
+    (``n_frequencies``, ``frequency_scale``, ``embedding_dim``). With ``members=k > 1`` every Dense layer is a
+    :class:`BatchEnsembleDense` of ``k`` members (TabM), trained on the mean of the members' losses, whose outputs
+    the model averages at inference (estimators.common.batch_ensemble). With ``seed``
     every initializer and dropout layer is seeded, so the weights do not depend on global state.
     Each knob is checked against the hyperparameter table (``estimators.common.hyperparams``).
     """
@@ -92,15 +96,23 @@ def build_model(
     if numeric_embedding == "periodic":
         layers.append(PeriodicEmbedding(n_frequencies, frequency_scale, embedding_dim,
                                         seed=None if seed is None else seed + 2000, name="periodic_embedding"))
+    def dense(i: int, width: int, dense_activation: str | None, name: str) -> keras.layers.Layer:
+        if members == 1:
+            return keras.layers.Dense(width, activation=dense_activation, kernel_initializer=init(i), name=name)
+        return BatchEnsembleDense(width, members, activation=dense_activation, random_signs=i == 0,
+                                  kernel_initializer=init(i), seed=None if seed is None else seed + 3000, name=name)
+
     for i in range(n_hidden):
-        layers.append(
-            keras.layers.Dense(widths[i], activation=activation, kernel_initializer=init(i), name=f"hidden_{i + 1}")
-        )
+        layers.append(dense(i, widths[i], activation, f"hidden_{i + 1}"))
         if dropout > 0:
             layers.append(keras.layers.Dropout(dropout, seed=None if seed is None else seed + 1000 + i))
-    layers.append(keras.layers.Dense(units, activation=out_activation, kernel_initializer=init(n_hidden), name="output"))
+    layers.append(dense(n_hidden, units, out_activation, "output"))
+    metrics: list = ["accuracy"] if task != "regression" else []
+    if members > 1:  # each member's own loss when training, the members' mean otherwise
+        layers.append(MemberMean(name="member_mean"))
+        loss = MemberLoss(loss)
+        metrics = [keras.metrics.MeanMetricWrapper(member_accuracy, name="accuracy")] if metrics else []
     model = keras.Sequential(layers, name="mlp")
-    metrics = ["accuracy"] if task != "regression" else []
     model.compile(
         loss=loss,
         optimizer=make_optimizer(optimizer, learning_rate, momentum, weight_decay),
