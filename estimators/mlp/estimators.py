@@ -2,9 +2,8 @@
 
 Every hyperparameter is an explicit ``__init__`` argument, so ``get_params``/``set_params``, ``clone``
 and any scikit-learn search see them directly (``{"n_hidden": [0, 1, 2]}``, no ``model__`` prefix).
-On top of scikeras 0.13.0 these classes fix what it gets wrong for scikit-learn >= 1.6: estimator
-tags (``is_regressor``/``is_classifier``), parameters taken from ``vars(self)``, validation data that
-skipped the target encoding, and seeds that leaked into the next fit.
+On top of scikeras 0.13.0 these classes fix what it gets wrong for scikit-learn >= 1.6: estimator tags,
+parameters taken from ``vars(self)``, validation data that skipped the target encoding, leaked seeds.
 """
 
 from __future__ import annotations
@@ -271,8 +270,7 @@ class _KerasMLPMixin(InitParameters, FitSteps):
     def _fit_network(self, rows, seed, epochs_done=0, **settings):
         """``model_.fit`` on a seeded, shuffled ``tf.data`` pipeline of ``rows`` (X, y, sample_weight) in
         batches of ``batch_size``, reshuffled as after ``epochs_done`` epochs (a resumed fit); its History."""
-        rows = array_dataset(rows, int(self.batch_size), shuffle=True, seed=seed,
-                             skip_orders=epochs_done * iterators_per_epoch())
+        rows = array_dataset(rows, int(self.batch_size), True, seed, epochs_done * iterators_per_epoch())
         return self.model_.fit(rows, shuffle=False, **settings)  # the dataset shuffles itself
 
     # ---- predict ------------------------------------------------------------------------------------
