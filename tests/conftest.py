@@ -36,6 +36,7 @@ def mlflow_template_db(tmp_path_factory):
 SLOWEST_FIRST = [
     "test_true_values.py",
     "test_benchmarks.py",
+    "test_trial_resume.py",
     "test_own_model_export.py",
     "test_train_on.py",
     "test_distributed.py",
@@ -50,6 +51,8 @@ SLOWEST_FIRST = [
     "test_benchmarks_stacked.py",
     "test_cli.py",
     "test_stacked_study.py",
+    "test_objectives.py",
+    "test_members.py",
     "test_conditional_space.py",
     "test_tables.py",
     "test_benchmarks_gbdt.py",

@@ -36,9 +36,6 @@ FAST = dict(epochs=5, random_state=0, steps_per_execution=1)
     [
         KerasMLPRegressor(learning_rate=0.01, **FAST),
         KerasMLPClassifier(learning_rate=0.05, **FAST),
-        # members (an ensemble inside one MLP; the classifier: averaged probabilities, the accuracy metric):
-        # the same checks (the regressor's pass too, but cost a minute more; tests/test_members.py covers it)
-        KerasMLPClassifier(learning_rate=0.05, members=2, **FAST),
         # a user's factory (functional, uncompiled): the same checks, the same expected failures
         KerasModelRegressor(build=small_network, learning_rate=0.01, **FAST),
         KerasModelClassifier(build=small_network, learning_rate=0.05, **FAST),
