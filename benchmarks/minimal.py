@@ -182,7 +182,8 @@ def hgb_frames(fit, test):
             fitted = pd.Categorical(text(fit[name]))
             if len(fitted.categories) <= 255:
                 out_fit[name] = fitted
-                out_test[name] = pd.Categorical(text(test[name]), categories=fitted.categories)
+                seen = text(test[name])  # a category the fitted rows never had: missing (pandas refuses it)
+                out_test[name] = pd.Categorical(seen.where(seen.isin(fitted.categories)), categories=fitted.categories)
     return pd.DataFrame(out_fit, index=fit.index), pd.DataFrame(out_test, index=test.index)
 
 
