@@ -212,12 +212,7 @@ def main(argv=None) -> int:
         f"study fixed costs outside the loop (MLflow set-up, data, export, model logging) {r['fixed_s']:.2f} s",
         f"harness ratio {r['ratio']:.3f} (target <= {TARGET})",
     ]
-    print("\n".join(lines))
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
-    if args.json:
-        args.json.write_text(json.dumps({**r, "target": TARGET, "smoke": args.smoke}, indent=1) + "\n")
-    return 0
+    return write(args, lines, {**r, "target": TARGET})
 
 
 def checkpoint_main(args) -> int:
@@ -225,11 +220,17 @@ def checkpoint_main(args) -> int:
     with tempfile.TemporaryDirectory(prefix="checkpoint-") as tmp:
         r = measure_checkpoints(args.study, fits, epochs, args.smoke, Path(tmp), args.seed)
     lines = checkpoint_lines(r)
+    return write(args, lines, {**r, "target": CHECKPOINT_TARGET})
+
+
+
+def write(args, lines: list[str], result: dict) -> int:
+    """Print ``lines``; write them to ``--out`` and ``result`` to ``--json`` when asked."""
     print("\n".join(lines))
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
     if args.json:
-        args.json.write_text(json.dumps({**r, "target": CHECKPOINT_TARGET, "smoke": args.smoke}, indent=1) + "\n")
+        args.json.write_text(json.dumps({**result, "smoke": args.smoke}, indent=1) + "\n")
     return 0
 
 

@@ -5,6 +5,7 @@ the trial's one MLflow run, and leaves no checkpoint behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -58,6 +59,22 @@ def assert_same_fit(whole, resumed):
         np.testing.assert_allclose(resumed.history_[key], whole.history_[key], rtol=0, atol=0)
     for a, b in zip(whole.model_.get_weights(), resumed.model_.get_weights(), strict=True):
         np.testing.assert_allclose(b, a, rtol=0, atol=0)
+
+
+@contextlib.contextmanager
+def epochs_trained(runner):
+    """The epochs ``runner`` trains inside the block (0-based, in order), as a list filled while it runs."""
+    trained, hook = [], runner.epoch_hook
+
+    def counting(record, report, reported):
+        on_epoch = hook(record, report, reported)
+        return lambda epoch, logs: trained.append(epoch) or on_epoch(epoch, logs)
+
+    runner.epoch_hook = counting
+    try:
+        yield trained
+    finally:
+        del runner.epoch_hook
 
 
 def test_a_resumed_fit_keeps_early_stopping_and_the_schedule_and_ends_as_the_uninterrupted_one(tmp_path):
@@ -149,19 +166,10 @@ def test_a_retried_trial_goes_on_from_its_first_attempts_checkpoint(runners):
         runner.run(0, PARAMS, report=stop_after_8)
     assert read_checkpoint(path).epochs == 6  # kept for the retry
 
-    told, trained = [], []
-    hook = runner.epoch_hook
-
-    def counting(record, report, reported):
-        on_epoch = hook(record, report, reported)
-        return lambda epoch, logs: trained.append(epoch) or on_epoch(epoch, logs)
-
-    runner.epoch_hook = counting
-    try:
+    told = []
+    with epochs_trained(runner) as trained:
         retry = runner.run_trial(1, PARAMS, report=lambda epoch, value: told.append((epoch, value)),
                                  attempt=Attempt(1, (0,)))
-    finally:
-        del runner.epoch_hook
     record = retry.record
     assert trained == list(range(6, 12)) and [e for e, _ in told] == list(range(12))
     assert record.state == COMPLETE and record.epochs_run == 12 and not path.exists()
@@ -210,18 +218,8 @@ def test_a_checkpoint_that_does_not_fit_the_network_is_dropped_and_the_trial_sta
     history = {"loss": [1.0] * 3, "val_loss": [1.0] * 3, "valid_mse": [1.0] * 3}
     write_checkpoint(path, FitState(3, [np.zeros(5)], [np.zeros(1)], history=history,
                                     extra={"params": PARAMS, "history": history, "elapsed_s": 1.0}))
-    trained = []
-    hook = runner.epoch_hook
-
-    def counting(record, report, reported):
-        on_epoch = hook(record, report, reported)
-        return lambda epoch, logs: trained.append(epoch) or on_epoch(epoch, logs)
-
-    runner.epoch_hook = counting
-    try:
+    with epochs_trained(runner) as trained:
         record = runner.run(5, PARAMS, attempt=Attempt(5, (4,)))
-    finally:
-        del runner.epoch_hook
     assert record.state == COMPLETE and trained == list(range(12)) and record.epochs_run == 12
     assert len(record.history["loss"]) == 12 and record.history["loss"][:3] != [1.0] * 3 and not path.exists()
 
