@@ -148,14 +148,14 @@ def in_one_process(commands: list[tuple], cwd: Path, env: dict, timeout: float =
     A command run first starts the process as it would alone; a later one finds what the earlier ones
     imported (a test that needs a module imported first by a command puts that command first)."""
     import json
-    import subprocess
     import sys
+
+    from tests import warm_python
 
     runner = Path(cwd) / "_one_process.py"
     runner.write_text(_ONE_PROCESS)
     plan = [[kind, str(target), [str(a) for a in args], dict(extra)] for kind, target, args, extra in commands]
-    done = subprocess.run([sys.executable, str(runner), json.dumps(plan)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    done = warm_python.run([sys.executable, str(runner), json.dumps(plan)], cwd=cwd, env=env, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(results) == len(commands), done.stdout[-3000:]

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from tests import warm_python
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -76,10 +78,9 @@ def cli(study: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "tuning.run", str(study), "--quiet", *args]
 
 
-def start(cmd: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    """The CLI in the background, output to ``log``."""
-    with open(log, "ab") as out:
-        return subprocess.Popen(cmd, cwd=cwd, env=cli_env(), stdout=out, stderr=subprocess.STDOUT)
+def start(cmd: list[str], cwd: Path, log: Path) -> warm_python.WarmProcess:
+    """The CLI in the background (started warm: tests/warm_python.py), output to ``log``."""
+    return warm_python.popen(cmd, cwd=cwd, env=cli_env(), stdout=log)
 
 
 def run(cmd: list[str], cwd: Path, log: Path, timeout: float = 300) -> int:
@@ -94,7 +95,7 @@ def run(cmd: list[str], cwd: Path, log: Path, timeout: float = 300) -> int:
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, poll: float = 0.2,
-             alive: subprocess.Popen | None = None) -> Any:
+             alive: warm_python.WarmProcess | None = None) -> Any:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` or if ``alive`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import warm_python
 from tests.helpers import table_cells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,8 +163,8 @@ def test_vs_classic_smoke(smoke):
     again = tmp / "vs-report"
     again.mkdir()
     shutil.copy(out / "results.jsonl", again / "results.jsonl")
-    report = subprocess.run([sys.executable, str(BENCH / "vs_classic.py"), "--report", str(again)], cwd=tmp,
-                            env=_env(), capture_output=True, text=True, timeout=120)
+    report = warm_python.run([sys.executable, str(BENCH / "vs_classic.py"), "--report", str(again)], cwd=tmp,
+                             env=_env(), capture_output=True, text=True, timeout=120)
     assert line.group(0) in _check(report, "vs_classic.py --report")
     assert (again / "results.md").read_text() == table
     assert _png_size(again / "time_to_quality.png") == (768, 528)
@@ -313,9 +314,9 @@ def peers_smoke(tmp_path_factory):
          "valid_mse": 5100.0, "n_trials": 2, "best_params": {"n_hidden": 1}, "y_test_digest": digest},
     ]
     (tmp / "classic.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stored))
-    done = subprocess.run([sys.executable, str(BENCH / "vs_peers.py"), "--smoke", "--out", str(tmp / "peers"),
-                           "--classic-results", str(tmp / "classic.jsonl")], cwd=tmp, env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    done = warm_python.run([sys.executable, str(BENCH / "vs_peers.py"), "--smoke", "--out", str(tmp / "peers"),
+                            "--classic-results", str(tmp / "classic.jsonl")], cwd=tmp, env=_env(),
+                           capture_output=True, text=True, timeout=600)
     return done, tmp / "peers", digest
 
 
@@ -387,8 +388,8 @@ def test_vs_peers_smoke(peers_smoke):
     again = out.parent / "peers-report"
     again.mkdir()
     shutil.copy(out / "results.jsonl", again / "results.jsonl")
-    report = subprocess.run([sys.executable, str(BENCH / "vs_peers.py"), "--report", str(again)], env=_env(),
-                            capture_output=True, text=True, timeout=120)
+    report = warm_python.run([sys.executable, str(BENCH / "vs_peers.py"), "--report", str(again)], env=_env(),
+                             capture_output=True, text=True, timeout=120)
     _check(report, "vs_peers.py --report")
     assert (again / "results.md").read_text() == medians + "### diabetes, seed 42" + table
 
@@ -396,6 +397,6 @@ def test_vs_peers_smoke(peers_smoke):
 @pytest.mark.parametrize("script", ["vs_classic.py", "overhead.py", "memory.py", "levers.py", "vs_peers.py",
                                     "epoch_scoring.py"])
 def test_help(script):
-    done = subprocess.run([sys.executable, str(BENCH / script), "--help"], env=_env(), capture_output=True,
-                          text=True, timeout=60)
+    done = warm_python.run([sys.executable, str(BENCH / script), "--help"], env=_env(), capture_output=True,
+                           text=True, timeout=60)
     assert "--smoke" in _check(done, script)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import warm_python
 from tests.helpers import table_cells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,8 +22,8 @@ NUMBER = r"\d+(\.\d+)?"
 
 def run_vs_gbdt(*args: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = warm_python.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                           timeout=600)
     assert done.returncode == expect, f"vs_gbdt.py exit {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 

@@ -6,11 +6,12 @@ import math
 import os
 import re
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests import warm_python
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = {"baseline": "plain Keras, compile defaults", "ours": "KerasMLPRegressor"}
@@ -21,8 +22,8 @@ def speed(tmp_path_factory) -> tuple[str, dict]:
     """(stdout, the --json file) of one --smoke run."""
     out = tmp_path_factory.mktemp("speed") / "speed.json"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "estimator_speed.py"), "--smoke", "--epochs", "3",
-                           "--repeats", "1", "--json", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    done = warm_python.run([sys.executable, str(ROOT / "benchmarks" / "estimator_speed.py"), "--smoke", "--epochs", "3",
+                            "--repeats", "1", "--json", str(out)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"estimator_speed.py failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout, json.loads(out.read_text())
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from tests import warm_python
 from tuning.config.schema import DatasetConfig
 from tuning.data.sources import load_dataset
 
@@ -22,8 +23,8 @@ SCRIPT = ROOT / "benchmarks" / "stacked.py"
 
 def run_bench(*args: str, cwd: Path, expect: int = 0) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = warm_python.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                           timeout=600)
     assert done.returncode == expect, f"stacked.py exit {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 

@@ -10,14 +10,17 @@ import sys
 import pytest
 import yaml
 
+from tests import warm_python
 from tests.helpers import no_pictures, study_dict, tracking_uri, write_study
 from tuning.cli.run import main
 from tuning.report import html as report_html
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tuning.run", *args], capture_output=True, text=True, timeout=600,
-                          env=env)
+def run_cli(*args: str, env: dict[str, str] | None = None, cold: bool = False) -> subprocess.CompletedProcess:
+    """``python -m tuning.run *args``, started warm (tests/warm_python.py) unless ``cold``: a test of what
+    TensorFlow prints when it starts needs a process that has not loaded it."""
+    run = subprocess.run if cold else warm_python.run
+    return run([sys.executable, "-m", "tuning.run", *args], capture_output=True, text=True, timeout=600, env=env)
 
 
 def write_raw(tmp_path, data: dict, name: str = "bad.yaml"):
@@ -186,7 +189,7 @@ def test_cli_runs_a_study_quietly_end_to_end_and_a_rerun_trains_nothing(tmp_path
 
     path = write_study(tmp_path, search={"n_trials": 2})
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
-    out = run_cli(str(path), "--quiet", "--experiment", "cli-test", "--seed", "3", env=env)
+    out = run_cli(str(path), "--quiet", "--experiment", "cli-test", "--seed", "3", env=env, cold=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert not TF_LOG_LINE.search(out.stderr), out.stderr[-3000:]
     assert "best trial" in out.stdout and "test mse" in out.stdout
@@ -288,8 +291,9 @@ def test_ctrl_c_marks_the_running_trial_and_the_study_killed_and_prints_the_best
                       training={"early_stopping": {"enabled": False}})
     del data["training"]["epochs"]
     path = write_raw(tmp_path, data, "study.yaml")
-    proc = subprocess.Popen([sys.executable, "-m", "tuning.run", str(path), "--quiet", "--experiment", "ctrl-c"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    streams = {name: tmp_path / f"{name}.txt" for name in ("stdout", "stderr")}
+    proc = warm_python.popen([sys.executable, "-m", "tuning.run", str(path), "--quiet", "--experiment", "ctrl-c"],
+                             stdout=streams["stdout"], stderr=streams["stderr"])
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     storage = f"sqlite:///{tmp_path / 'out' / 'optuna.db'}"
 
@@ -317,11 +321,12 @@ def test_ctrl_c_marks_the_running_trial_and_the_study_killed_and_prints_the_best
         finished = [r for r in trial_runs() if r.info.status == "FINISHED"]
         assert [r.data.params["epochs"] for r in finished] == [str(SHORT)], "the seed no longer draws SHORT first"
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=180)
+        proc.wait(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+    stdout, stderr = (streams[name].read_text(errors="replace") for name in ("stdout", "stderr"))
     assert proc.returncode == 130, stderr[-3000:]
     # (a traceback may show: Python prints "Exception ignored" when the signal lands in a __del__, see
     # tuning.parallel.interrupt)

@@ -5,7 +5,6 @@ pickle, clone, joblib, Keras save / load, a fresh process and the study file."""
 from __future__ import annotations
 
 import pickle
-import subprocess
 import sys
 
 import joblib
@@ -17,6 +16,7 @@ from sklearn.base import clone
 from estimators import KerasMLPClassifier, KerasMLPRegressor, build_model
 from estimators.common.batch_ensemble import BatchEnsembleDense, MemberLoss, MemberMean
 from estimators.common.validation import ValidationListener
+from tests import warm_python
 from tuning.config.schema import CategoricalParam, load_study_dict
 
 FAST = {"epochs": 4, "batch_size": 32, "optimizer": "adam", "learning_rate": 0.01, "random_state": 0}
@@ -122,8 +122,8 @@ def test_classifier_with_members_averages_probabilities_and_exports_to_a_fresh_p
     np.save(tmp_path / "X.npy", X)
     code = ("import joblib, numpy as np, sys; est = joblib.load(sys.argv[1]); "
             "np.save(sys.argv[3], est.predict_proba(np.load(sys.argv[2])))")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "est.joblib"), str(tmp_path / "X.npy"),
-                    str(tmp_path / "out.npy")], check=True, capture_output=True)
+    warm_python.run([sys.executable, "-c", code, str(tmp_path / "est.joblib"), str(tmp_path / "X.npy"),
+                     str(tmp_path / "out.npy")], check=True, capture_output=True)
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), proba)
 
 

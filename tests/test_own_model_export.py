@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests import warm_python
 from tests.helpers import log_model_in_a_run, no_pictures, tracking_uri
 from tuning.export.files import export_model, make_pipeline
 from tuning.export.shipped_code import CODE_DIR, CODE_FILE, code_paths, ship_code
@@ -90,8 +91,8 @@ def _fresh(exported: dict, *args: str) -> subprocess.CompletedProcess:
     elsewhere = exported["tmp"] / "elsewhere"
     elsewhere.mkdir(exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(ROOT), MLFLOW_TRACKING_URI=exported["tracking_uri"])
-    done = subprocess.run([sys.executable, *args], cwd=elsewhere, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = warm_python.run([sys.executable, *args], cwd=elsewhere, env=env, capture_output=True, text=True,
+                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -297,8 +298,8 @@ def test_a_dotted_module_ships_as_a_package_and_imports_by_its_name(tmp_path, mo
     script.write_text(DOTTED)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    done = subprocess.run([sys.executable, str(script), str(export)], cwd=elsewhere, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    done = warm_python.run([sys.executable, str(script), str(export)], cwd=elsewhere, capture_output=True, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
 
 

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -22,6 +21,7 @@ import optuna
 import pytest
 import yaml
 
+from tests import warm_python
 from tests.helpers import no_pictures, study_dict
 from tests.resume_helpers import mlflow_runs
 from tuning.cli.run import main
@@ -179,9 +179,9 @@ def test_the_exports_predict_raw_rows_in_a_fresh_process_elsewhere(studies, tmp_
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (tmp_path / "fresh.py").write_text(textwrap.dedent(FRESH))
-    done = subprocess.run([sys.executable, str(tmp_path / "fresh.py"), str(tmp_path / "rows.csv"), json.dumps(folders)],
-                          cwd=elsewhere, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
-                          timeout=300)
+    done = warm_python.run([sys.executable, str(tmp_path / "fresh.py"), str(tmp_path / "rows.csv"), json.dumps(folders)],
+                           cwd=elsewhere, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     got = json.loads(done.stdout.strip().splitlines()[-1])
     assert got == expected

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests import warm_python
 from tuning.cli.predict import main
 from tuning.config.schema import PreprocessingConfig
 from tuning.data.preprocessing import build_preprocessor
@@ -46,8 +46,8 @@ def test_predict_writes_the_rows_with_predictions_and_probabilities(exported, tm
     source = tmp_path / "rows.csv"
     rows.to_csv(source, index=False)
     target = tmp_path / "pred.csv"
-    done = subprocess.run([sys.executable, "-m", "tuning.predict", str(out_dir), str(source), "-o", str(target),
-                           "--proba"], capture_output=True, text=True, timeout=300)
+    done = warm_python.run([sys.executable, "-m", "tuning.predict", str(out_dir), str(source), "-o", str(target),
+                            "--proba"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     result = pd.read_csv(target)
     assert list(result.columns) == [*rows.columns, "prediction", "proba_cat", "proba_dog"]

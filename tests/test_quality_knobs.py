@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from sklearn.ensemble import VotingClassifier, VotingRegressor
 from estimators import KerasMLPClassifier, KerasMLPRegressor, build_model
 from estimators.common.embeddings import PeriodicEmbedding
 from estimators.common.ensemble import AveragingClassifier, AveragingRegressor, greedy_selection
+from tests import warm_python
 from tests.helpers import run_study_without_model_logging, tracking_uri, write_study
 from tests.resume_helpers import without_charts
 from tuning.export.files import load_model
@@ -314,8 +314,8 @@ def exported_ensembles(tmp_path_factory):
             patch.chdir(tmp)  # MLflow's artifact store lands there
             assert run_study(path, quiet=True).best is not None
         studies[train_on] = (str(tmp), tracking_uri(tmp), str(tmp / "out"), str(csv))
-    fresh = subprocess.run([sys.executable, "-c", _FRESH, json.dumps(studies)], capture_output=True, text=True,
-                           timeout=600)
+    fresh = warm_python.run([sys.executable, "-c", _FRESH, json.dumps(studies)], capture_output=True, text=True,
+                            timeout=600)
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     answers = json.loads(fresh.stdout.strip().splitlines()[-1])
     return {key: (Path(directory), Path(csv), answers[key]) for key, (directory, _, _, csv) in studies.items()}

@@ -5,13 +5,13 @@ permutation, refused when a study asks for more trials than it holds."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests import warm_python
 from tests.helpers import study_config, study_dict
 from tests.resume_helpers import cli_env, load_trials, without_charts
 from tuning.config.schema import load_study
@@ -89,8 +89,8 @@ def test_the_command_line_refuses_an_extension_past_the_grid(tmp_path):
     path = tmp_path / "grid.yaml"
     path.write_text(yaml.safe_dump(study_dict(tmp_path, space=GRID, search={"backend": "random", "n_trials": 18}),
                                    sort_keys=False))
-    done = subprocess.run([sys.executable, "-m", "tuning.run", str(path), "--n-trials", "25", "--quiet"],
-                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
+    done = warm_python.run([sys.executable, "-m", "tuning.run", str(path), "--n-trials", "25", "--quiet"],
+                           cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     message = " ".join(done.stderr.split())
     assert str(path) in message and "search.n_trials: 25 trials" in message

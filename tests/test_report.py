@@ -22,6 +22,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from tests import warm_python
 from tests.helpers import BASE, merge, run_study_without_model_logging, tracking_uri
 from tuning.config.schema import load_study, load_study_dict
 from tuning.records import COMPLETE, FAILED, PRUNED, TrialRecord
@@ -241,8 +242,8 @@ def test_complete_trials_carry_their_learning_curve(study, tmp_path):
 
 def test_cli_regenerates_the_report_from_storage(study):
     shutil.rmtree(study.report_dir)
-    done = subprocess.run([sys.executable, "-m", "tuning.report", str(study.path)], cwd=study.tmp,
-                          capture_output=True, text=True, timeout=120, env=env())
+    done = warm_python.run([sys.executable, "-m", "tuning.report", str(study.path)], cwd=study.tmp,
+                           capture_output=True, text=True, timeout=120, env=env())
     assert done.returncode == 0, done.stderr
     assert str(Path("out") / "report" / REPORT_FILE) in done.stdout
     for name in CHART_NAMES:
@@ -251,8 +252,8 @@ def test_cli_regenerates_the_report_from_storage(study):
 
 
 def test_cli_exits_2_on_a_missing_study_file(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "tuning.report", str(tmp_path / "missing.yaml")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, env=env())
+    done = warm_python.run([sys.executable, "-m", "tuning.report", str(tmp_path / "missing.yaml")], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, env=env())
     assert done.returncode == 2
     assert "study file not found" in done.stderr
 

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from tests import warm_python
 from tests.resume_helpers import (
     check_one_run_per_trial,
     cli,
@@ -110,7 +111,7 @@ def test_changed_space_is_refused_unless_fresh(tmp_path, backend):
 
     study.write_text(study.read_text().replace("high: 32", "high: 64"))
     cmd = cli(study, "--output-dir", str(out))
-    done = subprocess.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
+    done = warm_python.run(cmd, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     message = " ".join(done.stderr.split())
     assert "different search space" in message and "--fresh" in message

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import numpy as np
@@ -11,6 +10,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
+from tests import warm_python
 from tests.helpers import no_pictures, study_config
 from tuning.records import COMPLETE, FAILED, PRUNED
 from tuning.report import html as report_html
@@ -133,7 +133,7 @@ def test_export_reloads_in_a_fresh_process_and_reproduces_the_test_score(optuna_
         f"model = load_model({str(export)!r})\n"
         "print(json.dumps(mean_squared_error(split.y_test, model.predict(split.X_test))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    out = warm_python.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     reloaded_mse = json.loads(out.stdout.strip().splitlines()[-1])
     assert reloaded_mse == pytest.approx(result.test_metrics["mse"], rel=1e-5)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests import warm_python
 from tests.helpers import no_pictures, tracking_uri
 from tuning.cli.run import main
 from tuning.export.files import load_model
@@ -180,8 +180,8 @@ def test_mlflow_models_predict_raw_rows_in_a_fresh_process(tmp_path_factory, cap
     failed = [name for name, r in results.items() if r["code"] != 0]
     assert not failed, f"studies failed: {failed}"
     jobs = [(r["uri"], name, str(r["rows_file"])) for name, r in results.items()]
-    done = subprocess.run([sys.executable, "-c", _PYFUNC, json.dumps(jobs)], capture_output=True, text=True,
-                          timeout=600)
+    done = warm_python.run([sys.executable, "-c", _PYFUNC, json.dumps(jobs)], capture_output=True, text=True,
+                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     answers = json.loads(done.stdout.strip().splitlines()[-1])
     for name, result in results.items():
