@@ -17,6 +17,11 @@ the other):
   instead of one width for all layers (a lever added, not taken out).
 * ``lr-range-test``: ``search.lr_range_test: true`` (the learning-rate range test sets the space's
   learning-rate bounds first).
+* ``cosine``: ``lr_schedule: cosine`` instead of plateau.
+* ``robust-scaling``: ``preprocessing.scaling: robust`` (RealMLP's median / IQR scaling with smooth clipping to
+  +-3) instead of quantile (a lever swapped).
+* ``feature-scaling``: ``model.feature_scaling: true`` (RealMLP's trainable per-feature scale, first layer; a
+  lever added).
 * ``plain``: ``studies/housing_plain.yaml``, the default before the levers (plain MLP, best trial alone).
 * ``plain+ensemble``: the same with the default's ensemble.
 
@@ -47,7 +52,8 @@ from vs_classic import _fmt, _median, run_ours
 
 PLAIN_STUDY = ROOT / "studies" / "housing_plain.yaml"
 VARIANTS = ("default", "train-only", "one-worker", "no-embedding", "constant-lr", "no-dropout", "adamw",
-            "per-layer-widths", "lr-range-test", "plain", "plain+ensemble")
+            "per-layer-widths", "lr-range-test", "cosine", "robust-scaling", "feature-scaling", "plain",
+            "plain+ensemble")
 
 
 def variant_config(name: str, study: Path, smoke: bool):
@@ -61,6 +67,12 @@ def variant_config(name: str, study: Path, smoke: bool):
         data["space"].pop("frequency_scale", None)
     elif name == "constant-lr":
         data["model"] = {**data.get("model", {}), "lr_schedule": "constant"}
+    elif name == "cosine":
+        data["model"] = {**data.get("model", {}), "lr_schedule": "cosine"}
+    elif name == "robust-scaling":
+        data["preprocessing"] = {**data.get("preprocessing", {}), "scaling": "robust"}
+    elif name == "feature-scaling":
+        data["model"] = {**data.get("model", {}), "feature_scaling": True}
     elif name == "no-dropout":
         data["space"].pop("dropout", None)
     elif name == "adamw":

@@ -265,6 +265,25 @@ def test_levers_smoke(smoke):
     assert re.search(rf"^plain\+ensemble +test MSE {plain['test_mse']:.4f} \({change:+.4f}\)", stdout, re.M), stdout
 
 
+def test_levers_variants_change_one_setting_each(monkeypatch):
+    """The variants of RealMLP's levers and the cosine schedule: the default study with one setting changed."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    spec = importlib.util.spec_from_file_location("levers", BENCH / "levers.py")
+    levers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(levers)
+    default = levers.variant_config("default", levers.DEFAULT_STUDY, True).model_dump()
+    changed = {"cosine": ("model", "lr_schedule", "cosine"), "robust-scaling": ("preprocessing", "scaling", "robust"),
+               "feature-scaling": ("model", "feature_scaling", True)}
+    assert set(changed) <= set(levers.VARIANTS)
+    for name, (section, key, value) in changed.items():
+        config = levers.variant_config(name, levers.DEFAULT_STUDY, True).model_dump()
+        assert config[section][key] == value and default[section][key] != value, name
+        config[section][key], config["name"] = default[section][key], default["name"]
+        assert config == default, name
+
+
 def test_minimal_study_smoke(smoke):
     """A study of only name and dataset (a CSV of the diabetes rows) against HistGradientBoosting with native
     categoricals on the same rows: both scored, the ratio and the verdict in the table."""

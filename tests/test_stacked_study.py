@@ -389,6 +389,7 @@ REFUSED = {
     "cosine": ({"model": {"optimizer": "adam", "lr_schedule": "cosine"}}, "lr_schedule"),
     "weight decay": ({"model": {"optimizer": "adam", "weight_decay": 1e-4}}, "weight_decay"),
     "members": ({"model": {"optimizer": "adam", "members": 8}}, "members: 1"),
+    "feature scaling": ({"model": {"optimizer": "adam", "feature_scaling": True}}, "feature_scaling: false"),
 }
 
 

@@ -6,6 +6,10 @@ linear map per feature to ``d`` units; the embeddings of all features are concat
 A smooth MLP on raw coordinates needs many units to draw sharp, local patterns (prices by latitude and
 longitude); the sines give it those shapes at the first layer. ``sigma`` (``frequency_scale``) sets how
 fine they are and is the knob worth tuning (log scale, about 0.01 to 1 for standardised inputs).
+
+:class:`FeatureScale` is RealMLP's first layer (Holzmüller et al. 2024, its "scale" layer): each feature times
+its own trainable weight, initialised to 1 (the identity), so training can turn a feature up or down before
+anything else sees it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,27 @@ import math
 import keras
 import numpy as np
 
-__all__ = ["PeriodicEmbedding", "periodic_embedding_numpy"]
+__all__ = ["FeatureScale", "PeriodicEmbedding", "feature_scale_numpy", "periodic_embedding_numpy"]
+
+
+@keras.saving.register_keras_serializable(package="estimators")
+class FeatureScale(keras.layers.Layer):
+    """``(batch, n_features)`` -> the same shape: feature ``j`` times a trainable ``scale[j]``, initially 1."""
+
+    def build(self, input_shape) -> None:
+        self.scale = self.add_weight(name="scale", shape=(int(input_shape[-1]),), initializer="ones")
+
+    def call(self, inputs):
+        return inputs * keras.ops.cast(self.scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def feature_scale_numpy(layer: FeatureScale):
+    """The layer as a float64 NumPy function of ``X`` (for the NumPy forward pass of estimators.common.inference)."""
+    scale = np.asarray(layer.get_weights()[0], dtype=np.float64)
+    return lambda X: X * scale
 
 
 @keras.saving.register_keras_serializable(package="estimators")

@@ -206,6 +206,9 @@ HYPERPARAMS: dict[str, HyperParam] = _rows(
                "share every Dense kernel, each with its own rank-1 scalings and biases (BatchEnsemble); each "
                "member trains on its own loss, predictions average the members (probabilities for a classifier); "
                "`1`: one plain MLP", ge=1, tunable=True, model=True, build=True, aliases=("ensemble_size", "k")),
+    HyperParam("feature_scaling", "bool", False, "each feature is first multiplied by its own trainable weight, "
+               "initially 1 (RealMLP's scale layer, Holzmüller et al. 2024), before the periodic embedding if any",
+               tunable=True, model=True, build=True, aliases=("scale_layer",)),
     # ---- training
     HyperParam("epochs", "int", 100, "maximum number of epochs", ge=1, tunable=True, study="training.epochs"),
     HyperParam("batch_size", "int", 32, "rows per gradient step", ge=1, tunable=True,

@@ -7,7 +7,7 @@ alone takes the matrix-vector path). The same row then scores ~1e-7 relative apa
 batches, and which rows differ depends on the kernels the processor gets (its vector width). In float64
 the same effect is ~1e-16 relative, so predictions are computed in float64 from the fitted weights: for the
 networks ``build_model`` makes (Dense layers with the usual activations, Dropout, periodic embeddings,
-BatchEnsemble members) by a NumPy forward pass, which costs nothing to set up; for any other network (a
+feature scales, BatchEnsemble members) by a NumPy forward pass, which costs nothing to set up; for any other network (a
 user's functional model) by a float64 copy of the Keras model, built from the current weights at each
 predict (never stored, so never stale and never pickled). A subclassed model, which cannot be copied layer by layer, predicts in float32.
 """
@@ -138,13 +138,19 @@ def numpy_layer_table() -> dict[type, Callable[[Any], Callable[[np.ndarray], np.
     import keras
 
     from estimators.common.batch_ensemble import BatchEnsembleDense, MemberMean
-    from estimators.common.embeddings import PeriodicEmbedding, periodic_embedding_numpy
+    from estimators.common.embeddings import (
+        FeatureScale,
+        PeriodicEmbedding,
+        feature_scale_numpy,
+        periodic_embedding_numpy,
+    )
 
     return {
         keras.layers.InputLayer: _identity_step,
         keras.layers.Dropout: _identity_step,
         keras.layers.Dense: _dense_step,
         PeriodicEmbedding: periodic_embedding_numpy,
+        FeatureScale: feature_scale_numpy,
         BatchEnsembleDense: _batch_ensemble_step,
         MemberMean: _member_mean_step,
     }

@@ -7,7 +7,7 @@ from typing import Literal
 import keras
 
 from estimators.common.batch_ensemble import BatchEnsembleDense, MemberLoss, MemberMean, member_accuracy
-from estimators.common.embeddings import PeriodicEmbedding
+from estimators.common.embeddings import FeatureScale, PeriodicEmbedding
 from estimators.common.hyperparams import OPTIMIZERS, build_knobs, layer_widths
 from estimators.compat.keras import skip_single_replica_all_reduce
 
@@ -67,6 +67,7 @@ def build_model(
     frequency_scale: float = 0.1,
     embedding_dim: int = 16,
     members: int = 1,
+    feature_scaling: bool = False,
     seed: int | None = None,
     steps_per_execution: int = 1,
 ) -> keras.Model:
@@ -76,7 +77,8 @@ def build_model(
     The output layer and loss follow ``task``: one linear unit and MSE for regression, one sigmoid
     unit and binary cross-entropy for binary, ``n_classes`` softmax units and sparse categorical
     cross-entropy for multi-class. ``n_hidden=0`` gives a linear / logistic model. With
-    ``numeric_embedding="periodic"`` the features first go through a :class:`PeriodicEmbedding`
+    ``feature_scaling=True`` each feature is first multiplied by a trainable weight that starts at 1
+    (:class:`FeatureScale`, RealMLP's scale layer). With ``numeric_embedding="periodic"`` the features first go through a :class:`PeriodicEmbedding`
     (``n_frequencies``, ``frequency_scale``, ``embedding_dim``). With ``members=k > 1`` every Dense layer is a
     :class:`BatchEnsembleDense` of ``k`` members (TabM), trained on the mean of the members' losses, whose outputs
     the model averages at inference (estimators.common.batch_ensemble). With ``seed``
@@ -93,6 +95,8 @@ def build_model(
         return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
 
     layers: list[keras.layers.Layer] = [keras.Input(shape=(n_features,))]
+    if feature_scaling:
+        layers.append(FeatureScale(name="feature_scale"))
     if numeric_embedding == "periodic":
         layers.append(PeriodicEmbedding(n_frequencies, frequency_scale, embedding_dim,
                                         seed=None if seed is None else seed + 2000, name="periodic_embedding"))

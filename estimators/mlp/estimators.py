@@ -390,6 +390,7 @@ class KerasMLPRegressor(_RegressorParts, _KerasMLPMixin, KerasRegressor):
         frequency_scale=0.1,
         embedding_dim=16,
         members=1,
+        feature_scaling=False,
         epochs=100,
         batch_size=32,
         lr_schedule="constant",
@@ -404,7 +405,6 @@ class KerasMLPRegressor(_RegressorParts, _KerasMLPMixin, KerasRegressor):
         standardize_target=False,
     ):
         init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
-
 
 
 class KerasMLPClassifier(_ClassifierParts, _KerasMLPMixin, KerasClassifier):
@@ -430,6 +430,7 @@ class KerasMLPClassifier(_ClassifierParts, _KerasMLPMixin, KerasClassifier):
         frequency_scale=0.1,
         embedding_dim=16,
         members=1,
+        feature_scaling=False,
         epochs=100,
         batch_size=32,
         lr_schedule="constant",
@@ -443,7 +444,6 @@ class KerasMLPClassifier(_ClassifierParts, _KerasMLPMixin, KerasClassifier):
         verbose=0,
     ):
         init_params(self, **{k: v for k, v in locals().items() if k not in ("self", "__class__")})
-
 
 
 # pickled (in an export) as the public ``estimators.<Name>``, whichever module defines it: estimators/__init__.py

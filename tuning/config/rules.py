@@ -79,6 +79,7 @@ def stack_errors(config) -> list[InitErrorDetails]:
         "weight_decay": ((None, 0, 0.0), "no weight_decay (leave it out)"),
         "lr_schedule": (("constant", "plateau"), "lr_schedule: constant or plateau"),
         "members": ((1,), "members: 1 (leave it out)"),
+        "feature_scaling": ((False,), "feature_scaling: false (leave it out)"),
     }
     for name, (allowed, change) in rules.items():
         spec = config.space.get(name)

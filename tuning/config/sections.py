@@ -50,7 +50,8 @@ class PreprocessingConfig(_Model):
     """Feature preprocessing done inside the estimator pipeline (fitted on the training rows only)."""
 
     # quantile: QuantileTransformer to a normal law, so outlying rows stay within a few units (robust)
-    scaling: Literal["standard", "minmax", "quantile", "none"] = "standard"
+    # robust: RealMLP's median / interquartile range, then smooth clipping to +-3 (RobustSmoothClip)
+    scaling: Literal["standard", "minmax", "quantile", "robust", "none"] = "standard"
     # regression only: train on standardised y (predictions stay in the original units); auto = when the
     # target's mean or spread is far from 0 / 1
     target_scaling: Literal["auto", "standard", "none"] = "auto"
