@@ -105,7 +105,7 @@ def _example_layers():
     import keras
 
     from estimators.common.batch_ensemble import BatchEnsembleDense, MemberMean
-    from estimators.common.embeddings import PeriodicEmbedding
+    from estimators.common.embeddings import FeatureScale, PeriodicEmbedding
 
     return {
         keras.layers.InputLayer: [keras.layers.Dense(3, activation="tanh")],  # a functional model lists its input
@@ -113,6 +113,7 @@ def _example_layers():
         keras.layers.Dropout: [keras.layers.Dense(5, activation="elu"), keras.layers.Dropout(0.5),
                                keras.layers.Dense(1)],
         PeriodicEmbedding: [PeriodicEmbedding(3, 0.5, 2, seed=0), keras.layers.Dense(2, activation="softmax")],
+        FeatureScale: [FeatureScale(), PeriodicEmbedding(3, 0.5, 2, seed=0), keras.layers.Dense(1)],
         BatchEnsembleDense: [BatchEnsembleDense(5, 3, activation="relu", random_signs=True, seed=0),
                              BatchEnsembleDense(2, 3)],
         MemberMean: [BatchEnsembleDense(5, 3, activation="tanh"), keras.layers.Dropout(0.5),
