@@ -22,6 +22,7 @@ the other):
   +-3) instead of quantile (a lever swapped).
 * ``feature-scaling``: ``model.feature_scaling: true`` (RealMLP's trainable per-feature scale, first layer; a
   lever added).
+* ``cosine+feature-scaling``: both of the two above (the levers that paid alone, together).
 * ``plain``: ``studies/housing_plain.yaml``, the default before the levers (plain MLP, best trial alone).
 * ``plain+ensemble``: the same with the default's ensemble.
 
@@ -52,7 +53,8 @@ from vs_classic import _fmt, _median, run_ours
 
 PLAIN_STUDY = ROOT / "studies" / "housing_plain.yaml"
 VARIANTS = ("default", "train-only", "one-worker", "no-embedding", "constant-lr", "no-dropout", "adamw",
-            "per-layer-widths", "lr-range-test", "cosine", "robust-scaling", "feature-scaling", "plain",
+            "per-layer-widths", "lr-range-test", "cosine", "robust-scaling", "feature-scaling",
+            "cosine+feature-scaling", "plain",
             "plain+ensemble")
 
 
@@ -73,6 +75,8 @@ def variant_config(name: str, study: Path, smoke: bool):
         data["preprocessing"] = {**data.get("preprocessing", {}), "scaling": "robust"}
     elif name == "feature-scaling":
         data["model"] = {**data.get("model", {}), "feature_scaling": True}
+    elif name == "cosine+feature-scaling":
+        data["model"] = {**data.get("model", {}), "lr_schedule": "cosine", "feature_scaling": True}
     elif name == "no-dropout":
         data["space"].pop("dropout", None)
     elif name == "adamw":

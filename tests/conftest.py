@@ -14,6 +14,29 @@ from tuning.parallel.process import configure_study_process  # noqa: E402
 configure_study_process()
 
 
+@pytest.fixture(autouse=True)
+def warm_study_workers(request, monkeypatch):
+    """The worker processes a study run in a test starts (``search.workers``) start warm, as the tests' own
+    commands do (tests/warm_python.py): forked from a process that has the libraries imported, a TensorFlow
+    start-up saved per worker. A test marked ``cold_workers`` gets them as the study starts them."""
+    if request.node.get_closest_marker("cold_workers"):
+        return
+    import subprocess
+    import types
+
+    from tests import warm_python
+    from tuning.parallel import workers
+
+    def popen(cmd, *args, env=None, **kwargs):
+        if args or kwargs:  # not the way spawn_workers starts a worker
+            return subprocess.Popen(cmd, *args, env=env, **kwargs)
+        streams = [f"/proc/{os.getpid()}/fd/{fd}" for fd in (1, 2)]  # inherited, as Popen's child would
+        streams = [path if os.path.exists(path) else os.devnull for path in streams]
+        return warm_python.popen(cmd, env=env, stdout=streams[0], stderr=streams[1])
+
+    monkeypatch.setattr(workers, "subprocess", types.SimpleNamespace(**{**vars(subprocess), "Popen": popen}))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def mlflow_template_db(tmp_path_factory):
     """Create (and migrate) an empty MLflow SQLite store once; tests copy it instead of migrating anew.

@@ -24,6 +24,8 @@ from tuning.search.store.optuna import OptunaStore
 from tuning.tracking.runlayout import STUDY_REASON
 from tuning.tracking.tracker import MlflowTracker
 
+# a failing study's processes are counted as this process's children: its workers start as a study starts them
+pytestmark = pytest.mark.cold_workers
 MODELS = Path(__file__).resolve().parents[1] / "studies" / "models"
 
 

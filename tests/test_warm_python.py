@@ -98,3 +98,19 @@ def test_other_commands_start_cold(tmp_path):
     done = warm_python.run([sys.executable, "-X", "utf8", "-c", "import sys; print('tensorflow' in sys.modules)"],
                            cwd=tmp_path)
     assert done.stdout.strip() == "False"
+
+
+def test_a_studys_workers_start_warm_unless_the_test_says_cold(tmp_path):
+    from tuning.parallel import workers
+
+    assert workers.subprocess.Popen is not subprocess.Popen  # tests/conftest.py: warm_study_workers
+    assert workers.subprocess.TimeoutExpired is subprocess.TimeoutExpired  # the rest of the module as it is
+    process = workers.subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(5)"], env=dict(os.environ))
+    assert isinstance(process, warm_python.WarmProcess) and process.wait(timeout=60) == 5
+
+
+@pytest.mark.cold_workers
+def test_a_test_marked_cold_workers_gets_the_real_popen():
+    from tuning.parallel import workers
+
+    assert workers.subprocess.Popen is subprocess.Popen
