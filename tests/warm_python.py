@@ -41,26 +41,9 @@ _SESSION_ENV = dict(os.environ)
 
 # The warm process: imports the libraries, then serves requests on a Unix socket, one connection per
 # command: it forks, answers the child's pid, and when the child ends, its wait status. serve() returns only
-# in a child, which then becomes the command (``start``) and ends as Python ends.
+# in a child, which then becomes the command (``start``) and ends as Python ends. Its file is this text after
+# the imports and the two message functions below (_server_source).
 _SERVER = r'''
-import json, os, select, socket, struct, sys
-
-def _send(conn, message):
-    data = json.dumps(message).encode()
-    conn.sendall(struct.pack("!I", len(data)) + data)
-
-def _receive(conn):
-    head = b""
-    while len(head) < 4:
-        chunk = conn.recv(4 - len(head))
-        if not chunk:
-            return None
-        head += chunk
-    size, data = struct.unpack("!I", head)[0], b""
-    while len(data) < size:
-        data += conn.recv(size - len(data))
-    return json.loads(data)
-
 def serve(path):
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -160,7 +143,7 @@ class _Warm:
         with self.lock:
             if self.process is None or self.process.poll() is not None:
                 server = self.folder / "server.py"
-                server.write_text(_SERVER)
+                server.write_text(_server_source())
                 env = {k: v for k, v in _SESSION_ENV.items() if k != "PYTHONPATH"}
                 Path(self.socket).unlink(missing_ok=True)
                 self.process = subprocess.Popen(
@@ -193,6 +176,14 @@ def _receive(conn: socket.socket) -> dict | None:
             return None
         data += chunk
     return json.loads(data)
+
+
+def _server_source() -> str:
+    """The warm process's script: its imports, :func:`_send` and :func:`_receive` as they are here, then _SERVER."""
+    import inspect
+
+    return "import json, os, select, socket, struct, sys\n\n" + inspect.getsource(_send) + "\n" \
+        + inspect.getsource(_receive) + _SERVER
 
 
 def _parse(args: list[str]) -> tuple[str, str, list[str]] | None:
