@@ -19,8 +19,9 @@ absent is skipped with the reason.
 
 Score: regression test RMSE, classification test accuracy; the ratio ours / HGB is RMSE ours / RMSE HGB,
 or accuracy HGB / accuracy ours (1/accuracy), lower is better: below 1 the minimal study wins (the same for
-ours / tuned HGB). ``--members K`` fixes ``model.members`` in the study and ``--trials N`` its number of
-trials (issue 36's lever measured alone: one ``--out`` per setting). The table
+ours / tuned HGB). ``--members K`` fixes ``model.members`` in the study, ``--model KEY=VALUE ...`` any other
+``model`` setting (``--model feature_scaling=true lr_schedule=cosine``) and ``--trials N`` its number of
+trials (issue 36's levers measured alone: one ``--out`` per setting). The table
 gives medians over the seeds and each table's wall time (the whole study: loading, search, MLflow,
 ensemble retraining, export, report).
 
@@ -115,15 +116,15 @@ def pip_table(table: str, out: Path) -> Path:
 
 
 def study(table: str, seed: int, section: dict, out: Path, smoke: bool, members: int | None = None,
-          trials: int | None = None):
+          trials: int | None = None, model: dict | None = None):
     """The minimal study of ``table``: name and dataset, ``--seed`` and where its files go (as the command
-    line's options would set them; ``members``: ``model.members``, ``trials``: ``--n-trials``); smoke: 2 trials
-    of 2 epochs in one process."""
+    line's options would set them; ``members``: ``model.members``, ``model``: other ``model`` settings,
+    ``trials``: ``--n-trials``); smoke: 2 trials of 2 epochs in one process."""
     from tuning.config.schema import load_study_dict
 
     data = {"name": f"minimal-{table}", "dataset": section}
-    if members is not None:
-        data["model"] = {"members": members}
+    if members is not None or model:
+        data["model"] = {**(model or {}), **({} if members is None else {"members": members})}
     if smoke:
         data.update(search=dict(SMOKE_SEARCH), training={"epochs": 2})
     run_dir = out / "runs" / f"{table}-{seed}"
@@ -138,11 +139,12 @@ def score_name(task: str) -> str:
 # ------------------------------------------------------------------------------------------ runs
 
 
-def run_ours(table: str, seed: int, section: dict, out: Path, smoke: bool, members=None, trials=None) -> dict:
+def run_ours(table: str, seed: int, section: dict, out: Path, smoke: bool, members=None, trials=None,
+             model=None) -> dict:
     study_process()
     from tuning.study import run_study
 
-    config = study(table, seed, section, out, smoke, members, trials)
+    config = study(table, seed, section, out, smoke, members, trials, model)
     started = time.perf_counter()
     result = run_study(config, quiet=True, fresh=True)
     wall = time.perf_counter() - started
@@ -153,6 +155,7 @@ def run_ours(table: str, seed: int, section: dict, out: Path, smoke: bool, membe
     return {"tool": "ours", "score_name": name, "score": result.test_metrics[name], "wall_time_s": wall,
             "task": task, "rows": facts["rows"], "columns": facts["columns"], "n_trials": len(result.records),
             "ensemble_members": len((result.ensemble or {}).get("members", [])) or 1, "members": members or 1,
+            **({"model": model} if model else {}),
             "in_run_baseline": metrics.get("baseline", {}).get("test", {}).get(name)}
 
 
@@ -351,16 +354,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS), help="what runs (default: all)")
     p.add_argument("--members", type=int, help="model.members of the study (default: the recipe's, 1)")
     p.add_argument("--trials", type=int, help="the study's number of trials (default: the recipe's)")
+    p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="model settings of the study, each a YAML value (feature_scaling=true)")
     p.add_argument("--worker", choices=TOOLS, help=argparse.SUPPRESS)
     p.add_argument("--table", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
+def model_settings(pairs: list[str]) -> dict:
+    """``["feature_scaling=true", ...]`` -> ``{"feature_scaling": True, ...}`` (each value read as YAML)."""
+    import yaml
+
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--model {pair}: expected KEY=VALUE")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
 def worker(args: argparse.Namespace) -> int:
     section = dataset_section(args.table, args.data, args.out)
     if args.worker == "ours":
-        run = run_ours(args.table, args.seed, section, args.out, args.smoke, args.members, args.trials)
+        run = run_ours(args.table, args.seed, section, args.out, args.smoke, args.members, args.trials,
+                       model_settings(args.model))
     else:
         run = run_hgb(args.table, args.seed, section, args.out, args.smoke, tuned=args.worker == "hgb-tuned")
     result = {**run, "table": args.table, "seed": args.seed, "smoke": args.smoke}
@@ -390,6 +409,7 @@ def main(argv=None) -> int:
             for tool in args.tools:
                 options = [f"--{name}={value}" for name, value in (("members", args.members), ("trials", args.trials))
                            if value is not None and tool == "ours"]
+                options += ["--model", *args.model] if args.model and tool == "ours" else []
                 code = run_worker(__file__, ["--worker", tool, "--table", table, "--seed", str(seed),
                                              "--data", str(args.data.resolve()), "--out", str(args.out), *options]
                                   + (["--smoke"] if args.smoke else []), f"{tool} {table} seed {seed}")

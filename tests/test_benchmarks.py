@@ -34,7 +34,7 @@ SMOKE = {
     # the user's-factory variant: the Hands-On factory compiles its own SGD, which must get the fix too
     "memory_own": ["memory.py", "--smoke", "--own-model", "--csv", "{tmp}/rss_own.csv"],
     "levers": ["levers.py", "--smoke", "--variants", "default", "plain+ensemble", "--out", "{tmp}/levers"],
-    "minimal": ["minimal.py", "--smoke", "--out", "{tmp}/minimal"],
+    "minimal": ["minimal.py", "--smoke", "--out", "{tmp}/minimal", "--model", "feature_scaling=true"],
 }
 # An earlier run's rows under the keys the smoke runs write (method, seed): each must be replaced.
 STALE = {
@@ -305,6 +305,14 @@ def test_minimal_study_smoke(smoke):
     assert cells[8:10] == [f"{tuned['score']:.4g}", f"**{ours['score'] / tuned['score']:.3f}**"]
     assert "tuned HistGradientBoosting" in stdout and ours["members"] == 1
     assert ("beats HistGradientBoosting" in stdout) and _png_size(tmp / "minimal" / "ratio.png")[0] > 300
+    # --model feature_scaling=true: the study's networks start with the per-feature scale
+    from tuning.export.files import load_model
+
+    assert ours["model"] == {"feature_scaling": True} and "model" not in hgb
+    (export,) = (tmp / "minimal" / "runs").glob("*/export")
+    fitted = load_model(export).named_steps["model"]
+    for network in getattr(fitted, "estimators_", [fitted]):
+        assert type(network.model_.layers[0]).__name__ == "FeatureScale"
 
 
 @pytest.fixture(scope="module")

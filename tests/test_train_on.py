@@ -17,9 +17,9 @@ from tests.resume_helpers import without_charts
 from tuning.config.schema import load_study, load_study_dict
 from tuning.data.sources import load_dataset
 from tuning.errors import StudyError
-from tuning.export.ensembling import retrained_estimator
+from tuning.export.ensembling import retrained_estimator, stored_output
 from tuning.export.files import load_model
-from tuning.records import COMPLETE, decode_output, encode_output
+from tuning.records import COMPLETE, TrialRecord, decode_output, encode_output
 from tuning.search.trial.runner import make_runner
 
 PLATEAU = {"optimizer": "adam", "lr_schedule": "plateau"}
@@ -175,3 +175,29 @@ def test_the_summary_names_the_exported_ensemble_and_a_baseline_with_one_value_e
     members = json.loads((out / "best_params.json").read_text())["ensemble"]["members"]
     listed = ", ".join(f"trial {m['trial']} (weight {m['weight']:.3g})" for m in members)
     assert f"ensemble of {len(members)}: {listed}" in html
+
+
+def test_stored_class_probabilities_are_rows_that_sum_to_one_for_log_loss():
+    """A trial keeps its validation probabilities in float32; read back for the ensemble's greedy selection and
+    its reported validation score, each row sums to one in float64, so log_loss neither warns nor scores
+    rows that are not probabilities (seen on credit-g: rows off one by 2.7e-8)."""
+    import warnings
+
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=4.0, size=(500, 3))
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    record = TrialRecord(number=0, params={}, state=COMPLETE, value=0.5, valid_output=proba.astype(np.float32))
+    y = rng.integers(0, 3, size=500)
+    raw = np.asarray(record.valid_output, dtype=np.float64)
+    assert np.abs(raw.sum(axis=1) - 1).max() > np.sqrt(np.finfo(np.float64).eps)  # what log_loss warns about
+    read = stored_output(record, regression=False)
+    np.testing.assert_allclose(read.sum(axis=1), 1.0, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(read, proba, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert log_loss(y, read, labels=[0, 1, 2]) == pytest.approx(log_loss(y, proba, labels=[0, 1, 2]), rel=1e-6)
+    values = rng.normal(size=50).astype(np.float32)
+    regression = TrialRecord(number=1, params={}, state=COMPLETE, value=0.5, valid_output=values)
+    np.testing.assert_array_equal(stored_output(regression, regression=True), values.astype(np.float64))

@@ -27,7 +27,7 @@ from tuning.search.trial import metrics
 from tuning.search.trial.keeper import ModelKeeper
 from tuning.search.trial.runner import TrialRunner
 
-__all__ = ["build_ensemble", "divergence", "exported_estimator", "exported_estimators", "exported_model",
+__all__ = ["build_ensemble", "divergence", "exported_estimator", "exported_estimators", "exported_model", "stored_output",
            "fitted_estimator", "ranked_trials", "retrained_estimator", "retrained_estimators"]
 
 
@@ -126,6 +126,13 @@ def ranked_trials(records: list[TrialRecord], direction: str, n: int) -> list[Tr
     return sorted(done, key=lambda r: (sign * r.value, r.number))[:n]
 
 
+def stored_output(record: TrialRecord, regression: bool) -> np.ndarray:
+    """A trial's kept validation output in float64; class probabilities kept in float32 have rows off one by
+    up to ~1e-7, which scikit-learn's ``log_loss`` warns about in float64: each row divided by its sum."""
+    output = np.asarray(record.valid_output, dtype=np.float64)
+    return output if regression or output.ndim != 2 else output / output.sum(axis=1, keepdims=True)
+
+
 def _validation_loss(runner: TrialRunner):
     """The loss greedy selection minimises: MSE of predictions, or log loss of class probabilities."""
     y_valid = np.asarray(runner.data.y_valid)
@@ -155,7 +162,7 @@ def build_ensemble(runner: TrialRunner, records: list[TrialRecord], config: Ense
     chosen = ranked_trials(records, runner.direction, n)
     X_valid = runner.data.X_valid
     if all(r.valid_output is not None for r in chosen):
-        outputs = [np.asarray(r.valid_output, dtype=np.float64) for r in chosen]
+        outputs = [stored_output(r, regression) for r in chosen]
     else:  # trials stored before outputs were kept: predict with their models
         models = [fitted_estimator(runner, record, keeper) for record in chosen]
         outputs = [m.predict(X_valid) if regression else m.predict_proba(X_valid) for m in models]
