@@ -5,7 +5,9 @@ in a tiny study whose export predicts raw rows."""
 
 from __future__ import annotations
 
+import json
 import pickle
+import sys
 
 import keras
 import numpy as np
@@ -16,6 +18,7 @@ from sklearn.base import clone
 from estimators import KerasMLPRegressor, build_model
 from estimators.common.batch_ensemble import BatchEnsembleDense
 from estimators.common.embeddings import FeatureScale, PeriodicEmbedding
+from tests import warm_python
 from tests.helpers import run_study_without_model_logging, write_study
 from tuning.config.schema import PreprocessingConfig, StudyConfigError, load_study_dict
 from tuning.data.preprocessing import RobustSmoothClip, build_preprocessor, make_scaler
@@ -186,3 +189,12 @@ def test_a_study_with_both_levers_exports_a_model_that_predicts_raw_rows(tmp_pat
     assert pred.shape == (5,) and np.isfinite(pred).all()
     far = rows.assign(bmi=rows["bmi"] * 1e6)  # an outlier far outside the training rows: clipped, still finite
     assert np.isfinite(model.predict(far)).all()
+    # a new process in another folder reads the rows from their CSV file and predicts the same
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "elsewhere").mkdir()
+    code = ("import sys, json, pandas as pd; from tuning.export.files import load_model; "
+            "print(json.dumps(load_model(sys.argv[1]).predict(pd.read_csv(sys.argv[2])).tolist()))")
+    done = warm_python.run([sys.executable, "-c", code, str(tmp_path / "out"), str(tmp_path / "rows.csv")],
+                           cwd=tmp_path / "elsewhere", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose(json.loads(done.stdout.splitlines()[-1]), pred, rtol=1e-12)

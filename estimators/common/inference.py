@@ -6,10 +6,11 @@ in a register tile (the last rows of a batch that do not fill a tile take a narr
 alone takes the matrix-vector path). The same row then scores ~1e-7 relative apart in different
 batches, and which rows differ depends on the kernels the processor gets (its vector width). In float64
 the same effect is ~1e-16 relative, so predictions are computed in float64 from the fitted weights: for the
-networks ``build_model`` makes (Dense layers with the usual activations, Dropout, periodic embeddings,
-feature scales, BatchEnsemble members) by a NumPy forward pass, which costs nothing to set up; for any other network (a
-user's functional model) by a float64 copy of the Keras model, built from the current weights at each
-predict (never stored, so never stale and never pickled). A subclassed model, which cannot be copied layer by layer, predicts in float32.
+networks ``build_model`` makes (Dense layers with the usual activations, Dropout, feature scales, periodic
+embeddings, BatchEnsemble members) by a NumPy forward pass, which costs nothing to set up; for any other
+network (a user's functional model) by a float64 copy of the Keras model, built from the current weights at
+each predict (never stored, so never stale and never pickled). A subclassed model, which cannot be copied
+layer by layer, predicts in float32.
 """
 
 from __future__ import annotations

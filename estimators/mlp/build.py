@@ -78,11 +78,11 @@ def build_model(
     unit and binary cross-entropy for binary, ``n_classes`` softmax units and sparse categorical
     cross-entropy for multi-class. ``n_hidden=0`` gives a linear / logistic model. With
     ``feature_scaling=True`` each feature is first multiplied by a trainable weight that starts at 1
-    (:class:`FeatureScale`, RealMLP's scale layer). With ``numeric_embedding="periodic"`` the features first go through a :class:`PeriodicEmbedding`
-    (``n_frequencies``, ``frequency_scale``, ``embedding_dim``). With ``members=k > 1`` every Dense layer is a
-    :class:`BatchEnsembleDense` of ``k`` members (TabM), trained on the mean of the members' losses, whose outputs
-    the model averages at inference (estimators.common.batch_ensemble). With ``seed``
-    every initializer and dropout layer is seeded, so the weights do not depend on global state.
+    (:class:`FeatureScale`, RealMLP's scale layer). With ``numeric_embedding="periodic"`` the features then go
+    through a :class:`PeriodicEmbedding` (``n_frequencies``, ``frequency_scale``, ``embedding_dim``). With
+    ``members=k > 1`` every Dense layer is a :class:`BatchEnsembleDense` of ``k`` members (TabM), trained on
+    the mean of the members' losses, whose outputs the model averages at inference
+    (estimators.common.batch_ensemble). With ``seed`` every initializer and dropout layer is seeded, so the weights do not depend on global state.
     Each knob is checked against the hyperparameter table (``estimators.common.hyperparams``).
     """
     given = locals()

@@ -8,8 +8,8 @@ pipeline plus notes for the user:
    numbers as float64, categories as strings (missing stays missing), booleans as 0/1, ISO dates as
    year / month / day / day-of-week / hour numbers.
 2. A ``ColumnTransformer``: numbers imputed (median, optional missing indicator) then scaled as
-   ``preprocessing.scaling`` says (``robust``: :class:`RobustSmoothClip`); categories imputed (``"missing"``) and one-hot encoded, rare ones grouped
-   (``min_frequency``) and unseen ones ignored.
+   ``preprocessing.scaling`` says (``robust``: :class:`RobustSmoothClip`); categories imputed (``"missing"``)
+   and one-hot encoded, rare ones grouped (``min_frequency``) and unseen ones ignored.
 3. The result as a float32 array.
 
 String columns whose values are (nearly) all distinct, such as names or IDs, carry nothing a network can

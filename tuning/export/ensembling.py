@@ -27,8 +27,8 @@ from tuning.search.trial import metrics
 from tuning.search.trial.keeper import ModelKeeper
 from tuning.search.trial.runner import TrialRunner
 
-__all__ = ["build_ensemble", "divergence", "exported_estimator", "exported_estimators", "exported_model", "stored_output",
-           "fitted_estimator", "ranked_trials", "retrained_estimator", "retrained_estimators"]
+__all__ = ["build_ensemble", "divergence", "exported_estimator", "exported_estimators", "exported_model",
+           "fitted_estimator", "ranked_trials", "retrained_estimator", "retrained_estimators", "stored_output"]
 
 
 def fitted_estimator(runner: TrialRunner, record: TrialRecord, keeper: ModelKeeper | None = None):
@@ -141,8 +141,8 @@ def _validation_loss(runner: TrialRunner):
         return lambda pred: float(np.mean((pred - y) ** 2))
 
     def loss(proba, labels=None) -> float:
-        # float64 rows that sum to one (float32 outputs, weighted sums and clipping leave them off by ~1e-7,
-        # which log_loss would warn about once per greedy step)
+        # float64 rows that sum to one (weighted sums and clipping leave them off by a little, which log_loss
+        # would warn about once per greedy step)
         proba = np.clip(np.asarray(proba, dtype=np.float64), 1e-15, 1.0)
         if proba.ndim == 2:
             proba = proba / proba.sum(axis=1, keepdims=True)
